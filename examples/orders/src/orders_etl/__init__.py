@@ -1,0 +1,1 @@
+"""Task functions of the orders example pipeline."""

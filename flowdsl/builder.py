@@ -1,0 +1,389 @@
+"""The builder: lark rule callbacks that make IR nodes while the parser runs.
+
+Lark calls these methods as the LALR parser reduces each rule (the
+transformer is given to the parser, so no parse tree is ever built). They
+never raise for a problem a user can fix; they record a Diagnostic and go on,
+so one pass reports every problem of a file. The only exceptions are limits
+that protect later stages (nesting depth), raised through `fail`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Dict, List, Optional, Tuple
+
+from lark import Token, Transformer
+
+from . import ir
+from .diagnostics import Diagnostic, fail
+from .ir import Span
+from .strings import scan
+
+# Deeper lists and maps than this are refused: later stages walk expressions
+# recursively, and no real pipeline nests 100 levels.
+MAX_NESTING = 100
+# Integers are kept to what msgpack and every consumer can carry.
+MAX_INT = 2**63 - 1
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"(\d[\d_]*)(ms|s|m|h|d|w)")
+
+# Statements a task may write in `defaults` (the rest are per task).
+DEFAULTABLE = ("retry", "timeout", "when", "output", "cache", "tags")
+
+
+def parse_duration(text: str) -> float:
+    return sum(int(n.replace("_", "")) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def tok_span(file: str, tok: Token) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+class Builder(Transformer):
+    """One instance serves every parse; `begin` resets it for the next file."""
+
+    def __init__(self) -> None:
+        super().__init__(visit_tokens=False)
+        self.begin("<string>")
+
+    def begin(self, file: str) -> None:
+        self.file = file
+        self.diagnostics: List[Diagnostic] = []
+        self._depth: Dict[int, int] = {}
+
+    # ---- helpers -----------------------------------------------------------
+
+    def report(self, code: str, message: str, span: Span, hint: Optional[str] = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, hint))
+
+    def span(self, tok: Token) -> Span:
+        return Span(self.file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+    def string(self, tok: Token) -> ir.Template:
+        return scan(tok.value, tok.line, tok.column, self.file, self.report)
+
+    def expr(self, child: Any) -> ir.Expr:
+        """Children that are bare string tokens become Templates."""
+        if isinstance(child, Token):
+            return self.string(child)
+        return child
+
+    def word(self, tok: Token) -> ir.Word:
+        return ir.Word(tok.value, self.span(tok))
+
+    # ---- values ------------------------------------------------------------
+
+    def number(self, c):
+        tok = c[0]
+        text = tok.value.replace("_", "")
+        span = self.span(tok)
+        if any(ch in text for ch in ".eE"):
+            value = float(text)
+            if not math.isfinite(value):
+                self.report("E010", f"number `{_cut(tok.value)}` is too large", span)
+                value = 0.0
+        else:
+            digits = len(text.lstrip("-"))
+            value = int(text) if digits <= 19 else MAX_INT + 1
+            if abs(value) > MAX_INT:
+                self.report("E010", f"number `{_cut(tok.value)}` is out of range",
+                            span, f"whole numbers must lie within ±{MAX_INT}")
+                value = 0
+        return ir.Literal(value, span)
+
+    def duration(self, c):
+        tok = c[0]
+        seconds = parse_duration(tok.value)
+        if seconds > 100 * 365 * 86400:
+            self.report("E010", f"duration `{_cut(tok.value)}` is out of range", self.span(tok),
+                        "durations are limited to 100 years")
+            seconds = 0
+        return ir.Duration(seconds, tok.value, self.span(tok))
+
+    def true(self, c):
+        return ir.Literal(True, self.span(c[0]))
+
+    def false(self, c):
+        return ir.Literal(False, self.span(c[0]))
+
+    def null(self, c):
+        return ir.Literal(None, self.span(c[0]))
+
+    def _nest(self, node, children) -> Any:
+        depth = 1 + max((self._depth.get(id(ch), 0) for ch in children), default=0)
+        if depth > MAX_NESTING:
+            fail("E009", f"lists and maps nest deeper than {MAX_NESTING} levels", node.span)
+        if depth > 1:
+            self._depth[id(node)] = depth
+        return node
+
+    def list(self, c):
+        items = tuple(self.expr(x) for x in c[1:-1] if x is not None)
+        return self._nest(ir.ListExpr(items, self.span(c[0]).to(self.span(c[-1]))), items)
+
+    def map(self, c):
+        entries = []
+        for i in range(1, len(c) - 1, 2):
+            key = c[i]
+            name = self.string(key).text if key.type == "STRING" else key.value
+            entries.append(ir.Entry(name, self.span(key), self.expr(c[i + 1])))
+        seen: Dict[str, ir.Entry] = {}
+        for e in entries:
+            if e.key in seen:
+                first = seen[e.key].key_span
+                self.report("E203", f"key `{e.key}` is given twice", e.key_span,
+                            f"first given at line {first.line}, column {first.col}")
+            else:
+                seen[e.key] = e
+        node = ir.MapExpr(tuple(entries), self.span(c[0]).to(self.span(c[-1])))
+        return self._nest(node, [e.value for e in entries])
+
+    def ref(self, c):
+        path: List[Any] = []
+        for tok in c[1:]:
+            if tok.type == "NUMBER":
+                text = tok.value.replace("_", "")
+                if not text.isdigit() or len(text) > 18:
+                    self.report("E101", f"index `{tok.value}` is not a whole number from 0", self.span(tok))
+                    path.append(0)
+                else:
+                    path.append(int(text))
+            elif tok.type == "STRING":
+                path.append(self.string(tok).text)
+            else:
+                path.append(tok.value)
+        return ir.Ref(c[0].value, tuple(path), self.span(c[0]).to(self.span(c[-1])))
+
+    def env_call(self, c):
+        name = self.string(c[1])
+        default = self.expr(c[2]) if c[2] is not None else None
+        end = default.span if default is not None else name.span
+        return ir.EnvCall(self._constant(name, "a variable name"), default, False, self.span(c[0]).to(end))
+
+    def secret_call(self, c):
+        name = self.string(c[1])
+        return ir.EnvCall(self._constant(name, "a secret's name"), None, True, self.span(c[0]).to(name.span))
+
+    def _constant(self, t: ir.Template, what: str) -> str:
+        if not t.is_constant:
+            self.report("E106", f"{what} cannot hold interpolated fields", t.span, "write the text itself")
+        return t.text
+
+    # ---- task statements ---------------------------------------------------
+    # Each returns (statement keyword, value, keyword span) for task/pipeline.
+
+    def description(self, c):
+        return ("description", self.string(c[1]), self.span(c[0]))
+
+    def run_action(self, c):
+        module, attr = c[1].value.split(":", 1)
+        callable_ = ir.CallableRef(module, attr, self.span(c[1]))
+        return ("action", ir.RunAction(callable_, self.span(c[0]).to(callable_.span)), self.span(c[0]))
+
+    def sh_action(self, c):
+        command = self.string(c[1])
+        return ("action", ir.ShAction(command, self.span(c[0]).to(command.span)), self.span(c[0]))
+
+    def exec_action(self, c):
+        argv = self.expr(c[1])
+        return ("action", ir.ExecAction(argv, self.span(c[0]).to(argv.span)), self.span(c[0]))
+
+    def with_args(self, c):
+        return ("with", c[1], self.span(c[0]))
+
+    def after(self, c):
+        return ("after", tuple(ir.Name(t.value, self.span(t)) for t in c[1:]), self.span(c[0]))
+
+    def retry(self, c):
+        options: Dict[str, Any] = {}
+        for kind, value, span in c[2:]:
+            if kind in options:
+                self.report("E207", f"`{kind}` is given twice in this retry", span)
+            options[kind] = value
+        count = self.expr(c[1])
+        last = c[-1][1] if len(c) > 2 else count
+        end = last[-1].span if isinstance(last, tuple) else last.span
+        node = ir.Retry(count, options.get("delay"), options.get("backoff"), options.get("max_delay"),
+                        options.get("jitter"), options.get("on", ()), self.span(c[0]).to(end))
+        return ("retry", node, self.span(c[0]))
+
+    def retry_delay(self, c):
+        return ("delay", self.expr(c[1]), self.span(c[0]))
+
+    def retry_backoff(self, c):
+        return ("backoff", self.expr(c[1]), self.span(c[0]))
+
+    def retry_max_delay(self, c):
+        return ("max_delay", self.expr(c[1]), self.span(c[0]))
+
+    def retry_jitter(self, c):
+        return ("jitter", self.expr(c[1]), self.span(c[0]))
+
+    def retry_on(self, c):
+        return ("on", tuple(c[1:]), self.span(c[0]))
+
+    def dotted_name(self, c):
+        return ir.Name(".".join(t.value for t in c), self.span(c[0]).to(self.span(c[-1])))
+
+    def timeout(self, c):
+        return ("timeout", self.expr(c[1]), self.span(c[0]))
+
+    def when(self, c):
+        return ("when", self.word(c[1]), self.span(c[0]))
+
+    def foreach(self, c):
+        items = self.expr(c[3])
+        node = ir.Foreach(ir.Name(c[1].value, self.span(c[1])), items, self.span(c[0]).to(items.span))
+        return ("foreach", node, self.span(c[0]))
+
+    def output(self, c):
+        return ("output", self.word(c[1]), self.span(c[0]))
+
+    def cache(self, c):
+        ttl = self.expr(c[1]) if c[1] is not None else None
+        return ("cache", ir.Cache(ttl, self.span(c[0]).to(ttl.span if ttl else self.span(c[0]))), self.span(c[0]))
+
+    def tags(self, c):
+        names = []
+        for t in c[1:]:
+            names.append(ir.Name(self.string(t).text if t.type == "STRING" else t.value, self.span(t)))
+        return ("tags", tuple(names), self.span(c[0]))
+
+    def _settings(self, stmts: Dict[str, Any]) -> ir.Settings:
+        return ir.Settings(stmts.get("retry"), stmts.get("timeout"), stmts.get("when"),
+                           stmts.get("output"), stmts.get("cache"), stmts.get("tags", ()))
+
+    def _collect(self, stmts, where: str, repeatable=("schedule", "hook", "pythonpath", "after", "tags")):
+        """Statements by keyword; a statement given twice is reported once."""
+        out: Dict[str, Any] = {}
+        first: Dict[str, Span] = {}
+        for kind, value, span in stmts:
+            if kind in repeatable:
+                out.setdefault(kind, []).append(value)
+                continue
+            if kind in out:
+                keyword = "run`, `sh` or `exec" if kind == "action" else kind
+                prior = first[kind]
+                code, msg = ("E209", f"{where} has more than one action") if kind == "action" else \
+                    ("E207", f"`{keyword}` is given twice in {where}")
+                self.report(code, msg, span, f"the first is at line {prior.line}, column {prior.col}")
+                continue
+            out[kind] = value
+            first[kind] = span
+        return out
+
+    def task(self, c):
+        name = c[1]
+        where = f"task `{name.value}`"
+        stmts = self._collect(c[2:], where)
+        after = tuple(n for group in stmts.get("after", ()) for n in group)
+        stmts["tags"] = tuple(n for group in stmts.get("tags", ()) for n in group)
+        span = self.span(c[0]).to(self.span(name))
+        if "action" not in stmts:
+            self.report("E208", f"task `{name.value}` has no action", self.span(name),
+                        "give it one of `run module:function`, `sh \"command\"` or `exec [\"prog\", ...]`")
+        return ir.Task(name.value, self.span(name), stmts.get("action"), stmts.get("with"), after,
+                       stmts.get("foreach"), stmts.get("description"), self._settings(stmts), span)
+
+    # ---- pipeline statements -----------------------------------------------
+
+    def schedule_cron(self, c):
+        expr = self.string(c[2])
+        tz = self.string(c[4]) if c[4] is not None else None
+        return ("schedule", ir.Schedule("cron", expr, tz, self.span(c[0]).to((tz or expr).span)), self.span(c[0]))
+
+    def schedule_every(self, c):
+        interval = self.expr(c[2])
+        anchor = self.string(c[4]) if c[4] is not None else None
+        end = (anchor or interval).span
+        return ("schedule", ir.Schedule("every", interval, anchor, self.span(c[0]).to(end)), self.span(c[0]))
+
+    def schedule_at(self, c):
+        when = self.string(c[2])
+        return ("schedule", ir.Schedule("at", when, None, self.span(c[0]).to(when.span)), self.span(c[0]))
+
+    def window(self, c):
+        start = self.string(c[1])
+        end = self.string(c[3]) if c[3] is not None else None
+        return ("window", ir.Window(start, end, self.span(c[0]).to((end or start).span)), self.span(c[0]))
+
+    def catchup(self, c):
+        return ("catchup", self.word(c[1]), self.span(c[0]))
+
+    def overlap(self, c):
+        return ("overlap", self.word(c[1]), self.span(c[0]))
+
+    def results(self, c):
+        return ("results", self.word(c[1]), self.span(c[0]))
+
+    def concurrency(self, c):
+        return ("concurrency", self.expr(c[1]), self.span(c[0]))
+
+    def executor(self, c):
+        address = self.string(c[2]) if len(c) > 2 else None
+        end = address.span if address else self.span(c[1])
+        return ("executor", ir.Executor(c[1].value, address, self.span(c[0]).to(end)), self.span(c[0]))
+
+    def pythonpath(self, c):
+        return ("pythonpath", tuple(self.string(t) for t in c[1:]), self.span(c[0]))
+
+    def params(self, c):
+        return ("params", c[1], self.span(c[0]))
+
+    def defaults(self, c):
+        allowed = []
+        for stmt in c[1:]:
+            kind, _, span = stmt
+            if kind in DEFAULTABLE:
+                allowed.append(stmt)
+            else:
+                keyword = "run`, `sh` or `exec" if kind == "action" else kind
+                self.report("E210", f"`{keyword}` cannot be given in `defaults`", span,
+                            "defaults may hold " + ", ".join(f"`{k}`" for k in DEFAULTABLE))
+        stmts = self._collect(allowed, "`defaults`")
+        stmts["tags"] = tuple(n for group in stmts.get("tags", ()) for n in group)
+        return ("defaults", self._settings(stmts), self.span(c[0]))
+
+    def hook(self, c):
+        _, action, _ = c[2]
+        return ("hook", ir.Hook(c[1].value, action, self.span(c[0]).to(action.span)), self.span(c[0]))
+
+    def pipeline(self, c):
+        name = c[1]
+        stmts = self._collect(c[2:], "the pipeline")
+        return ir.Pipeline(
+            name=name.value, name_span=self.span(name), description=stmts.get("description"),
+            schedules=tuple(stmts.get("schedule", ())), window=stmts.get("window"),
+            catchup=stmts.get("catchup"), overlap=stmts.get("overlap"),
+            concurrency=stmts.get("concurrency"), executor=stmts.get("executor"),
+            timeout=stmts.get("timeout"),
+            pythonpath=tuple(p for group in stmts.get("pythonpath", ()) for p in group),
+            params=stmts.get("params"), defaults=stmts.get("defaults", ir.Settings()),
+            results=stmts.get("results"), hooks=tuple(stmts.get("hook", ())),
+            span=self.span(c[0]).to(self.span(name)),
+        )
+
+    def include(self, c):
+        path = self.string(c[1])
+        return ir.Include(self._constant(path, "an include path"), self.span(c[0]).to(path.span))
+
+    def start(self, c):
+        return c
+
+
+def _cut(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def split_blocks(file: str, blocks: List[Any]) -> Tuple[Optional[ir.Pipeline], Tuple[ir.Task, ...], Tuple[ir.Include, ...], List[Diagnostic]]:
+    pipelines = [b for b in blocks if isinstance(b, ir.Pipeline)]
+    diagnostics = []
+    for extra in pipelines[1:]:
+        diagnostics.append(Diagnostic("E211", f"a second pipeline block (`{extra.name}`)", extra.span,
+                                      f"a file holds one pipeline; the first is `{pipelines[0].name}` "
+                                      f"at line {pipelines[0].span.line}"))
+    tasks = tuple(b for b in blocks if isinstance(b, ir.Task))
+    includes = tuple(b for b in blocks if isinstance(b, ir.Include))
+    return (pipelines[0] if pipelines else None), tasks, includes, diagnostics

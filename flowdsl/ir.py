@@ -1,0 +1,347 @@
+"""The typed intermediate representation of a `.flow` program.
+
+The builder turns the parse tree into these frozen dataclasses; everything
+after it (validator, planner, runner, scheduler) reads only them. Nothing here
+imports lark, so the IR pickles and crosses process boundaries as plain data.
+Every node carries the `Span` of the source text it came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional, Tuple, Union
+
+
+@dataclass(frozen=True)
+class Span:
+    """A range of source text; lines and columns count from 1, end exclusive."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+    def to(self, other: Span) -> Span:
+        """The span from the start of this one to the end of `other`."""
+        return Span(self.file, self.line, self.col, other.end_line, other.end_col)
+
+
+# ---- expressions -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A constant: str, int, float, bool or None."""
+
+    value: Any
+    span: Span
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A length of time as written (`1h30m`), kept in seconds."""
+
+    seconds: float
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference: `extract`, `extract.total`, `fetch[0]`, `params.day`, `run.id`.
+
+    `path` holds the accessors after the root name: a str for `.key` or
+    `["key"]`, an int for `[0]`.
+    """
+
+    name: str
+    path: Tuple[Union[str, int], ...]
+    span: Span
+
+    def __str__(self) -> str:
+        out = self.name
+        for part in self.path:
+            out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        return out
+
+
+@dataclass(frozen=True)
+class Field:
+    """An interpolated field of a string: `{run.logical_date:%Y-%m}`."""
+
+    ref: Ref
+    format: Optional[str]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Template:
+    """A string literal: text pieces and interpolated fields, in order."""
+
+    parts: Tuple[Union[str, Field], ...]
+    span: Span
+
+    @property
+    def is_constant(self) -> bool:
+        return all(isinstance(p, str) for p in self.parts)
+
+    @property
+    def text(self) -> str:
+        """The string with each field written back as `{ref}` (exact when constant)."""
+        return "".join(p if isinstance(p, str) else "{" + str(p.ref) + "}" for p in self.parts)
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    items: Tuple[Expr, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    key_span: Span
+    value: Expr
+
+
+@dataclass(frozen=True)
+class MapExpr:
+    entries: Tuple[Entry, ...]
+    span: Span
+
+    def get(self, key: str) -> Optional[Expr]:
+        for entry in self.entries:
+            if entry.key == key:
+                return entry.value
+        return None
+
+
+@dataclass(frozen=True)
+class EnvCall:
+    """`env("NAME", default)` or `secret("NAME")`."""
+
+    name: str
+    default: Optional[Expr]
+    secret: bool
+    span: Span
+
+
+Expr = Union[Literal, Duration, Ref, Template, ListExpr, MapExpr, EnvCall]
+
+
+# ---- task statements -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CallableRef:
+    """`module.path:attr`, found on the pipeline's import path."""
+
+    module: str
+    attr: str
+    span: Span
+
+    def __str__(self) -> str:
+        return f"{self.module}:{self.attr}"
+
+
+@dataclass(frozen=True)
+class RunAction:
+    callable: CallableRef
+    span: Span
+
+
+@dataclass(frozen=True)
+class ShAction:
+    command: Template
+    span: Span
+
+
+@dataclass(frozen=True)
+class ExecAction:
+    argv: Expr
+    span: Span
+
+
+Action = Union[RunAction, ShAction, ExecAction]
+
+
+@dataclass(frozen=True)
+class Name:
+    """A bare name as written, with where it was written (`after a, b`)."""
+
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Retry:
+    count: Expr
+    delay: Optional[Expr]
+    backoff: Optional[Expr]
+    max_delay: Optional[Expr]
+    jitter: Optional[Expr]
+    on: Tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Foreach:
+    var: Name
+    items: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Word:
+    """A keyword argument such as `when always` or `output json`."""
+
+    value: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Cache:
+    ttl: Optional[Expr]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The statements a task and a `defaults` block share.
+
+    Each is None when not written; a task's own statement replaces the
+    default's whole (see `Task.effective`).
+    """
+
+    retry: Optional[Retry] = None
+    timeout: Optional[Expr] = None
+    when: Optional[Word] = None
+    output: Optional[Word] = None
+    cache: Optional[Cache] = None
+    tags: Tuple[Name, ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    name_span: Span
+    action: Optional[Action]
+    args: Optional[MapExpr]
+    after: Tuple[Name, ...]
+    foreach: Optional[Foreach]
+    description: Optional[Template]
+    settings: Settings
+    span: Span
+
+
+# ---- pipeline statements ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One `schedule` statement: kind is `cron`, `every` or `at`.
+
+    `expr` is the cron expression or the ISO datetime (a Template), or the
+    interval (an Expr, normally a Duration); `option` is `tz` for cron and
+    `from` for every.
+    """
+
+    kind: str
+    expr: Expr
+    option: Optional[Template]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Window:
+    start: Template
+    end: Optional[Template]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Executor:
+    kind: str
+    address: Optional[Template]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Hook:
+    event: str
+    action: Action
+    span: Span
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    name_span: Optional[Span]
+    description: Optional[Template] = None
+    schedules: Tuple[Schedule, ...] = ()
+    window: Optional[Window] = None
+    catchup: Optional[Word] = None
+    overlap: Optional[Word] = None
+    concurrency: Optional[Expr] = None
+    executor: Optional[Executor] = None
+    timeout: Optional[Expr] = None
+    pythonpath: Tuple[Template, ...] = ()
+    params: Optional[MapExpr] = None
+    defaults: Settings = field(default_factory=Settings)
+    results: Optional[Word] = None
+    hooks: Tuple[Hook, ...] = ()
+    span: Optional[Span] = None
+
+
+@dataclass(frozen=True)
+class Include:
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Module:
+    """One parsed file: what it declares, before includes are followed."""
+
+    file: str
+    pipeline: Optional[Pipeline]
+    tasks: Tuple[Task, ...]
+    includes: Tuple[Include, ...]
+
+
+@dataclass(frozen=True)
+class Program:
+    """A pipeline with its included tasks merged in: what validate and run see."""
+
+    file: str
+    pipeline: Pipeline
+    tasks: Tuple[Task, ...]
+    files: Tuple[str, ...]
+
+
+RUN_VALUES = ("id", "pipeline", "logical_date", "date", "trigger")
+RESERVED = frozenset({"params", "run", "env", "secret", "true", "false", "null"})
+
+
+def to_data(node: Any) -> Any:
+    """The IR as JSON-ready data (for golden files and `--format json`).
+
+    Spans become `"line:col-end_line:end_col"`; the file is implied.
+    """
+    if isinstance(node, Span):
+        return f"{node.line}:{node.col}-{node.end_line}:{node.end_col}"
+    if isinstance(node, (tuple, list)):
+        return [to_data(item) for item in node]
+    if hasattr(node, "__dataclass_fields__"):
+        out = {"node": type(node).__name__}
+        for f in fields(node):
+            value = getattr(node, f.name)
+            if value is None or value == ():
+                continue
+            out[f.name] = to_data(value)
+        return out
+    return node

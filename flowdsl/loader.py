@@ -1,0 +1,151 @@
+"""The loader: files on disk to a Program, following `include` lines.
+
+Reads bytes (so invalid UTF-8 is a diagnostic, not a traceback), parses each
+file once, follows includes relative to the including file, reports include
+cycles and names defined twice, and merges the tasks of every file into the
+including pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from . import ir
+from .diagnostics import Diagnostic, FlowSyntaxError
+from .ir import Span
+from .parser import parse
+
+
+@dataclass
+class Parsed:
+    """One file as read: its text (for carets) and its Module, if it parsed."""
+
+    file: str
+    text: str
+    module: Optional[ir.Module]
+    diagnostics: List[Diagnostic]
+
+
+@dataclass
+class Loaded:
+    """What `load` returns: the Program (None if it could not be built),
+    every diagnostic found so far, and the text of every file read."""
+
+    program: Optional[ir.Program]
+    diagnostics: List[Diagnostic]
+    sources: Dict[str, str] = field(default_factory=dict)
+
+
+def read_text(path: str) -> Tuple[Optional[str], Optional[Diagnostic]]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return None, Diagnostic("E011", f"cannot read `{path}`: {e.strerror or e}", Span(path, 1, 1, 1, 1))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[:e.start]
+        line = before.count(b"\n") + 1
+        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        return None, Diagnostic("E005", f"byte 0x{data[e.start]:02x} at line {line}, column {col} is not UTF-8",
+                                Span(path, line, col, line, col + 1),
+                                "a .flow file is UTF-8 text; is this the right file?")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n"), None
+
+
+class Loader:
+    """Parses files once each (a folder's files may include one another)."""
+
+    def __init__(self) -> None:
+        self.parsed: Dict[str, Parsed] = {}
+
+    def parse_file(self, path: str) -> Parsed:
+        key = os.path.realpath(path)
+        if key not in self.parsed:
+            text, problem = read_text(path)
+            if problem is not None:
+                self.parsed[key] = Parsed(path, "", None, [problem])
+            else:
+                try:
+                    module, diagnostics = parse(text, path)
+                except FlowSyntaxError as e:
+                    module, diagnostics = None, [e.diagnostic]
+                self.parsed[key] = Parsed(path, text, module, diagnostics)
+        return self.parsed[key]
+
+    def included_by_others(self, paths: List[str]) -> set:
+        """Real paths of the files that some file in `paths` includes."""
+        out = set()
+        for path in paths:
+            p = self.parse_file(path)
+            if p.module is not None:
+                for inc in p.module.includes:
+                    out.add(os.path.realpath(os.path.join(os.path.dirname(path), inc.path)))
+        return out
+
+    def load(self, path: str) -> Loaded:
+        root = self.parse_file(path)
+        diagnostics = list(root.diagnostics)
+        sources = {root.file: root.text}
+        if root.module is None:
+            return Loaded(None, diagnostics, sources)
+        tasks: List[ir.Task] = []
+        files: List[str] = []
+        self._gather(root, [], set(), tasks, files, diagnostics, sources)
+        pipeline = root.module.pipeline or ir.Pipeline(
+            name=_stem(path), name_span=None, span=Span(path, 1, 1, 1, 1))
+        unique: Dict[str, ir.Task] = {}
+        for task in tasks:
+            first = unique.get(task.name)
+            if first is None:
+                unique[task.name] = task
+                continue
+            where = f"line {first.name_span.line}" if first.name_span.file == task.name_span.file \
+                else f"{first.name_span.file}:{first.name_span.line}"
+            diagnostics.append(Diagnostic("E202", f"task `{task.name}` is defined twice", task.name_span,
+                                          f"first defined at {where}"))
+        if not tasks and not any(d.severity == "error" for d in diagnostics):
+            diagnostics.append(Diagnostic("E006", "no tasks are defined", Span(path, 1, 1, 1, 1),
+                                          "add a block such as `task hello { sh \"echo hello\" }`"))
+        program = ir.Program(path, pipeline, tuple(unique.values()), tuple(files))
+        return Loaded(program, diagnostics, sources)
+
+    def _gather(self, parsed: Parsed, stack: List[str], done: set, tasks, files, diagnostics, sources) -> None:
+        key = os.path.realpath(parsed.file)
+        done.add(key)
+        files.append(parsed.file)
+        tasks.extend(parsed.module.tasks)
+        stack = stack + [key]
+        for inc in parsed.module.includes:
+            target = os.path.normpath(os.path.join(os.path.dirname(parsed.file), inc.path))
+            target_key = os.path.realpath(target)
+            if target_key in stack:
+                chain = " → ".join(os.path.basename(k) for k in stack[stack.index(target_key):] + [target_key])
+                diagnostics.append(Diagnostic("E303", f"include cycle: {chain}", inc.span))
+                continue
+            if target_key in done:
+                continue  # included twice along different paths: once is enough
+            if not os.path.isfile(target):
+                diagnostics.append(Diagnostic("E302", f"included file `{inc.path}` not found", inc.span,
+                                              f"looked for {target}"))
+                continue
+            child = self.parse_file(target)
+            sources[child.file] = child.text
+            diagnostics.extend(child.diagnostics)
+            if child.module is None:
+                continue
+            if child.module.pipeline is not None:
+                diagnostics.append(Diagnostic("E304", f"`{inc.path}` has a pipeline block, so it cannot be included",
+                                              child.module.pipeline.span,
+                                              "an included file holds tasks and `include` lines only"))
+            self._gather(child, stack, done, tasks, files, diagnostics, sources)
+
+
+def _stem(path: str) -> str:
+    base = os.path.basename(path)
+    return base[:-5] if base.endswith(".flow") else base

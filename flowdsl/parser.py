@@ -1,0 +1,221 @@
+"""The parser: `.flow` text to IR blocks, and syntax errors in plain words.
+
+The LALR tables are built once: the zipapp carries them as the generated
+module `flowdsl._tables` (made by build_zipapp.py); a checkout or a wheel
+builds them from `grammar/flow.lark` on first use and lets lark cache them.
+The builder runs inside the parser, so no parse tree is ever made.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, FrozenSet, List, Optional, Tuple
+
+from .diagnostics import Diagnostic, FlowSyntaxError, fail
+from .ir import Module, Span
+
+GRAMMAR_FILE = "flow.lark"
+_PARSER = None
+_BUILDER = None
+_LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start="start")
+
+
+def grammar_text() -> str:
+    """The grammar, from the package (wheel, zipapp) or the checkout's grammar/."""
+    here = os.path.dirname(__file__)
+    inside = os.path.join(here, "grammar", GRAMMAR_FILE)
+    loader = globals().get("__loader__")
+    try:
+        return loader.get_data(inside).decode("utf-8")  # works inside a zip too
+    except (OSError, AttributeError):
+        pass
+    with open(os.path.join(here, os.pardir, "grammar", GRAMMAR_FILE), encoding="utf-8") as f:
+        return f.read()
+
+
+def dump_tables() -> dict:
+    """The analysed grammar as plain data, for build_zipapp.py to freeze."""
+    from lark import Lark, __version__
+
+    lark = Lark(grammar_text(), **_LARK_OPTIONS)
+    data, memo = lark.memo_serialize([_terminal_def(), _rule()])
+    return {"lark": __version__, "data": data, "memo": memo}
+
+
+def _terminal_def():
+    from lark.lexer import TerminalDef
+    return TerminalDef
+
+
+def _rule():
+    from lark.grammar import Rule
+    return Rule
+
+
+def _parser():
+    global _PARSER, _BUILDER
+    if _PARSER is None:
+        from lark import Lark, __version__
+
+        from .builder import Builder
+
+        _BUILDER = Builder()
+        try:
+            from . import _tables  # only in the zipapp
+        except ImportError:
+            _tables = None
+        if _tables is not None and _tables.TABLES["lark"] == __version__:
+            _PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"], transformer=_BUILDER)
+        else:
+            _PARSER = Lark(grammar_text(), transformer=_BUILDER, cache=True, **_LARK_OPTIONS)
+    return _PARSER, _BUILDER
+
+
+def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
+    """Parse one file's text. Raises FlowSyntaxError; returns the builder's findings."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+    from .builder import split_blocks
+
+    parser, builder = _parser()
+    builder.begin(file)
+    try:
+        blocks = parser.parse(text)
+    except UnexpectedCharacters as e:
+        _unexpected_character(e, text, file, parser)
+    except UnexpectedToken as e:
+        _unexpected_token(e, text, file, parser)
+    except UnexpectedInput as e:  # any other lark complaint, still with a position
+        fail("E001", str(e).splitlines()[0], Span(file, e.line, e.column, e.line, e.column + 1))
+    pipeline, tasks, includes, more = split_blocks(file, blocks)
+    return Module(file, pipeline, tasks, includes), builder.diagnostics + more
+
+
+# ---- friendly syntax errors --------------------------------------------------
+
+_WORDS = {
+    "NAME": "a name", "STRING": "a string", "LONG_STRING": "a string", "NUMBER": "a number",
+    "DURATION": "a duration", "CALLABLE": "`module:function`", "$END": "the end of the file",
+}
+_TASK_STATEMENTS = frozenset({"RUN", "SH", "EXEC", "WITH", "AFTER", "RETRY", "TIMEOUT", "WHEN",
+                              "FOREACH", "OUTPUT", "CACHE", "TAGS", "DESCRIPTION"})
+_PIPELINE_STATEMENTS = frozenset({"SCHEDULE", "WINDOW", "CATCHUP", "OVERLAP", "CONCURRENCY", "EXECUTOR",
+                                  "TIMEOUT", "PYTHONPATH", "PARAMS", "DEFAULTS", "RESULTS", "ON", "DESCRIPTION"})
+_VALUE_STARTS = frozenset({"STRING", "LONG_STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "NULL",
+                           "LSQB", "LBRACE", "NAME", "ENV", "SECRET"})
+
+# A message for a parser state, found by parsing these examples until one
+# fails in the same state as the user's file (lark's match_examples). The
+# table doubles as a test: tests/test_errors.py parses every example.
+EXAMPLES: Dict[str, List[str]] = {
+    "a file holds `pipeline`, `task` and `include` blocks": ["foo", "task a { run m:f } 3", "{"],
+    "expected a task name after `task`": ["task {", "task 1 {", 'task "a" {'],
+    "expected `{` after the task's name": ["task a run m:f", "task a ( run m:f )"],
+    "expected a pipeline name after `pipeline`": ["pipeline {"],
+    "expected a task statement": ["task a { foo", "task a { run m:f foo", "task a { run m:f 3 }"],
+    "expected a pipeline statement": ["pipeline p { foo", "pipeline p { concurrency 2 foo"],
+    "`run` takes `module:function`": ["task a { run foo }", 'task a { run "m:f" }', "task a { run m.f }"],
+    "expected a value": ["task a { with { x = } }", "task a { with { x = , } }", "task a { timeout }"],
+    "expected `=` after the key": ["task a { with { x 1 } }", "task a { with { x: 1 } }"],
+    "expected `,` or `]` between list items": ['task a { exec ["a" "b"] }'],
+    "expected a map `{ key = value }`": ["task a { with x }", "task a { with [1] }", "pipeline p { params 3 }"],
+    "`after` takes task names": ["task a { after }", 'task a { after "b" }'],
+    "`when` takes `success`, `failure` or `always`": ["task a { when sometimes }"],
+    "`output` takes `text`, `json` or `lines`": ["task a { output csv }"],
+    "`catchup` takes `none`, `latest` or `all`": ["pipeline p { catchup some }"],
+    "`overlap` takes `skip`, `queue`, `allow` or `replace`": ["pipeline p { overlap wait }"],
+    "`schedule` takes `cron \"...\"`, `every DURATION` or `at \"...\"`": ["pipeline p { schedule daily }",
+                                                                       'pipeline p { schedule "0 5 * * *" }'],
+    "`executor` takes `process`, `thread`, `inline` or `dask \"tcp://host:port\"`": ["pipeline p { executor ray }"],
+    "expected `success`, `failure` or `finish` after `on`": ["pipeline p { on error run m:f }"],
+    "expected `foreach NAME in LIST`": ["task a { foreach x [1] }", "task a { foreach [1] }"],
+}
+
+
+def _describe(names: FrozenSet[str], parser) -> str:
+    names = set(names)
+    groups = []
+    if len(names & _TASK_STATEMENTS) >= 6:
+        names -= _TASK_STATEMENTS
+        groups.append("a task statement (`run`, `sh`, `exec`, `with`, `after`, `retry`, ...)")
+    if len(names & _PIPELINE_STATEMENTS) >= 6:
+        names -= _PIPELINE_STATEMENTS
+        groups.append("a pipeline statement (`schedule`, `params`, `defaults`, `concurrency`, ...)")
+    if len(names & _VALUE_STARTS) >= 8:
+        names -= _VALUE_STARTS
+        groups.append("a value (a string, number, duration, list, map or reference)")
+    words = []
+    terminals = {t.name: t for t in parser.terminals}
+    for name in sorted(names):
+        if name in _WORDS:
+            word = _WORDS[name]
+        elif name in terminals and terminals[name].pattern.type == "str":
+            word = f"`{terminals[name].pattern.value}`"
+        else:
+            word = name.lower()
+        if word not in words:
+            words.append(word)
+    items = groups + words
+    if not items:
+        return "nothing more"
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _example_message(e, parser, builder) -> Optional[str]:
+    try:
+        return e.match_examples(parser.parse, EXAMPLES, use_accepts=True)
+    except FlowSyntaxError:
+        return None
+    finally:
+        builder.begin(builder.file)
+
+
+def _unexpected_token(e, text: str, file: str, parser) -> None:
+    tok = e.token
+    builder = _BUILDER
+    if tok.type == "$END":
+        line, col = _end_position(text)
+        span = Span(file, line, col, line, col + 1)
+        fail("E004", "unexpected end of file", span, f"expected {_describe(e.accepts or e.expected, parser)}")
+    span = Span(file, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+    kind = _WORDS.get(tok.type)
+    shown = tok.value if len(tok.value) <= 30 else tok.value[:30] + "..."
+    what = f"unexpected {kind} `{shown}`" if kind and tok.type not in ("$END",) else f"unexpected `{shown}`"
+    expected = f"expected {_describe(e.accepts or e.expected, parser)}"
+    specific = _example_message(e, parser, builder)
+    if specific:
+        fail("E001", f"{what}: {specific}", span, expected)
+    fail("E001", what, span, expected)
+
+
+def _unexpected_character(e, text: str, file: str, parser) -> None:
+    pos = e.pos_in_stream
+    line, col = e.line, e.column
+    ch = text[pos] if pos < len(text) else ""
+    if ch == '"':
+        if text.startswith('"""', pos):
+            end_line, end_col = _end_position(text)
+            fail("E003", "triple-quoted string is never closed", Span(file, line, col, line, col + 3),
+                 'close it with `"""`')
+        eol = text.find("\n", pos)
+        eol = len(text) if eol < 0 else eol
+        fail("E003", "string is not closed on its line", Span(file, line, col, line, col + (eol - pos)),
+             'close it with `"` before the end of the line; a triple-quoted string """...""" may span lines')
+    if ch.isdigit() or (ch == "-" and text[pos + 1:pos + 2].isdigit()):
+        end = pos + 1
+        while end < len(text) and (text[end].isalnum() or text[end] in "_."):
+            end += 1
+        word = text[pos:end]
+        fail("E001", f"`{word}` is neither a number nor a duration", Span(file, line, col, line, col + len(word)),
+             "numbers look like 3, -2, 2.5, 1_000; durations like 500ms, 30s, 5m, 2h, 1d, 1w or 1h30m")
+    shown = ch if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}"
+    allowed = getattr(e, "allowed", None) or ()
+    hint = f"expected {_describe(frozenset(allowed), parser)}" if allowed else None
+    fail("E002", f"unexpected character `{shown}`", Span(file, line, col, line, col + 1), hint)
+
+
+def _end_position(text: str) -> Tuple[int, int]:
+    stripped = text.rstrip()
+    line = stripped.count("\n") + 1
+    col = len(stripped) - (stripped.rfind("\n") + 1) + 1
+    return line, col

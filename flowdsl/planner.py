@@ -1,0 +1,222 @@
+"""The planner: a Program's dependency graph, its order, its cycles, subgraphs.
+
+An edge comes from every reference to a task (in `with`, `sh`, `exec`,
+`foreach`) and from every `after`. Everything here is linear in the number
+of tasks and edges: Tarjan's algorithm finds the cycles, Kahn's the order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
+
+from . import ir
+from .ir import Span
+
+
+def iter_refs(expr) -> Iterator[ir.Ref]:
+    """Every reference inside an expression, interpolated fields included."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        if isinstance(node, ir.Ref):
+            yield node
+        elif isinstance(node, ir.Template):
+            for part in node.parts:
+                if isinstance(part, ir.Field):
+                    yield part.ref
+        elif isinstance(node, ir.ListExpr):
+            stack.extend(reversed(node.items))
+        elif isinstance(node, ir.MapExpr):
+            stack.extend(e.value for e in reversed(node.entries))
+        elif isinstance(node, ir.EnvCall):
+            stack.append(node.default)
+
+
+def action_exprs(action) -> List:
+    if isinstance(action, ir.ShAction):
+        return [action.command]
+    if isinstance(action, ir.ExecAction):
+        return [action.argv]
+    return []
+
+
+def task_refs(task: ir.Task) -> Iterator[Tuple[ir.Ref, bool]]:
+    """(reference, inside the foreach scope) for every reference a task makes.
+
+    The foreach expression itself is evaluated outside the instance, so the
+    loop variable is not in scope there.
+    """
+    if task.foreach is not None:
+        for ref in iter_refs(task.foreach.items):
+            yield ref, False
+    scoped = task.foreach is not None
+    for expr in [task.args] + action_exprs(task.action):
+        for ref in iter_refs(expr):
+            yield ref, scoped
+
+
+@dataclass(frozen=True)
+class Edge:
+    upstream: str
+    kind: str  # "data" (a reference) or "after"
+    span: Span
+
+
+def edges(program: ir.Program) -> Dict[str, List[Edge]]:
+    """For each task, its upstream edges in source order, one per upstream."""
+    names = {t.name for t in program.tasks}
+    out: Dict[str, List[Edge]] = {}
+    for task in program.tasks:
+        seen: Set[str] = set()
+        lst: List[Edge] = []
+        var = task.foreach.var.name if task.foreach else None
+        for ref, scoped in task_refs(task):
+            if scoped and ref.name == var:
+                continue
+            if ref.name in names and ref.name not in seen:
+                seen.add(ref.name)
+                lst.append(Edge(ref.name, "data", ref.span))
+        for name in task.after:
+            if name.name in names and name.name not in seen:
+                seen.add(name.name)
+                lst.append(Edge(name.name, "after", name.span))
+        out[task.name] = lst
+    return out
+
+
+def find_cycles(graph: Dict[str, List[Edge]]) -> List[List[Edge]]:
+    """One cycle per strongly connected component that has one, as its edges."""
+    index: Dict[str, int] = {}
+    low: Dict[str, int] = {}
+    on_stack: Set[str] = set()
+    stack: List[str] = []
+    components: List[List[str]] = []
+    counter = 0
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, i = work.pop()
+            if i == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            succ = graph[node]
+            if i < len(succ):
+                work.append((node, i + 1))
+                nxt = succ[i].upstream
+                if nxt not in index:
+                    work.append((nxt, 0))
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    comp.append(w)
+                    if w == node:
+                        break
+                if len(comp) > 1 or any(e.upstream == node for e in graph[node]):
+                    components.append(comp)
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    order = {name: i for i, name in enumerate(graph)}
+    return [_cycle_in(sorted(comp, key=order.__getitem__), graph) for comp in components]
+
+
+def _cycle_in(component: List[str], graph: Dict[str, List[Edge]]) -> List[Edge]:
+    """A cycle through the component's first task, found by breadth-first search."""
+    members = set(component)
+    start = component[0]
+    came: Dict[str, Tuple[str, Edge]] = {}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for node in frontier:
+            for e in graph[node]:
+                if e.upstream not in members:
+                    continue
+                if e.upstream == start:
+                    path = [e]
+                    while node != start:
+                        prev, edge = came[node]
+                        path.append(edge)
+                        node = prev
+                    path.reverse()
+                    return path
+                if e.upstream not in came:
+                    came[e.upstream] = (node, e)
+                    nxt.append(e.upstream)
+        frontier = nxt
+    return []
+
+
+def topological_order(graph: Dict[str, List[Edge]]) -> List[str]:
+    """Tasks with every upstream first; ties keep source order. Assumes no cycle."""
+    remaining = {name: len(es) for name, es in graph.items()}
+    downstream: Dict[str, List[str]] = {name: [] for name in graph}
+    for name, es in graph.items():
+        for e in es:
+            downstream[e.upstream].append(name)
+    ready = [name for name, n in remaining.items() if n == 0]
+    order: List[str] = []
+    i = 0
+    while i < len(ready):
+        name = ready[i]
+        i += 1
+        order.append(name)
+        for d in downstream[name]:
+            remaining[d] -= 1
+            if remaining[d] == 0:
+                ready.append(d)
+    return order
+
+
+def layers(graph: Dict[str, List[Edge]]) -> Dict[str, int]:
+    """Each task's depth: 0 for tasks with no upstream, else 1 + the deepest upstream."""
+    depth: Dict[str, int] = {}
+    for name in topological_order(graph):
+        depth[name] = 1 + max((depth[e.upstream] for e in graph[name]), default=-1)
+    return depth
+
+
+def upstream_closure(graph: Dict[str, List[Edge]], targets: Iterable[str]) -> Set[str]:
+    """The targets and everything they need."""
+    seen: Set[str] = set()
+    stack = list(targets)
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        stack.extend(e.upstream for e in graph[name])
+    return seen
+
+
+def downstream_closure(graph: Dict[str, List[Edge]], sources: Iterable[str]) -> Set[str]:
+    """The given tasks and everything that depends on them."""
+    downstream: Dict[str, List[str]] = {name: [] for name in graph}
+    for name, es in graph.items():
+        for e in es:
+            downstream[e.upstream].append(name)
+    seen: Set[str] = set()
+    stack = list(sources)
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack.extend(downstream[name])
+    return seen
+
+
+def describe_cycle(cycle: List[Edge], start: Optional[str] = None) -> str:
+    """`a → b → c → a`, following edges from a task to what it needs."""
+    return " → ".join([start or "?"] + [e.upstream for e in cycle])

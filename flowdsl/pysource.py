@@ -1,0 +1,206 @@
+"""Python callables checked by reading their source, never by importing it.
+
+`flow validate` must not run user code (it runs in CI and pre-commit hooks),
+so a module is found on the pipeline's import path by file name and read
+with `ast`. What the source cannot tell (a decorated function, a name
+imported from elsewhere, a compiled module) is accepted, not guessed at.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple, Union
+
+OPAQUE = "opaque"  # exists, but its shape cannot be read
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The keyword arguments a callable takes."""
+
+    accepted: Tuple[str, ...]  # may be passed by keyword
+    required: Tuple[str, ...]  # must be passed
+    any_keyword: bool  # has **kwargs
+    positional: int  # how many may be passed positionally (for hooks); -1 for *args
+    kind: str  # "function" or "class"
+    has_run: bool = True  # for classes: defines run()
+
+
+@dataclass
+class ModuleSource:
+    path: str
+    names: Dict[str, Union[ast.AST, str]]  # top-level name -> definition or OPAQUE
+    any_attr: bool  # module __getattr__ or `import *`
+    error: Optional[str] = None
+
+
+class SourceIndex:
+    """Finds and reads modules for one pipeline; each file is read once."""
+
+    def __init__(self, pipeline_dirs: List[str]):
+        self.pipeline_dirs = pipeline_dirs
+        self._modules: Dict[str, Optional[Union[ModuleSource, str]]] = {}
+
+    def module(self, dotted: str) -> Optional[Union[ModuleSource, str]]:
+        """The module's source, OPAQUE if it exists but cannot be read, None if not found."""
+        if dotted not in self._modules:
+            self._modules[dotted] = self._find(dotted)
+        return self._modules[dotted]
+
+    def _find(self, dotted: str):
+        parts = dotted.split(".")
+        for d in self.pipeline_dirs:
+            base = os.path.join(d, *parts)
+            for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+                if os.path.isfile(candidate):
+                    return _read_module(candidate)
+            if _compiled_exists(base):
+                return OPAQUE
+        # Outside the pipeline's own folders (the standard library, installed
+        # packages), finding the top-level name is enough: such modules
+        # re-export and alias freely (`os.path`), so they are not read.
+        top = parts[0]
+        if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+            return OPAQUE
+        for d in sys.path:
+            if not d or not os.path.isdir(d):
+                continue
+            base = os.path.join(d, top)
+            if os.path.isfile(base + ".py") or os.path.isdir(base) or _compiled_exists(base):
+                return OPAQUE
+        return None
+
+
+def _compiled_exists(base: str) -> bool:
+    import importlib.machinery as m
+
+    return any(os.path.isfile(base + s) for s in m.EXTENSION_SUFFIXES + [".pyc"])
+
+
+def _read_module(path: str) -> ModuleSource:
+    try:
+        with open(path, "rb") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except SyntaxError as e:
+        return ModuleSource(path, {}, True, f"{path}:{e.lineno}: {e.msg}")
+    except (OSError, ValueError) as e:
+        return ModuleSource(path, {}, True, f"{path}: {e}")
+    names: Dict[str, Union[ast.AST, str]] = {}
+    any_attr = False
+    stack = list(tree.body)
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names[node.name] = node
+            if node.name == "__getattr__":
+                any_attr = True
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                for n in ast.walk(t):
+                    if isinstance(n, ast.Name):
+                        names[n.id] = OPAQUE
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    any_attr = True
+                else:
+                    names[(alias.asname or alias.name).split(".")[0]] = OPAQUE
+        elif isinstance(node, (ast.If, ast.Try, ast.With)):
+            stack.extend(getattr(node, "body", []) + getattr(node, "orelse", []) + getattr(node, "finalbody", []))
+            for h in getattr(node, "handlers", []):
+                stack.extend(h.body)
+    return ModuleSource(path, names, any_attr)
+
+
+def lookup(source: ModuleSource, attr: str) -> Union[ast.AST, str, None]:
+    """The definition of `attr` (dotted: `Class.method`), OPAQUE, or None."""
+    parts = attr.split(".")
+    node = source.names.get(parts[0])
+    if node is None:
+        return OPAQUE if source.any_attr else None
+    for part in parts[1:]:
+        if not isinstance(node, ast.ClassDef):
+            return OPAQUE
+        inner = {n.name: n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        if part not in inner:
+            return OPAQUE if node.bases else None
+        node = inner[part]
+    return node
+
+
+def signature(node: ast.AST, bound: bool = False) -> Optional[Signature]:
+    """What the definition accepts; None when the source cannot say."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        if node.decorator_list:  # a decorator may change the signature
+            return None
+        return _function_signature(node.args, skip_first=bound, kind="function")
+    if isinstance(node, ast.ClassDef):
+        body = {n.name: n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        real_bases = [b for b in node.bases if not (isinstance(b, ast.Name) and b.id == "object")]
+        has_run = "run" in body or bool(real_bases)
+        if _is_dataclass(node):
+            return _dataclass_signature(node, has_run)
+        init = body.get("__init__")
+        if init is None:
+            if real_bases or node.keywords or node.decorator_list:
+                return None
+            return Signature((), (), False, 0, "class", has_run)
+        sig = _function_signature(init.args, skip_first=True, kind="class")
+        return Signature(sig.accepted, sig.required, sig.any_keyword, sig.positional, "class", has_run)
+    return None
+
+
+def _function_signature(args: ast.arguments, skip_first: bool, kind: str) -> Signature:
+    posonly = list(getattr(args, "posonlyargs", []))
+    regular = list(args.args)
+    positional_all = posonly + regular
+    defaults_from = len(positional_all) - len(args.defaults)
+    required: List[str] = []
+    accepted: List[str] = []
+    for i, a in enumerate(positional_all):
+        if skip_first and i == 0:
+            continue
+        has_default = i >= defaults_from
+        if a in posonly:
+            if not has_default:
+                required.append("/" + a.arg)  # positional-only: cannot come from `with`
+            continue
+        accepted.append(a.arg)
+        if not has_default:
+            required.append(a.arg)
+    for a, d in zip(args.kwonlyargs, args.kw_defaults):
+        accepted.append(a.arg)
+        if d is None:
+            required.append(a.arg)
+    positional = -1 if args.vararg else len(positional_all) - (1 if skip_first else 0)
+    return Signature(tuple(accepted), tuple(required), args.kwarg is not None, positional, kind)
+
+
+def _is_dataclass(node: ast.ClassDef) -> bool:
+    for d in node.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
+        if name == "dataclass":
+            if isinstance(d, ast.Call) and any(k.arg == "init" and isinstance(k.value, ast.Constant)
+                                               and k.value.value is False for k in d.keywords):
+                return False
+            return True
+    return False
+
+
+def _dataclass_signature(node: ast.ClassDef, has_run: bool) -> Optional[Signature]:
+    if node.bases:
+        return None  # inherited fields cannot be seen from here
+    accepted, required = [], []
+    for stmt in node.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            if "ClassVar" in ast.dump(stmt.annotation):
+                continue
+            accepted.append(stmt.target.id)
+            if stmt.value is None:
+                required.append(stmt.target.id)
+    return Signature(tuple(accepted), tuple(required), False, len(accepted), "class", has_run)

@@ -1,0 +1,379 @@
+"""The validator: every check of the language reference's section 6.
+
+`validate(program)` walks the IR once per concern and `report`s each problem
+into a list; it never stops at the first one and never imports user code.
+Codes and their meaning live in diagnostics.CATALOGUE.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Dict, Iterable, List, Optional, Sequence, Set
+
+from . import ir, planner
+from .diagnostics import Diagnostic, did_you_mean
+from .ir import RESERVED, RUN_VALUES, Span
+from .pysource import OPAQUE, SourceIndex, lookup, signature
+
+CRON_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
+# field name, size of its range, first value: for the step warning (W104)
+CRON_FIELDS = (("minute", 60, 0), ("hour", 24, 0), ("day-of-month", 31, 1), ("month", 12, 1), ("day-of-week", 7, 0))
+
+
+class Validator:
+    def __init__(self, program: ir.Program, targets: Sequence[str] = ()):
+        self.program = program
+        self.pipeline = program.pipeline
+        self.targets = list(targets)
+        self.diagnostics: List[Diagnostic] = []
+        self.tasks: Dict[str, ir.Task] = {t.name: t for t in program.tasks}
+        params = self.pipeline.params
+        self.params: Dict[str, ir.Entry] = {e.key: e for e in params.entries} if params else {}
+        self.used_params: Set[str] = set()
+        base = os.path.dirname(os.path.abspath(program.file))
+        dirs = [os.path.normpath(os.path.join(base, p.text)) for p in self.pipeline.pythonpath if p.is_constant]
+        self.sources = SourceIndex([base] + dirs)
+
+    def report(self, code: str, message: str, span: Span, hint: Optional[str] = None) -> None:
+        self.diagnostics.append(Diagnostic(code, message, span, hint))
+
+    def run(self) -> List[Diagnostic]:
+        self.check_pipeline(self.pipeline)
+        for task in self.program.tasks:
+            self.check_task(task)
+        graph = planner.edges(self.program)
+        self.check_cycles(graph)
+        self.check_targets(graph)
+        for key, entry in self.params.items():
+            if key not in self.used_params:
+                self.report("W101", f"param `{key}` is never used", entry.key_span,
+                            "refer to it as params." + key + " or remove it")
+        return sorted(self.diagnostics, key=Diagnostic.sort_key)
+
+    # ---- pipeline ------------------------------------------------------------
+
+    def check_pipeline(self, p: ir.Pipeline) -> None:
+        for s in p.schedules:
+            self.check_schedule(s)
+        if p.window is not None:
+            self.check_window(p.window)
+        if p.concurrency is not None:
+            self.whole_number(p.concurrency, "concurrency", minimum=1)
+        if p.timeout is not None:
+            self.duration(p.timeout, "the run's timeout", positive=True)
+        for path in p.pythonpath:
+            self.constant(path, "a pythonpath entry")
+        if p.description is not None:
+            self.constant(p.description, "a description")
+        if p.executor is not None and p.executor.address is not None:
+            self.constant(p.executor.address, "the dask scheduler address")
+        if p.params is not None:
+            for entry in p.params.entries:
+                if entry.key in RESERVED:
+                    self.report("E204", f"`{entry.key}` is reserved and cannot name a param", entry.key_span)
+                for ref in planner.iter_refs(entry.value):
+                    if ref.name == "run":
+                        self.check_run_ref(ref)
+                    else:
+                        self.report("E212", f"a param's default cannot refer to `{ref}`", ref.span,
+                                    "param defaults may use literals, run values, env() and secret()")
+        self.check_settings(p.defaults, None)
+        for hook in p.hooks:
+            self.check_hook(hook)
+
+    def check_schedule(self, s: ir.Schedule) -> None:
+        if s.kind == "cron":
+            text = self.constant(s.expr, "a cron expression")
+            if text is not None:
+                self.check_cron(text, s.expr.span)
+            if s.option is not None:
+                self.time_zone(s.option)
+        elif s.kind == "every":
+            self.duration(s.expr, "a schedule interval", positive=True)
+            if s.option is not None:
+                self.iso(s.option)
+        else:
+            self.iso(s.expr)
+
+    def check_cron(self, text: str, span: Span) -> None:
+        fields = text.split()
+        if text.strip().startswith("@"):
+            if text.strip() not in CRON_MACROS:
+                self.report("E103", f"unknown cron macro `{text.strip()}`", span,
+                            "use " + ", ".join(CRON_MACROS[:1] + CRON_MACROS[1:2] + CRON_MACROS[3:6]))
+            return
+        if len(fields) != 5:
+            self.report("E103", f"a cron expression has 5 fields, this one has {len(fields)}", span,
+                        "minute hour day-of-month month day-of-week, e.g. \"0 5 * * 1-5\"")
+            return
+        from croniter import croniter  # imported only when a file has a cron schedule
+
+        try:
+            ok = croniter.is_valid(text)
+        except Exception:
+            ok = False
+        if not ok:
+            self.report("E103", f"invalid cron expression `{text}`", span,
+                        "minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6; e.g. \"*/15 9-17 * * 1-5\"")
+            return
+        for value, (name, size, first) in zip(fields, CRON_FIELDS):
+            for part in value.split(","):
+                m = re.fullmatch(r"\*/(\d+)", part)
+                if not m or name == "day-of-month":  # months differ in length anyway
+                    continue
+                step = int(m.group(1))
+                if step and size % step:
+                    last = first + (size - 1) // step * step
+                    self.report("W104", f"`{part}` in the {name} field does not mean every {step}", span,
+                                f"it fires at {first}, {first + step}, ... {last}, then {first} again: "
+                                f"a gap of {size - (last - first)} across the wrap")
+
+    def check_window(self, w: ir.Window) -> None:
+        start = self.iso(w.start)
+        end = self.iso(w.end) if w.end is not None else None
+        if start is not None and end is not None and end <= start:
+            self.report("E107", "the window ends before it starts", w.span)
+
+    def check_hook(self, hook: ir.Hook) -> None:
+        action = hook.action
+        if isinstance(action, ir.RunAction):
+            self.check_callable(action.callable, None, hook=True)
+        for expr in planner.action_exprs(action):
+            if isinstance(action, ir.ExecAction):
+                self.check_argv(action.argv)
+            for ref in planner.iter_refs(expr):
+                if ref.name == "params":
+                    self.check_param_ref(ref)
+                elif ref.name == "run":
+                    self.check_run_ref(ref)
+                else:
+                    self.report("E212", f"a hook cannot refer to `{ref}`", ref.span,
+                                "hooks may use params and run values; a callable hook receives the run report")
+
+    # ---- tasks ---------------------------------------------------------------
+
+    def check_task(self, task: ir.Task) -> None:
+        if task.name in RESERVED:
+            self.report("E204", f"`{task.name}` is reserved and cannot name a task", task.name_span)
+        if task.description is not None:
+            self.constant(task.description, "a description")
+        var = task.foreach.var.name if task.foreach else None
+        if task.foreach is not None:
+            self.check_foreach(task.foreach)
+        for ref, scoped in planner.task_refs(task):
+            if scoped and ref.name == var:
+                continue
+            self.check_ref(ref, task)
+        for name in task.after:
+            if name.name not in self.tasks:
+                self.report("E201", f"`after` names unknown task `{name.name}`", name.span,
+                            did_you_mean(name.name, self.tasks))
+        action = task.action
+        if isinstance(action, ir.RunAction):
+            self.check_callable(action.callable, task.args)
+            if task.settings.output is not None:
+                self.report("W103", "`output` has no effect on a `run` task", task.settings.output.span,
+                            "the function's return value is the result")
+        elif isinstance(action, ir.ExecAction):
+            self.check_argv(action.argv)
+        self.check_settings(task.settings, task)
+
+    def check_foreach(self, f: ir.Foreach) -> None:
+        if f.var.name in RESERVED:
+            self.report("E204", f"`{f.var.name}` is reserved and cannot name a foreach variable", f.var.span)
+        elif f.var.name in self.tasks:
+            self.report("W105", f"foreach variable `{f.var.name}` hides the task of that name", f.var.span,
+                        "inside this task the name means the item, not the task's result")
+        if isinstance(f.items, (ir.Literal, ir.Duration, ir.MapExpr, ir.Template)):
+            self.report("E101", "`foreach` needs a list", f.items.span,
+                        "a list literal, a param holding a list, or an upstream task's result")
+
+    def check_argv(self, argv) -> None:
+        if isinstance(argv, ir.ListExpr):
+            if not argv.items:
+                self.report("E102", "`exec` needs at least the program to run", argv.span)
+            for item in argv.items:
+                if isinstance(item, (ir.ListExpr, ir.MapExpr)):
+                    self.report("E101", "each `exec` argument is one value, not a list or a map", item.span)
+        elif not isinstance(argv, ir.Ref):
+            self.report("E101", "`exec` takes a list such as [\"prog\", \"arg\"]", argv.span,
+                        "for a command line with a shell, use `sh \"...\"`")
+
+    def check_settings(self, s: ir.Settings, task: Optional[ir.Task]) -> None:
+        r = s.retry
+        if r is not None:
+            self.whole_number(r.count, "the retry count", minimum=0)
+            if r.delay is not None:
+                self.duration(r.delay, "the retry delay", positive=False)
+            if r.max_delay is not None:
+                self.duration(r.max_delay, "max_delay", positive=False)
+            if r.backoff is not None:
+                self.number(r.backoff, "backoff", low=1, high=None, hint="1 keeps the delay fixed; 2 doubles it")
+            if r.jitter is not None:
+                self.number(r.jitter, "jitter", low=0, high=1, hint="a fraction: 0.2 means ±20%")
+        if s.timeout is not None:
+            self.duration(s.timeout, "a timeout", positive=True)
+        if s.cache is not None and s.cache.ttl is not None:
+            self.duration(s.cache.ttl, "the cache's lifetime", positive=True)
+
+    # ---- references ------------------------------------------------------------
+
+    def check_ref(self, ref: ir.Ref, task: ir.Task) -> None:
+        if ref.name == "params":
+            self.check_param_ref(ref)
+        elif ref.name == "run":
+            self.check_run_ref(ref)
+        elif ref.name == task.name:
+            self.report("E301", f"task `{task.name}` refers to its own result", ref.span)
+        elif ref.name not in self.tasks:
+            names = list(self.tasks) + ["params", "run"] + ([task.foreach.var.name] if task.foreach else [])
+            self.report("E201", f"unknown name `{ref.name}`", ref.span, did_you_mean(ref.name, names)
+                        or "a reference names a task, a foreach variable, params.NAME or run.VALUE")
+
+    def check_param_ref(self, ref: ir.Ref) -> None:
+        if not ref.path:
+            self.used_params.update(self.params)
+            return
+        key = ref.path[0]
+        if not isinstance(key, str) or key not in self.params:
+            hint = did_you_mean(str(key), self.params) or (
+                "declared params: " + ", ".join(self.params) if self.params else "declare it in `params { ... }`")
+            self.report("E205", f"unknown param `{key}`", ref.span, hint)
+        else:
+            self.used_params.add(key)
+
+    def check_run_ref(self, ref: ir.Ref) -> None:
+        if len(ref.path) != 1 or ref.path[0] not in RUN_VALUES:
+            shown = str(ref.path[0]) if ref.path else ""
+            self.report("E206", f"unknown run value `run.{shown}`" if shown else "`run` needs a value: run.id, run.date, ...",
+                        ref.span, did_you_mean(shown, RUN_VALUES) or "run values: " + ", ".join(RUN_VALUES))
+
+    # ---- callables -------------------------------------------------------------
+
+    def check_callable(self, c: ir.CallableRef, args: Optional[ir.MapExpr], hook: bool = False) -> None:
+        source = self.sources.module(c.module)
+        if source is None:
+            self.report("E401", f"module `{c.module}` not found", c.span,
+                        "looked in " + ", ".join(self.sources.pipeline_dirs) + " and on the Python path; "
+                        "add its folder with `pythonpath \"dir\"`")
+            return
+        if source == OPAQUE:
+            return
+        if source.error:
+            self.report("E405", f"module `{c.module}` cannot be read: {source.error}", c.span)
+            return
+        node = lookup(source, c.attr)
+        if node is None:
+            top = c.attr.split(".")[0]
+            self.report("E402", f"`{c.attr}` is not defined in {os.path.relpath(source.path)}", c.span,
+                        did_you_mean(top, [n for n in source.names if not n.startswith("_")]))
+            return
+        if node == OPAQUE:
+            return
+        sig = signature(node, bound="." in c.attr)
+        if sig is None:
+            return
+        if sig.kind == "class" and not sig.has_run:
+            self.report("E402", f"class `{c.attr}` has no run() method", c.span,
+                        "a class task defines run(); on_create, on_success, on_failure, on_destroy are optional")
+        if hook:
+            if sig.positional == 0 and not sig.any_keyword:
+                self.report("E403", f"`{c}` takes no argument, but a hook receives the run report", c.span,
+                            "give it one parameter, e.g. def notify(report): ...")
+            return
+        given = {e.key: e for e in args.entries} if args else {}
+        for key, entry in given.items():
+            if key not in sig.accepted and not sig.any_keyword:
+                self.report("E403", f"`{c}` does not take an argument `{key}`", entry.key_span,
+                            did_you_mean(key, sig.accepted) or (
+                                "it takes " + ", ".join(sig.accepted) if sig.accepted else "it takes no arguments"))
+        for name in sig.required:
+            if name.startswith("/"):
+                self.report("E404", f"`{c}` needs positional-only argument `{name[1:]}`, which `with` cannot give",
+                            c.span)
+            elif name not in given:
+                self.report("E404", f"`{c}` needs argument `{name}`", args.span if args else c.span,
+                            f"add it: with {{ {name} = ... }}")
+
+    # ---- graph -----------------------------------------------------------------
+
+    def check_cycles(self, graph: Dict[str, List[planner.Edge]]) -> None:
+        order = {t.name: i for i, t in enumerate(self.program.tasks)}
+        for cycle in planner.find_cycles(graph):
+            if len(cycle) == 1 and cycle[0].upstream in self.tasks and cycle[0].kind == "data":
+                continue  # a task referring to itself is reported by check_ref
+            names = [cycle[-1].upstream] + [e.upstream for e in cycle]
+            start = min(names[:-1], key=order.__getitem__)
+            i = names.index(start)
+            rotated = names[i:-1] + names[:i] + [start]
+            edge = cycle[(i) % len(cycle)]
+            self.report("E301", "dependency cycle: " + " → ".join(rotated), edge.span,
+                        "each task needs the next; remove one of these references or `after`s")
+
+    def check_targets(self, graph: Dict[str, List[planner.Edge]]) -> None:
+        if not self.targets:
+            return
+        needed = planner.upstream_closure(graph, [t for t in self.targets if t in graph])
+        for task in self.program.tasks:
+            if task.name not in needed:
+                self.report("W102", f"task `{task.name}` is not needed by " + ", ".join(self.targets),
+                            task.name_span, "it will not run with these targets")
+
+    # ---- values ----------------------------------------------------------------
+
+    def constant(self, t: ir.Template, what: str) -> Optional[str]:
+        if not isinstance(t, ir.Template):
+            self.report("E101", f"{what} must be a string", t.span)
+            return None
+        if not t.is_constant:
+            self.report("E106", f"{what} cannot hold interpolated fields", t.span, "write the text itself")
+            return None
+        return t.text
+
+    def iso(self, t: ir.Template):
+        from .timeutil import parse_iso
+
+        text = self.constant(t, "a date")
+        if text is None:
+            return None
+        try:
+            return parse_iso(text)
+        except ValueError as e:
+            self.report("E105", str(e), t.span)
+            return None
+
+    def time_zone(self, t: ir.Template) -> None:
+        from .timeutil import zone
+
+        text = self.constant(t, "a time zone")
+        if text is not None:
+            try:
+                zone(text)
+            except ValueError as e:
+                self.report("E104", str(e), t.span, "an IANA name such as Europe/Berlin or America/New_York")
+
+    def duration(self, e, what: str, positive: bool) -> None:
+        if not isinstance(e, ir.Duration):
+            self.report("E101", f"{what} must be a duration", e.span,
+                        "write it like 500ms, 30s, 5m, 2h, 1d or 1h30m")
+        elif positive and e.seconds <= 0:
+            self.report("E102", f"{what} must be longer than zero", e.span)
+
+    def whole_number(self, e, what: str, minimum: int) -> None:
+        if not (isinstance(e, ir.Literal) and isinstance(e.value, int) and not isinstance(e.value, bool)):
+            self.report("E101", f"{what} must be a whole number", e.span)
+        elif e.value < minimum:
+            self.report("E102", f"{what} must be at least {minimum}, not {e.value}", e.span)
+
+    def number(self, e, what: str, low: float, high: Optional[float], hint: str) -> None:
+        if not (isinstance(e, ir.Literal) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool)):
+            self.report("E101", f"{what} must be a number", e.span, hint)
+        elif e.value < low or (high is not None and e.value > high):
+            bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+            self.report("E102", f"{what} must be {bounds}, not {e.value}", e.span, hint)
+
+
+def validate(program: ir.Program, targets: Iterable[str] = ()) -> List[Diagnostic]:
+    """Every problem of a loaded program, sorted by position."""
+    return Validator(program, list(targets)).run()
