@@ -291,12 +291,12 @@ class Builder(Transformer):
 
     def schedule_cron(self, c):
         expr = self.string(c[2])
-        tz = self.string(c[4]) if c[4] is not None else None
+        tz = self.string(c[4]) if len(c) > 4 else None
         return ("schedule", ir.Schedule("cron", expr, tz, self.span(c[0]).to((tz or expr).span)), self.span(c[0]))
 
     def schedule_every(self, c):
         interval = self.expr(c[2])
-        anchor = self.string(c[4]) if c[4] is not None else None
+        anchor = self.string(c[4]) if len(c) > 4 else None
         end = (anchor or interval).span
         return ("schedule", ir.Schedule("every", interval, anchor, self.span(c[0]).to(end)), self.span(c[0]))
 
@@ -306,7 +306,7 @@ class Builder(Transformer):
 
     def window(self, c):
         start = self.string(c[1])
-        end = self.string(c[3]) if c[3] is not None else None
+        end = self.string(c[3]) if len(c) > 3 else None
         return ("window", ir.Window(start, end, self.span(c[0]).to((end or start).span)), self.span(c[0]))
 
     def catchup(self, c):

@@ -93,6 +93,8 @@ def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
 
 # ---- friendly syntax errors --------------------------------------------------
 
+_TOKEN_WORDS = {"NAME": "name", "STRING": "string", "LONG_STRING": "string", "NUMBER": "number",
+                "DURATION": "duration", "CALLABLE": "callable"}
 _WORDS = {
     "NAME": "a name", "STRING": "a string", "LONG_STRING": "a string", "NUMBER": "a number",
     "DURATION": "a duration", "CALLABLE": "`module:function`", "$END": "the end of the file",
@@ -178,7 +180,7 @@ def _unexpected_token(e, text: str, file: str, parser) -> None:
         span = Span(file, line, col, line, col + 1)
         fail("E004", "unexpected end of file", span, f"expected {_describe(e.accepts or e.expected, parser)}")
     span = Span(file, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
-    kind = _WORDS.get(tok.type)
+    kind = _TOKEN_WORDS.get(tok.type)
     shown = tok.value if len(tok.value) <= 30 else tok.value[:30] + "..."
     what = f"unexpected {kind} `{shown}`" if kind and tok.type not in ("$END",) else f"unexpected `{shown}`"
     expected = f"expected {_describe(e.accepts or e.expected, parser)}"
@@ -209,9 +211,8 @@ def _unexpected_character(e, text: str, file: str, parser) -> None:
         fail("E001", f"`{word}` is neither a number nor a duration", Span(file, line, col, line, col + len(word)),
              "numbers look like 3, -2, 2.5, 1_000; durations like 500ms, 30s, 5m, 2h, 1d, 1w or 1h30m")
     shown = ch if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}"
-    allowed = getattr(e, "allowed", None) or ()
-    hint = f"expected {_describe(frozenset(allowed), parser)}" if allowed else None
-    fail("E002", f"unexpected character `{shown}`", Span(file, line, col, line, col + 1), hint)
+    fail("E002", f"unexpected character `{shown}`", Span(file, line, col, line, col + 1),
+         "`#` starts a comment; strings go in double quotes")
 
 
 def _end_position(text: str) -> Tuple[int, int]:
