@@ -45,6 +45,12 @@ class Validator:
         graph = planner.edges(self.program)
         self.check_cycles(graph)
         self.check_targets(graph)
+        for task in self.program.tasks:
+            when = task.settings.when or self.pipeline.defaults.when
+            if when is not None and when.value == "failure" and not graph[task.name]:
+                self.report("W103", f"`when failure` on `{task.name}`, which has no upstream, means it never runs",
+                            when.span if task.settings.when else task.name_span,
+                            "give it `after` the tasks whose failure it handles")
         for key, entry in self.params.items():
             if key not in self.used_params:
                 self.report("W101", f"param `{key}` is never used", entry.key_span,
