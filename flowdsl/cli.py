@@ -125,11 +125,150 @@ def add_graph(p) -> None:
     p.add_argument("--format", choices=("ascii", "dot", "mermaid", "json"), default="ascii")
 
 
+# ---- run ----------------------------------------------------------------------
+
+
+def parse_param(text: str) -> Tuple[str, object]:
+    """`k=v`: v read as a .flow literal, anything else the string itself."""
+    from .diagnostics import FlowSyntaxError
+    from .parser import parse
+    from .values import EvalError, Scope, evaluate
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise UsageError(f"--param takes NAME=VALUE, not `{text}`")
+    try:
+        module, problems = parse("pipeline p { params { v = " + raw + " } }", "<--param>")
+    except FlowSyntaxError:
+        return key.strip(), raw
+    params = module.pipeline.params if module.pipeline else None
+    if problems or module.tasks or params is None or len(params.entries) != 1:
+        return key.strip(), raw
+    from . import planner
+
+    if any(True for _ in planner.iter_refs(params.entries[0].value)):
+        return key.strip(), raw
+    try:
+        return key.strip(), evaluate(params.entries[0].value, Scope(params={}, run={}, environ={}))
+    except EvalError:
+        return key.strip(), raw
+
+
+def dry_run_lines(plan, program, targets) -> list:
+    """The plan in words: what runs in which order, and why."""
+    lines = []
+    selected = set(plan.tasks)
+    for i, (name, tp) in enumerate(plan.tasks.items(), 1):
+        task = tp.task
+        when = tp.settings.when.value if tp.settings.when else "success"
+        ups = ", ".join(tp.upstream)
+        why = {"success": f"after {ups} succeed" if ups else "at the start",
+               "failure": f"only if one of {ups} fails" if ups else "never: no upstream can fail",
+               "always": f"once {ups} finish, whatever happened" if ups else "at the start"}[when]
+        extra = []
+        if task.foreach is not None:
+            from .graph import _expr
+
+            extra.append(f"once per item of {_expr(task.foreach.items)}")
+        r = tp.settings.retry
+        if r is not None and isinstance(r.count.value, int) and r.count.value:
+            extra.append(f"up to {r.count.value} retries")
+        if tp.settings.timeout is not None:
+            extra.append(f"timeout {tp.settings.timeout.text}")
+        from .graph import _action
+
+        lines.append(f"{i:>3}. {name}: {_action(task)} — runs {why}" + (f" ({'; '.join(extra)})" if extra else ""))
+    for task in program.tasks:
+        if task.name not in selected:
+            lines.append(f"  -  {task.name}: does not run (not needed by {', '.join(targets)})")
+    return lines
+
+
+def cmd_run(args) -> int:
+    import json
+
+    from .planner import make_plan
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    overrides = dict(parse_param(p) for p in args.param)
+    if not os.path.isfile(args.file):
+        raise UsageError(f"no such file: {args.file}")
+    program = load_valid(args.file)
+    if program is None:
+        return EXIT_FAILED
+    names = [t.name for t in program.tasks]
+    for t in args.target:
+        if t not in names:
+            from .diagnostics import did_you_mean
+
+            hint = did_you_mean(t, names)
+            raise UsageError(f"--target `{t}` names no task of {args.file}" + (f"; {hint}" if hint else ""))
+    declared = [e.key for e in program.pipeline.params.entries] if program.pipeline.params else []
+    for key in overrides:
+        if key not in declared:
+            from .diagnostics import did_you_mean
+
+            hint = did_you_mean(key, declared) or ("declared: " + ", ".join(declared) if declared else "it declares none")
+            raise UsageError(f"--param `{key}` is not a param of {program.pipeline.name}; {hint}")
+    executor = args.executor or (program.pipeline.executor.kind if program.pipeline.executor else "process")
+    if executor == "dask":
+        raise UsageError("the dask executor is not available in this release; use process, thread or inline")
+    logical = None
+    if args.logical_date:
+        from .timeutil import parse_iso
+
+        try:
+            logical = parse_iso(args.logical_date)
+        except ValueError as e:
+            raise UsageError(f"--logical-date: {e}") from None
+    plan = make_plan(program, args.target)
+    if args.dry_run:
+        lines = dry_run_lines(plan, program, args.target)
+        if args.json:
+            print(json.dumps({"pipeline": program.pipeline.name, "order": list(plan.tasks), "plan": lines}, indent=2))
+        else:
+            print(f"pipeline {program.pipeline.name}: {len(plan.tasks)} of {len(program.tasks)} tasks would run")
+            print("\n".join(lines))
+        return EXIT_OK
+    from .progress import make_reporter
+    from .runner import RunOptions, Runner
+    from .values import EvalError
+
+    out = sys.stderr if args.json else sys.stdout
+    reporter = make_reporter(out, args.quiet, args.verbose)
+    options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
+                         logical_date=logical, state_dir=args.state_dir)
+    try:
+        report = Runner(plan, options, reporter).run()
+    except EvalError as e:
+        print(f"flow run: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)
+
+
+def add_run(p) -> None:
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="override a param (repeatable)")
+    p.add_argument("--target", action="append", default=[], metavar="TASK", help="run TASK and what it needs")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument("--executor", choices=("process", "thread", "inline", "dask"))
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes or threads")
+    p.add_argument("--logical-date", metavar="ISO", help="sets run.logical_date (the trigger stays manual)")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="also stream each task's output")
+    p.add_argument("--state-dir", metavar="DIR", help="where runs are kept (default: .flow beside FILE)")
+
+
 # ---- the verb table and main -------------------------------------------------
 
 VERBS: Dict[str, Tuple[Callable, Callable, str]] = {
     "validate": (add_validate, cmd_validate, "check .flow files; never imports user code"),
     "graph": (add_graph, cmd_graph, "print a pipeline's task graph"),
+    "run": (add_run, cmd_run, "run a pipeline and wait for it"),
 }
 
 

@@ -220,3 +220,54 @@ def downstream_closure(graph: Dict[str, List[Edge]], sources: Iterable[str]) -> 
 def describe_cycle(cycle: List[Edge], start: Optional[str] = None) -> str:
     """`a → b → c → a`, following edges from a task to what it needs."""
     return " → ".join([start or "?"] + [e.upstream for e in cycle])
+
+
+# ---- the plan a run follows ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """One task with the pipeline's defaults applied (a task's statement wins whole)."""
+
+    task: ir.Task
+    settings: ir.Settings
+    upstream: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Plan:
+    program: ir.Program
+    tasks: Dict[str, TaskPlan]  # the selected tasks, in topological order
+    graph: Dict[str, List[Edge]]
+
+    @property
+    def order(self) -> List[str]:
+        return list(self.tasks)
+
+
+def effective(task: ir.Task, defaults: ir.Settings) -> ir.Settings:
+    s = task.settings
+    return ir.Settings(
+        retry=s.retry or defaults.retry, timeout=s.timeout or defaults.timeout, when=s.when or defaults.when,
+        output=s.output or defaults.output, cache=s.cache or defaults.cache, tags=s.tags or defaults.tags)
+
+
+def make_plan(program: ir.Program, targets: Iterable[str] = (), from_: Iterable[str] = ()) -> Plan:
+    """The tasks a run executes: all, or what `targets` need, or what depends on `from_`."""
+    graph = edges(program)
+    selected: Optional[Set[str]] = None
+    targets, from_ = list(targets), list(from_)
+    if targets:
+        selected = upstream_closure(graph, targets)
+    if from_:
+        down = downstream_closure(graph, from_)
+        selected = down if selected is None else selected & down
+    by_name = {t.name: t for t in program.tasks}
+    tasks: Dict[str, TaskPlan] = {}
+    for name in topological_order(graph):
+        if selected is not None and name not in selected:
+            continue
+        task = by_name[name]
+        tasks[name] = TaskPlan(task, effective(task, program.pipeline.defaults),
+                               tuple(e.upstream for e in graph[name]))
+    return Plan(program, tasks, graph)

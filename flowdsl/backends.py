@@ -1,0 +1,332 @@
+"""Backends: where attempts execute. They decide nothing; the runner does.
+
+Each backend takes Attempts (`submit`), hands back Outcomes (`wait`), and can
+stop one attempt (`kill`) or all (`interrupt`). The process backend keeps a
+pool of long-lived workers fed over pipes, so a task costs two messages, not
+a process start; a worker that dies or is killed is replaced.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Dict, List, Optional
+
+from . import worker
+from .worker import Attempt, Outcome
+
+# ---- in the runner's process ---------------------------------------------------
+
+
+class InlineBackend:
+    """Runs each attempt in the runner's own process, one at a time: for debugging."""
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self.done: List[Outcome] = []
+
+    def submit(self, attempt: Attempt) -> None:
+        self.done.append(_with_alarm(attempt))
+
+    def wait(self, timeout: Optional[float]) -> List[Outcome]:
+        done, self.done = self.done, []
+        if not done and timeout:
+            time.sleep(timeout)
+        return done
+
+    def kill(self, key: str) -> None:
+        pass  # nothing runs between calls
+
+    def interrupt(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _with_alarm(attempt: Attempt) -> Outcome:
+    """A `run` attempt's timeout in the main thread: SIGALRM raises inside it."""
+    if attempt.kind != "run" or not attempt.timeout or threading.current_thread() is not threading.main_thread():
+        return worker.execute(attempt)
+
+    def expire(signum, frame):
+        raise worker.TaskTimeout(f"timed out after {worker.format_seconds(attempt.timeout)}")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, attempt.timeout)
+    try:
+        return worker.execute(attempt)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class ThreadBackend:
+    """Attempts on threads of the runner's process. A `run` attempt past its
+    timeout gets TaskTimeout raised inside its thread; code blocked in C
+    cannot be stopped that way (use the process executor for such tasks)."""
+
+    def __init__(self, workers: int) -> None:
+        self.capacity = workers
+        self.outcomes: "queue.Queue[Outcome]" = queue.Queue()
+        self.threads: Dict[str, threading.Thread] = {}
+
+    def submit(self, attempt: Attempt) -> None:
+        t = threading.Thread(target=self._run, args=(attempt,), name=f"flow-{attempt.key}", daemon=True)
+        self.threads[attempt.key] = t
+        t.start()
+
+    def _run(self, attempt: Attempt) -> None:
+        self.outcomes.put(worker.execute(attempt))
+
+    def wait(self, timeout: Optional[float]) -> List[Outcome]:
+        out = []
+        try:
+            out.append(self.outcomes.get(timeout=timeout) if timeout is None or timeout > 0 else
+                       self.outcomes.get_nowait())
+            while True:
+                out.append(self.outcomes.get_nowait())
+        except queue.Empty:
+            pass
+        for o in out:
+            self.threads.pop(o.key, None)
+        return out
+
+    def _raise_in(self, key: str, exc: type) -> None:
+        import ctypes
+
+        t = self.threads.get(key)
+        if t is not None and t.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(exc))
+
+    def kill(self, key: str) -> None:
+        self._raise_in(key, worker.TaskTimeout)
+
+    def interrupt(self) -> None:
+        for key in list(self.threads):
+            self._raise_in(key, worker.Interrupted)
+
+    def close(self) -> None:
+        pass
+
+
+# ---- worker processes ------------------------------------------------------------
+
+
+class _Worker:
+    def __init__(self, process, conn) -> None:
+        self.process = process
+        self.conn = conn
+        self.attempt: Optional[Attempt] = None
+
+
+class ProcessBackend:
+    """A pool of forked worker processes, each in its own process group."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        self.ctx = multiprocessing.get_context(method)
+        self.capacity = workers
+        self.idle: List[_Worker] = []
+        self.busy: Dict[str, _Worker] = {}
+        self.lost: List[Outcome] = []
+        for _ in range(workers):
+            self.idle.append(self._start())
+
+    def _start(self) -> _Worker:
+        parent, child = self.ctx.Pipe()
+        process = self.ctx.Process(target=worker_main, args=(child, os.getpid()), daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def submit(self, attempt: Attempt) -> None:
+        w = self.idle.pop() if self.idle else self._start()
+        w.attempt = attempt
+        self.busy[attempt.key] = w
+        try:
+            w.conn.send(attempt)
+        except (OSError, ValueError) as e:
+            self._lose(w, f"could not hand the attempt to its worker: {e}")
+
+    def wait(self, timeout: Optional[float]) -> List[Outcome]:
+        from multiprocessing.connection import wait as wait_any
+
+        out, self.lost = self.lost, []
+        if out:
+            timeout = 0
+        if not self.busy:
+            if timeout:
+                time.sleep(timeout)
+            return out
+        by_handle = {}
+        for w in self.busy.values():
+            by_handle[w.conn] = w
+            by_handle[w.process.sentinel] = w
+        for handle in wait_any(list(by_handle), timeout):
+            w = by_handle[handle]
+            if w.attempt is None or w.attempt.key not in self.busy:
+                continue  # already handled through its other handle
+            if handle is w.conn or w.conn.poll():
+                try:
+                    outcome = w.conn.recv()
+                except (EOFError, OSError):
+                    self._lose(w, _death(w.process))
+                    out.extend(self.lost)
+                    self.lost = []
+                    continue
+                del self.busy[w.attempt.key]
+                w.attempt = None
+                self.idle.append(w)
+                out.append(outcome)
+            else:
+                self._lose(w, _death(w.process))
+                out.extend(self.lost)
+                self.lost = []
+        return out
+
+    def _lose(self, w: _Worker, message: str) -> None:
+        """The worker is gone (or must go): record the failure, start a replacement."""
+        attempt = w.attempt
+        _kill_worker(w)
+        if attempt is not None:
+            self.busy.pop(attempt.key, None)
+            now = time.time()
+            self.lost.append(Outcome(attempt.key, attempt.number, False,
+                                     error={"type": "WorkerDied", "message": message, "traceback": ""},
+                                     started=now, finished=now))
+        self.idle.append(self._start())
+
+    def kill(self, key: str) -> None:
+        """Stop one attempt now (its timeout passed); its worker is replaced."""
+        w = self.busy.pop(key, None)
+        if w is not None:
+            w.attempt = None
+            _kill_worker(w)
+            self.idle.append(self._start())
+
+    def interrupt(self) -> None:
+        """Ask every running attempt to stop (SIGINT: on_abort runs); they report back."""
+        for w in self.busy.values():
+            try:
+                os.kill(w.process.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def close(self) -> None:
+        for w in self.idle + list(self.busy.values()):
+            _kill_worker(w)
+        self.idle, self.busy = [], {}
+
+
+def _kill_worker(w: _Worker) -> None:
+    """SIGTERM (the worker kills its shell command's group and exits), then SIGKILL its group."""
+    pid = w.process.pid
+    try:
+        os.kill(pid, signal.SIGTERM)
+        w.process.join(0.2)
+    except (ProcessLookupError, OSError):
+        pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+    w.process.join(1)
+    try:
+        w.conn.close()
+    except OSError:
+        pass
+
+
+def _death(process) -> str:
+    process.join(0.1)
+    code = process.exitcode
+    if code is None:
+        return "the worker process stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"the worker process was killed by {name}{hint}"
+    return f"the worker process exited with status {code}"
+
+
+# ---- inside a worker process -------------------------------------------------------
+
+_busy = False
+_interrupted = False
+
+
+def _on_sigint(signum, frame) -> None:
+    global _interrupted
+    if _busy and not _interrupted:
+        _interrupted = True
+        raise worker.Interrupted()
+
+
+def _on_sigterm(signum, frame) -> None:
+    worker.kill_current_child()
+    os._exit(143)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """The runner may die by SIGKILL: then the kernel (Linux) or a watchdog ends us."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        _on_sigterm(None, None)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent_pid:
+                _on_sigterm(None, None)
+
+    threading.Thread(target=watch, daemon=True, name="flow-watchdog").start()
+
+
+def worker_main(conn, parent_pid: int) -> None:
+    global _busy, _interrupted
+    os.setpgid(0, 0)  # our own group: a timeout kills us and what we started, nothing else
+    signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _die_with_parent(parent_pid)
+    while True:
+        try:
+            attempt = conn.recv()
+        except (EOFError, OSError):
+            break
+        _busy, _interrupted = True, False
+        try:
+            outcome = worker.execute(attempt, redirect_fds=True)
+        except worker.Interrupted:  # between the task's end and here
+            outcome = Outcome(attempt.key, attempt.number, False,
+                              error={"type": "Interrupted", "message": "the run was interrupted", "traceback": ""})
+        _busy = False
+        try:
+            conn.send(outcome)
+        except (OSError, ValueError):
+            break
+    os._exit(0)
+
+
+def make_backend(kind: str, workers: int):
+    if kind == "inline":
+        return InlineBackend()
+    if kind == "thread":
+        return ThreadBackend(workers)
+    return ProcessBackend(workers)

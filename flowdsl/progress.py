@@ -1,0 +1,178 @@
+"""What a run shows while it runs: a live display on a terminal, plain lines elsewhere.
+
+The runner calls one method per event; a reporter only prints. `-v` streams
+each attempt's captured output, prefixed by its task, by reading the log
+files as they grow; `-q` prints failures and the final line only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from typing import Any, Dict, Optional, TextIO
+
+from . import state
+
+
+def _error_line(error: Optional[Dict[str, Any]]) -> str:
+    if not error:
+        return ""
+    message = (error.get("message") or "").strip().splitlines()
+    return f"{error.get('type')}: {message[0] if message else ''}" + (" ..." if len(message) > 1 else "")
+
+
+class PlainReporter:
+    """One line per event (a log file, a CI console, cron mail)."""
+
+    refresh = 1.0
+
+    def __init__(self, out: TextIO = sys.stdout, quiet: bool = False, verbose: bool = False) -> None:
+        self.out = out
+        self.quiet = quiet
+        self.verbose = verbose
+        self.t0 = time.monotonic()
+        self.folder = ""
+        self.offsets: Dict[str, int] = {}
+        self.counts = {"success": 0, "failed": 0, "skipped": 0}
+
+    def say(self, text: str, always: bool = False) -> None:
+        if always or not self.quiet:
+            print(text, file=self.out, flush=True)
+
+    def stamp(self) -> str:
+        return f"{time.monotonic() - self.t0:7.2f}s"
+
+    def run_started(self, report: Dict[str, Any], folder: str) -> None:
+        self.folder = folder
+        self.say(f"run {report['run_id']}: {len(report['tasks'])} tasks, logs in {os.path.relpath(folder)}")
+
+    def started(self, key: str, n: int) -> None:
+        if self.verbose or n > 1:
+            self.say(f"{self.stamp()} start {key}" + (f" (attempt {n})" if n > 1 else ""))
+
+    def ended(self, key: str, n: int, status: str, duration: float, error, retry_in: Optional[float]) -> None:
+        self.stream(key, n, final=True)
+        if status == "success":
+            self.counts["success"] += 1
+            self.say(f"{self.stamp()} ok    {key} ({duration:.2f}s)")
+        elif status == "interrupted":
+            self.say(f"{self.stamp()} stop  {key}: interrupted", always=True)
+        else:
+            tail = f"; retry in {retry_in:.1f}s" if retry_in is not None else ""
+            if retry_in is None:
+                self.counts["failed"] += 1
+            self.say(f"{self.stamp()} FAIL  {key}" + (f" (attempt {n})" if n else "") +
+                     f": {_error_line(error)}{tail}", always=True)
+
+    def skipped(self, key: str, reason: str) -> None:
+        self.counts["skipped"] += 1
+        self.say(f"{self.stamp()} skip  {key}: {reason}")
+
+    def stopping(self, reason: Optional[str]) -> None:
+        self.say(f"{self.stamp()} stopping: {reason}; waiting for running tasks", always=True)
+
+    def hook_ended(self, event: str, error) -> None:
+        if error:
+            self.say(f"{self.stamp()} hook on {event} failed: {_error_line(error)}", always=True)
+        else:
+            self.say(f"{self.stamp()} hook on {event} ok")
+
+    def tick(self, running: Dict[str, Any]) -> None:
+        if self.verbose:
+            for key, inst in running.items():
+                self.stream(key, inst.attempt)
+
+    def stream(self, key: str, n: int, final: bool = False) -> None:
+        """With -v: print what the attempt's log gained since last time."""
+        if not self.verbose or not n:
+            return
+        path = state.log_path(self.folder, key, n)
+        offset = self.offsets.get(path, 0)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except OSError:
+            return
+        if not final:
+            cut = data.rfind(b"\n") + 1  # whole lines only while it runs
+            data = data[:cut]
+        self.offsets[path] = offset + len(data)
+        for line in data.decode("utf-8", "replace").splitlines():
+            print(f"{key} | {line}", file=self.out, flush=True)
+
+    def run_finished(self, report: Dict[str, Any]) -> None:
+        tasks = report["tasks"]
+        top = [k for k in tasks if "[" not in k]
+        by: Dict[str, int] = {}
+        for k in top:
+            by[tasks[k]["status"]] = by.get(tasks[k]["status"], 0) + 1
+        parts = ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
+        duration = report.get("duration_s")
+        self.say(f"run {report['run_id']} {report['status']} in {duration}s: {parts}", always=True)
+
+
+class LiveReporter(PlainReporter):
+    """On a terminal: events scroll, and one status line at the bottom says where the run is."""
+
+    refresh = 0.2
+
+    def __init__(self, out: TextIO = sys.stdout, quiet: bool = False, verbose: bool = False) -> None:
+        super().__init__(out, quiet, verbose)
+        self.total = 0
+        self.done = 0
+        self.run_id = ""
+        self.started_at: Dict[str, float] = {}
+        self.status_shown = False
+
+    def say(self, text: str, always: bool = False) -> None:
+        if always or not self.quiet:
+            self.clear()
+            print(text, file=self.out, flush=True)
+
+    def clear(self) -> None:
+        if self.status_shown:
+            self.out.write("\r\x1b[2K")
+            self.status_shown = False
+
+    def run_started(self, report: Dict[str, Any], folder: str) -> None:
+        self.total = len(report["tasks"])
+        self.run_id = report["run_id"]
+        super().run_started(report, folder)
+
+    def started(self, key: str, n: int) -> None:
+        self.started_at[key] = time.monotonic()
+        super().started(key, n)
+
+    def ended(self, key: str, n: int, status: str, duration: float, error, retry_in) -> None:
+        self.started_at.pop(key, None)
+        if status in ("success", "failed") and retry_in is None and "[" not in key:
+            self.done += 1
+        super().ended(key, n, status, duration, error, retry_in)
+
+    def skipped(self, key: str, reason: str) -> None:
+        self.done += 1
+        super().skipped(key, reason)
+
+    def tick(self, running: Dict[str, Any]) -> None:
+        super().tick(running)
+        now = time.monotonic()
+        width = shutil.get_terminal_size((100, 20)).columns
+        shown = ", ".join(f"{k} {now - self.started_at.get(k, now):.0f}s" for k in list(running)[:4])
+        more = f" +{len(running) - 4}" if len(running) > 4 else ""
+        failed = f" · {self.counts['failed']} failed" if self.counts["failed"] else ""
+        line = f"{self.run_id} · {self.done}/{self.total} done{failed} · running: {shown or '-'}{more}"
+        self.out.write("\r\x1b[2K" + line[: width - 1])
+        self.out.flush()
+        self.status_shown = True
+
+    def run_finished(self, report: Dict[str, Any]) -> None:
+        self.clear()
+        super().run_finished(report)
+
+
+def make_reporter(out: TextIO, quiet: bool, verbose: bool):
+    live = out.isatty() and os.environ.get("TERM") != "dumb"
+    return (LiveReporter if live else PlainReporter)(out, quiet, verbose)

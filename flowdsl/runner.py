@@ -1,0 +1,471 @@
+"""The runner: the one loop that decides everything about a run.
+
+Readiness, `when`, retries and their delays, timeouts, skips, concurrency,
+foreach expansion and the journal are decided here, single-threaded; the
+backend only executes attempts. The loop waits on the backend and on the
+next deadline (a retry's due time, an attempt's timeout, the run's timeout)
+at once, so nothing polls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import heapq
+import os
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import ir, journal, planner, state, values
+from .backends import make_backend
+from .values import EvalError, Scope, Secrets, evaluate
+from .worker import Attempt, Outcome
+
+INTERRUPT_GRACE = 5.0  # seconds running attempts get to stop (and call on_abort)
+SHELL_TIMEOUT_SLACK = 5.0  # a shell attempt enforces its own timeout; the runner backs it up
+
+
+@dataclass
+class RunOptions:
+    params: Dict[str, Any] = field(default_factory=dict)  # --param overrides, already parsed
+    targets: List[str] = field(default_factory=list)
+    executor: Optional[str] = None
+    workers: Optional[int] = None
+    logical_date: Optional[dt.datetime] = None
+    trigger: str = "manual"
+    state_dir: Optional[str] = None
+    run_id: Optional[str] = None
+
+
+@dataclass
+class Instance:
+    """One schedulable unit: a task, or one instance of a foreach task."""
+
+    key: str
+    name: str
+    item: Any = None
+    has_item: bool = False
+    attempt: int = 0
+
+
+class Runner:
+    def __init__(self, plan: planner.Plan, options: RunOptions, reporter) -> None:
+        self.plan = plan
+        self.program = plan.program
+        self.pipeline = plan.program.pipeline
+        self.options = options
+        self.reporter = reporter
+        self.secrets = Secrets()
+        self.state = state.RunState()
+        self.folder = os.path.dirname(os.path.abspath(self.program.file))
+        base = self.folder
+        self.sys_path = tuple([base] + [os.path.normpath(os.path.join(base, p.text)) for p in self.pipeline.pythonpath])
+        self.results: Dict[str, Any] = {}
+        self.remaining: Dict[str, int] = {}
+        self.downstream: Dict[str, List[str]] = {name: [] for name in plan.tasks}
+        self.ready: deque = deque()
+        self.retries: List[Tuple[float, int, Instance]] = []
+        self.deadlines: Dict[str, float] = {}
+        self.running: Dict[str, Instance] = {}
+        self.open_instances: Dict[str, int] = {}
+        self.failed_instances: Dict[str, bool] = {}
+        self.stop_reason: Optional[str] = None
+        self.signals = 0
+        self.seq = 0
+
+    # ---- setup ------------------------------------------------------------------
+
+    def evaluate_params(self, run: Dict[str, Any]) -> Dict[str, Any]:
+        scope = Scope(params={}, run=run, secrets=self.secrets)
+        params: Dict[str, Any] = {}
+        if self.pipeline.params is not None:
+            for entry in self.pipeline.params.entries:
+                if entry.key in self.options.params:
+                    params[entry.key] = self.options.params[entry.key]
+                else:
+                    params[entry.key] = evaluate(entry.value, scope)
+        return params
+
+    def run(self) -> Dict[str, Any]:
+        p = self.pipeline
+        now = dt.datetime.now(dt.timezone.utc)
+        logical = self.options.logical_date or now.astimezone()
+        run_id = self.options.run_id or state.new_run_id(p.name, now)
+        self.run_values = values.run_values(run_id, p.name, logical, self.options.trigger)
+        self.params = self.evaluate_params(self.run_values)
+        self.state_root = state.state_dir(self.program.file, self.options.state_dir)
+        self.run_folder = state.make_run_dir(self.state_root, run_id)
+        self.journal = journal.Writer(os.path.join(self.run_folder, "journal.msgpack"))
+        results_mode = p.results.value if p.results else "msgpack"
+        self.results_mode = results_mode
+        executor = self.options.executor or (p.executor.kind if p.executor else "process")
+        concurrency = int(p.concurrency.value) if isinstance(p.concurrency, ir.Literal) else (os.cpu_count() or 1)
+        workers = self.options.workers or concurrency
+        self.capacity = max(1, min(concurrency, workers) if self.options.workers else concurrency)
+        self.record({
+            "e": "run", "v": journal.VERSION, "run_id": run_id, "pipeline": p.name,
+            "file": self.program.file, "fingerprint": fingerprint(self.program),
+            "params": self.secrets.mask_data(_plain(self.params)), "logical_date": logical.isoformat(),
+            "trigger": self.options.trigger, "t": time.time(), "pid": os.getpid(),
+            "targets": list(self.options.targets), "tasks": list(self.plan.tasks),
+            "results": results_mode, "executor": executor,
+        }, sync=True)
+        self.reporter.run_started(self.state.report(), self.run_folder)
+        self.backend = make_backend(executor, min(self.capacity, max(1, len(self.plan.tasks))))
+        run_timeout = p.timeout.seconds if isinstance(p.timeout, ir.Duration) else None
+        self.run_deadline = time.monotonic() + run_timeout if run_timeout else None
+        previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.loop()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        status = self.final_status()
+        if status != "interrupted":
+            self.run_hooks(status)
+        reason = self.stop_reason if status != "success" else None
+        self.record({"e": "done", "status": status, "t": time.time(), "reason": reason}, sync=True)
+        self.backend.close()
+        self.journal.close()
+        report = self.state.report(self.secrets)
+        state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
+        self.reporter.run_finished(report)
+        return report
+
+    def on_signal(self, signum, frame) -> None:
+        self.signals += 1
+        if self.stop_reason is None:
+            self.stop_reason = f"interrupted by {signal.Signals(signum).name}"
+
+    def record(self, r: Dict[str, Any], sync: bool = False) -> None:
+        self.journal.append(r, sync=sync)
+        self.state.apply(r)
+
+    # ---- the loop -----------------------------------------------------------------
+
+    def loop(self) -> None:
+        for name, tp in self.plan.tasks.items():
+            ups = [u for u in tp.upstream if u in self.plan.tasks]
+            self.remaining[name] = len(ups)
+            for u in ups:
+                self.downstream[u].append(name)
+        for name, count in self.remaining.items():
+            if count == 0:
+                self.become_ready(name)
+        while self.stop_reason is None:
+            self.start_ready()
+            if not self.running and not self.ready and not self.retries:
+                break
+            outcomes = self.backend.wait(self.wait_time())
+            for outcome in outcomes:
+                self.finish(outcome)
+            self.expire(time.monotonic())
+            self.journal.sync()  # group commit: one fsync for every end of this round
+            self.reporter.tick(self.running)
+        if self.stop_reason is not None:
+            self.abort()
+
+    def wait_time(self) -> Optional[float]:
+        now = time.monotonic()
+        times = list(self.deadlines.values())
+        if self.retries:
+            times.append(self.retries[0][0])
+        if self.run_deadline is not None:
+            times.append(self.run_deadline)
+        wait = max(0.0, min(times) - now) if times else None
+        if self.ready and len(self.running) < self.capacity:
+            wait = 0.0
+        # Signals set a flag; wake often enough to see it, and to refresh a live display.
+        return min(wait, self.reporter.refresh) if wait is not None else self.reporter.refresh
+
+    def start_ready(self) -> None:
+        now = time.monotonic()
+        while self.retries and self.retries[0][0] <= now:
+            _, _, inst = heapq.heappop(self.retries)
+            self.ready.append(inst)
+        while self.ready and len(self.running) < self.capacity:
+            self.start(self.ready.popleft())
+
+    def expire(self, now: float) -> None:
+        if self.run_deadline is not None and now >= self.run_deadline:
+            self.stop_reason = f"the run's timeout ({self.pipeline.timeout.text}) passed"
+            return
+        for key, deadline in list(self.deadlines.items()):
+            if now >= deadline:
+                inst = self.running.get(key)
+                self.backend.kill(key)
+                if inst is not None:
+                    timeout = self.plan.tasks[inst.name].settings.timeout
+                    t = time.time()
+                    self.finish(Outcome(key, inst.attempt, False, error={
+                        "type": "Timeout", "message": f"timed out after {timeout.text}", "traceback": ""},
+                        started=t, finished=t))
+
+    # ---- a task becomes ready ------------------------------------------------------
+
+    def become_ready(self, name: str) -> None:
+        tp = self.plan.tasks[name]
+        when = tp.settings.when.value if tp.settings.when else "success"
+        ups = [u for u in tp.upstream if u in self.plan.tasks]
+        states = {u: self.task_status(u) for u in ups}
+        failed = [u for u, s in states.items() if s == "failed"]
+        if when == "success" and any(s not in ("success", "cached") for s in states.values()):
+            bad = failed or [u for u, s in states.items() if s not in ("success", "cached")]
+            verb = "failed" if failed else "did not succeed"
+            return self.skip(name, f"upstream {', '.join(bad)} {verb}")
+        if when == "failure" and not failed:
+            return self.skip(name, "no upstream failed (when failure)")
+        task = tp.task
+        if task.foreach is None:
+            self.open_instances[name] = 1
+            self.ready.append(Instance(name, name))
+            return
+        try:
+            items = evaluate(task.foreach.items, self.scope(None))
+            if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
+                raise EvalError(f"`foreach {task.foreach.var.name} in ...` needs a list, got {type(items).__name__}")
+            items = list(items)
+        except EvalError as e:
+            return self.fail_without_attempt(name, name, e)
+        self.record({"e": "expand", "task": name, "count": len(items)})
+        if not items:
+            self.complete(name)
+            return
+        self.open_instances[name] = len(items)
+        for i, item in enumerate(items):
+            self.ready.append(Instance(f"{name}[{i}]", name, item, True))
+
+    def task_status(self, name: str) -> str:
+        s = self.state.aggregate(name) if name in self.state.instances else self.state.tasks[name]
+        return s.status
+
+    def skip(self, name: str, reason: str) -> None:
+        self.record({"e": "skip", "task": name, "t": time.time(), "reason": reason})
+        self.reporter.skipped(name, reason)
+        self.complete(name)
+
+    def scope(self, inst: Optional[Instance]) -> Scope:
+        item = None
+        if inst is not None and inst.has_item:
+            item = (self.plan.tasks[inst.name].task.foreach.var.name, inst.item)
+        return Scope(self.params, self.run_values, self.results, item, self.secrets)
+
+    # ---- attempts -----------------------------------------------------------------
+
+    def start(self, inst: Instance) -> None:
+        tp = self.plan.tasks[inst.name]
+        inst.attempt += 1
+        try:
+            attempt = self.make_attempt(inst, tp)
+        except EvalError as e:
+            return self.fail_without_attempt(inst.key, inst.name, e)
+        self.record({"e": "start", "task": inst.key, "n": inst.attempt, "t": time.time()})
+        self.running[inst.key] = inst
+        if attempt.timeout is not None:
+            slack = 0 if attempt.kind == "run" else SHELL_TIMEOUT_SLACK
+            self.deadlines[inst.key] = time.monotonic() + attempt.timeout + slack
+        self.reporter.started(inst.key, inst.attempt)
+        self.backend.submit(attempt)
+
+    def make_attempt(self, inst: Instance, tp: planner.TaskPlan) -> Attempt:
+        task = tp.task
+        scope = self.scope(inst)
+        s = tp.settings
+        env = {"FLOW_RUN_ID": self.run_values["id"], "FLOW_PIPELINE": self.pipeline.name,
+               "FLOW_LOGICAL_DATE": self.run_values["logical_date"].isoformat(), "FLOW_TASK": inst.key}
+        kwargs = evaluate(task.args, scope) if task.args is not None else {}
+        common = dict(
+            key=inst.key, number=inst.attempt, cwd=self.folder, sys_path=self.sys_path,
+            log_path=state.log_path(self.run_folder, inst.key, inst.attempt),
+            timeout=s.timeout.seconds if isinstance(s.timeout, ir.Duration) else None,
+            output=s.output.value if s.output else "text", results=self.results_mode,
+            secrets=tuple(self.secrets.values),
+        )
+        action = task.action
+        if isinstance(action, ir.RunAction):
+            return Attempt(kind="run", target=str(action.callable), kwargs=kwargs, env=env, **common)
+        for k, v in kwargs.items():
+            env["FLOW_ARG_" + k.upper()] = v if isinstance(v, str) else values.as_text(v)
+        common["secrets"] = tuple(self.secrets.values)  # evaluation may have read more
+        if isinstance(action, ir.ShAction):
+            command = values.render(action.command, scope, quote=True)
+            return Attempt(kind="sh", target=command, env=env, **common)
+        argv = evaluate(action.argv, scope)
+        if not isinstance(argv, (list, tuple)) or not argv:
+            raise EvalError("`exec` needs a non-empty list of arguments")
+        common["secrets"] = tuple(self.secrets.values)
+        return Attempt(kind="exec", argv=tuple(a if isinstance(a, str) else values.as_text(a) for a in argv),
+                       env=env, **common)
+
+    def fail_without_attempt(self, key: str, name: str, e: EvalError) -> None:
+        error = {"type": "EvalError", "message": self.secrets.mask(str(e)), "traceback": ""}
+        self.record({"e": "end", "task": key, "n": 0, "t": time.time(), "status": "failed", "error": error})
+        self.reporter.ended(key, 0, "failed", 0.0, error, None)
+        self.instance_done(name, ok=False)
+
+    def finish(self, outcome: Outcome) -> None:
+        inst = self.running.pop(outcome.key, None)
+        if inst is None or inst.attempt != outcome.number:
+            return  # an attempt already given up on (its timeout passed)
+        self.deadlines.pop(outcome.key, None)
+        duration = max(0.0, outcome.finished - outcome.started)
+        if outcome.ok:
+            self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": time.time(),
+                         "status": "success", "result": outcome.result})
+            self.reporter.ended(inst.key, inst.attempt, "success", duration, None, None)
+            self.instance_done(inst.name, ok=True)
+            return
+        error = dict(outcome.error or {})
+        names = error.pop("names", None) or [error.get("type", "")]
+        interrupted = error.get("type") == "Interrupted"
+        delay = None if interrupted else self.retry_delay(inst, names)
+        status = "interrupted" if interrupted else "failed"
+        retry_at = time.time() + delay if delay is not None else None
+        error = self.secrets.mask_data(error)
+        self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": time.time(), "status": status,
+                     "error": error, "retry_at": retry_at})
+        self.reporter.ended(inst.key, inst.attempt, status, duration, error, delay)
+        if interrupted:
+            return
+        if delay is not None:
+            self.seq += 1
+            heapq.heappush(self.retries, (time.monotonic() + delay, self.seq, inst))
+        else:
+            self.instance_done(inst.name, ok=False)
+
+    def retry_delay(self, inst: Instance, names: List[str]) -> Optional[float]:
+        """Seconds until the next attempt, or None when the task is out of retries."""
+        r = self.plan.tasks[inst.name].settings.retry
+        if r is None or inst.attempt > r.count.value:
+            return None
+        if r.on and not any(n.name in names for n in r.on):
+            return None
+        delay = r.delay.seconds if r.delay is not None else 0.0
+        backoff = r.backoff.value if r.backoff is not None else 1
+        delay *= backoff ** (inst.attempt - 1)
+        if r.max_delay is not None:
+            delay = min(delay, r.max_delay.seconds)
+        if r.jitter is not None and delay:
+            delay *= 1 + random.uniform(-r.jitter.value, r.jitter.value)
+        return max(0.0, delay)
+
+    def instance_done(self, name: str, ok: bool) -> None:
+        if not ok:
+            self.failed_instances[name] = True
+        self.open_instances[name] = self.open_instances.get(name, 1) - 1
+        if self.open_instances[name] <= 0:
+            self.complete(name)
+
+    def complete(self, name: str) -> None:
+        """A task (all its instances) is final: publish its result, release its dependents."""
+        if self.task_status(name) in ("success", "cached"):
+            self.results[name] = self.state.result(name, self.results_mode == "pickle")
+        for d in self.downstream[name]:
+            self.remaining[d] -= 1
+            if self.remaining[d] == 0:
+                self.become_ready(d)
+
+    # ---- the end ----------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Stop every running attempt: ask first (on_abort runs), then kill."""
+        self.reporter.stopping(self.stop_reason)
+        self.backend.interrupt()
+        give_up = time.monotonic() + INTERRUPT_GRACE
+        while self.running and time.monotonic() < give_up and self.signals < 2:
+            for outcome in self.backend.wait(0.1):
+                self.finish(outcome)
+        for key, inst in list(self.running.items()):
+            self.backend.kill(key)
+            t = time.time()
+            self.finish(Outcome(key, inst.attempt, False, error={
+                "type": "Interrupted", "message": "stopped when the run was interrupted", "traceback": ""},
+                started=t, finished=t))
+        self.journal.sync()
+
+    def final_status(self) -> str:
+        if self.stop_reason is not None and self.signals:
+            return "interrupted"
+        if self.stop_reason is not None:
+            return "failed"
+        for name in self.plan.tasks:
+            if self.task_status(name) == "failed":
+                return "failed"
+        return "success"
+
+    def run_hooks(self, status: str) -> None:
+        hooks = [h for h in self.pipeline.hooks if h.event == ("success" if status == "success" else "failure")]
+        hooks += [h for h in self.pipeline.hooks if h.event == "finish"]
+        if not hooks:
+            return
+        self.backend.close()
+        self.backend = make_backend("inline" if self.options.executor == "inline" else "process", 1)
+        for i, hook in enumerate(hooks):
+            report = self.state.report(self.secrets)
+            report["status"] = status
+            key = f"on_{hook.event}"
+            try:
+                attempt = self.hook_attempt(hook, key, i + 1, report, status)
+            except EvalError as e:
+                error = {"type": "EvalError", "message": self.secrets.mask(str(e)), "traceback": ""}
+                self.record({"e": "hook", "event": hook.event, "status": "failed", "error": error, "t": time.time()})
+                self.reporter.hook_ended(hook.event, error)
+                continue
+            self.backend.submit(attempt)
+            outcomes: List[Outcome] = []
+            while not outcomes:
+                outcomes = self.backend.wait(None if self.signals < 2 else 0)
+                if self.signals >= 2:
+                    break
+            error = None if outcomes and outcomes[0].ok else self.secrets.mask_data(
+                (outcomes[0].error if outcomes else None) or {"type": "Interrupted", "message": "", "traceback": ""})
+            if error:
+                error.pop("names", None)
+            self.record({"e": "hook", "event": hook.event, "status": "failed" if error else "success",
+                         "error": error, "t": time.time()})
+            self.reporter.hook_ended(hook.event, error)
+
+    def hook_attempt(self, hook: ir.Hook, key: str, n: int, report: Dict[str, Any], status: str) -> Attempt:
+        env = {"FLOW_RUN_ID": self.run_values["id"], "FLOW_PIPELINE": self.pipeline.name, "FLOW_STATUS": status,
+               "FLOW_LOGICAL_DATE": self.run_values["logical_date"].isoformat()}
+        scope = self.scope(None)
+        common = dict(key=key, number=n, cwd=self.folder, sys_path=self.sys_path, env=env,
+                      log_path=os.path.join(self.run_folder, "logs", f"{key}.{n}.log"), results="pickle",
+                      secrets=tuple(self.secrets.values))
+        action = hook.action
+        if isinstance(action, ir.RunAction):
+            return Attempt(kind="run", target=str(action.callable), args=(report,), **common)
+        if isinstance(action, ir.ShAction):
+            return Attempt(kind="sh", target=values.render(action.command, scope, quote=True), **common)
+        argv = evaluate(action.argv, scope)
+        return Attempt(kind="exec", argv=tuple(a if isinstance(a, str) else values.as_text(a) for a in argv), **common)
+
+
+def fingerprint(program: ir.Program) -> str:
+    """Of the plan's source: every file the program was read from."""
+    h = hashlib.sha256()
+    for path in program.files:
+        h.update(path.encode())
+        try:
+            with open(path, "rb") as f:
+                h.update(f.read())
+        except OSError:
+            pass
+    return h.hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    """Params as msgpack-able data for the journal's run record."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, float, str, bytes)):
+        return value
+    return repr(value)

@@ -1,0 +1,227 @@
+"""The state folder and the run report, derived from the journal's records.
+
+Layout (mode 0700, private to its user):
+
+    <state>/runs/<run_id>/journal.msgpack   the checkpoint
+    <state>/runs/<run_id>/report.json       the final report
+    <state>/runs/<run_id>/logs/<task>.<n>.log  one file per attempt
+
+`RunState.apply` is the one place that turns records into task states: the
+live runner applies each record as it writes it, and `flow status` replays
+a journal through the same method.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets as _random
+from typing import Any, Dict, List, Optional
+
+from . import codec
+
+STATE_ENV = "FLOW_STATE_DIR"
+
+
+def state_dir(flow_file: Optional[str], override: Optional[str] = None) -> str:
+    """--state-dir, else $FLOW_STATE_DIR, else `.flow` beside the file (or here)."""
+    if override:
+        return os.path.abspath(override)
+    if os.environ.get(STATE_ENV):
+        return os.path.abspath(os.environ[STATE_ENV])
+    base = os.path.dirname(os.path.abspath(flow_file)) if flow_file else os.getcwd()
+    return os.path.join(base, ".flow")
+
+
+def ensure_private_dir(path: str) -> str:
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except OSError:
+        pass
+    return path
+
+
+def new_run_id(pipeline: str, now: dt.datetime) -> str:
+    """`orders-20261122T050000-3f9a`: sorts by start time, safe as a file name."""
+    safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in pipeline)
+    return f"{safe}-{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}-{_random.token_hex(2)}"
+
+
+def run_dir(state: str, run_id: str) -> str:
+    return os.path.join(state, "runs", run_id)
+
+
+def make_run_dir(state: str, run_id: str) -> str:
+    ensure_private_dir(state)
+    ensure_private_dir(os.path.join(state, "runs"))
+    path = run_dir(state, run_id)
+    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def log_path(folder: str, key: str, attempt: int) -> str:
+    return os.path.join(folder, "logs", f"{key}.{attempt}.log")
+
+
+def iso(t: Optional[float]) -> Optional[str]:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class TaskState:
+    __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason")
+
+    def __init__(self) -> None:
+        self.status = "pending"
+        self.attempts = 0
+        self.started: Optional[float] = None
+        self.finished: Optional[float] = None
+        self.error: Optional[Dict[str, Any]] = None
+        self.result: Optional[bytes] = None
+        self.reason: Optional[str] = None
+
+
+class RunState:
+    """What the journal says so far: the run's record and each task's state."""
+
+    def __init__(self) -> None:
+        self.info: Dict[str, Any] = {}
+        self.tasks: Dict[str, TaskState] = {}
+        self.instances: Dict[str, List[str]] = {}  # foreach task -> instance keys
+        self.hooks: List[Dict[str, Any]] = []
+        self.status = "running"
+        self.finished: Optional[float] = None
+        self.reason: Optional[str] = None
+
+    def task(self, key: str) -> TaskState:
+        state = self.tasks.get(key)
+        if state is None:
+            state = self.tasks[key] = TaskState()
+        return state
+
+    def apply(self, r: Dict[str, Any]) -> None:
+        e = r["e"]
+        if e == "start":
+            s = self.task(r["task"])
+            s.status, s.attempts, s.error = "running", r["n"], None
+            if s.started is None:
+                s.started = r["t"]
+        elif e == "end":
+            s = self.task(r["task"])
+            s.finished = r["t"]
+            s.attempts = max(s.attempts, r.get("n", 0))
+            if r["status"] == "success":
+                s.status, s.result, s.error = "success", r.get("result"), None
+            elif r["status"] == "cached":
+                s.status, s.result, s.error = "cached", r.get("result"), None
+            else:
+                s.error = r.get("error")
+                s.status = "pending" if (r.get("retry_at") or r["status"] == "interrupted") else "failed"
+        elif e == "skip":
+            s = self.task(r["task"])
+            s.status, s.reason, s.finished = "skipped", r.get("reason"), r["t"]
+        elif e == "expand":
+            keys = [f"{r['task']}[{i}]" for i in range(r["count"])]
+            self.instances[r["task"]] = keys
+            for k in keys:
+                self.task(k)
+        elif e == "run":
+            self.info = r
+            for name in r.get("tasks", ()):
+                self.task(name)
+        elif e == "hook":
+            self.hooks.append({"event": r["event"], "status": r["status"], "error": r.get("error")})
+        elif e == "done":
+            self.status, self.finished, self.reason = r["status"], r["t"], r.get("reason")
+
+    def aggregate(self, name: str) -> TaskState:
+        """A foreach task's own state, from its instances."""
+        own = self.tasks[name]
+        keys = self.instances.get(name)
+        if keys is None or own.status in ("failed", "skipped"):
+            return own
+        parts = [self.tasks[k] for k in keys]
+        agg = TaskState()
+        agg.attempts = sum(p.attempts for p in parts)
+        starts = [p.started for p in parts if p.started is not None]
+        ends = [p.finished for p in parts if p.finished is not None]
+        agg.started = min(starts) if starts else own.started
+        agg.finished = max(ends) if ends and len(ends) == len(parts) else None
+        statuses = {p.status for p in parts}
+        if not parts or statuses <= {"success", "cached"}:
+            agg.status = "success"
+            agg.finished = agg.finished or own.finished
+        elif statuses & {"running"}:
+            agg.status = "running"
+        elif statuses & {"pending"}:
+            agg.status = "pending" if "failed" not in statuses else "running"
+        elif "failed" in statuses:
+            agg.status = "failed"
+            failed = [k for k, p in zip(keys, parts) if p.status == "failed"]
+            agg.error = {"type": "InstanceFailed", "message": f"{len(failed)} of {len(parts)} instances failed: "
+                         + ", ".join(failed[:5]) + ("..." if len(failed) > 5 else ""), "traceback": ""}
+        else:
+            agg.status = "skipped"
+        return agg
+
+    def result(self, key: str, allow_pickle: bool) -> Any:
+        if key in self.instances:
+            return [self.result(k, allow_pickle) for k in self.instances[key]]
+        data = self.tasks[key].result
+        return None if data is None else codec.decode_result(data, allow_pickle)
+
+    def report(self, secrets=None) -> Dict[str, Any]:
+        """The run report of cli.md."""
+        info = self.info
+        allow_pickle = info.get("results") == "pickle"
+        tasks: Dict[str, Any] = {}
+        names = list(info.get("tasks", ())) or [k for k in self.tasks if "[" not in k]
+        for name in names:
+            for key in [name] + self.instances.get(name, []):
+                s = self.aggregate(key) if key == name and name in self.instances else self.tasks.get(key, TaskState())
+                result = None
+                if s.status in ("success", "cached"):
+                    try:
+                        result = codec.to_json(self.result(key, allow_pickle))
+                    except ValueError as e:
+                        result = f"<unreadable result: {e}>"
+                entry = {
+                    "status": s.status, "attempts": s.attempts, "started_at": iso(s.started),
+                    "finished_at": iso(s.finished),
+                    "duration_s": round(s.finished - s.started, 3) if s.started and s.finished else None,
+                    "error": _error_view(s.error), "result": result,
+                }
+                if s.reason:
+                    entry["reason"] = s.reason
+                tasks[key] = entry
+        started = info.get("t")
+        report = {
+            "run_id": info.get("run_id"), "pipeline": info.get("pipeline"), "file": info.get("file"),
+            "status": self.status, "trigger": info.get("trigger"), "logical_date": info.get("logical_date"),
+            "started_at": iso(started), "finished_at": iso(self.finished),
+            "duration_s": round(self.finished - started, 3) if started and self.finished else None,
+            "params": info.get("params", {}), "tasks": tasks,
+        }
+        if self.reason:
+            report["reason"] = self.reason
+        if self.hooks:
+            report["hooks"] = [dict(h, error=_error_view(h.get("error"))) for h in self.hooks]
+        return secrets.mask_data(report) if secrets is not None else report
+
+
+def _error_view(error: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    if not error:
+        return None
+    return {"type": error.get("type"), "message": error.get("message"), "traceback": error.get("traceback")}

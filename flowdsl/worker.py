@@ -1,0 +1,368 @@
+"""Executing one attempt: what a worker does, in whichever backend it lives.
+
+An Attempt arrives as plain data (the callable's reference, arguments that
+the runner already evaluated, the log path, the timeout); an Outcome leaves
+as plain data (the encoded result, or an error record with the traceback as
+text). Failures are values here: nothing raised inside a task crosses back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import codec
+
+STDERR_TAIL = 2000  # characters of stderr kept in a failed shell task's error
+
+
+@dataclass(frozen=True)
+class Attempt:
+    key: str  # the task instance: `extract`, `fetch[0]`
+    number: int  # 1 for the first attempt
+    kind: str  # run | sh | exec
+    target: str = ""  # `module:attr` for run, the command line for sh
+    argv: Tuple[str, ...] = ()  # for exec
+    args: Tuple[Any, ...] = ()  # for run: positional (a hook's report)
+    kwargs: Dict[str, Any] = field(default_factory=dict)  # for run
+    env: Dict[str, str] = field(default_factory=dict)  # added to the environment
+    cwd: str = "."
+    sys_path: Tuple[str, ...] = ()
+    log_path: str = os.devnull
+    timeout: Optional[float] = None
+    output: str = "text"
+    results: str = "msgpack"
+    secrets: Tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    number: int
+    ok: bool
+    result: Optional[bytes] = None  # codec.encode_result bytes
+    error: Optional[Dict[str, str]] = None  # {"type", "message", "traceback"}
+    started: float = 0.0
+    finished: float = 0.0
+
+
+class TaskTimeout(Exception):
+    """Raised inside an attempt that ran past its timeout."""
+
+
+class Interrupted(BaseException):
+    """The run is being stopped; the attempt ends and reports it."""
+
+
+def error_record(exc: BaseException, kind: Optional[str] = None) -> Dict[str, str]:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"type": kind or type(exc).__name__, "message": str(exc), "traceback": tb}
+
+
+def exception_names(exc: BaseException) -> List[str]:
+    """Names and qualified names of the exception's class and its bases, for `retry ... on`."""
+    names = []
+    for cls in type(exc).__mro__:
+        names.append(cls.__name__)
+        names.append(f"{cls.__module__}.{cls.__qualname__}")
+    return names
+
+
+def mask(text: str, secrets) -> str:
+    for value in sorted(secrets, key=len, reverse=True):
+        if value:
+            text = text.replace(value, "***")
+    return text
+
+
+# ---- the attempt ---------------------------------------------------------------
+
+_current_child: Optional[subprocess.Popen] = None
+
+
+def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
+    """Run one attempt to its end and describe what happened."""
+    started = time.time()
+    try:
+        if attempt.kind == "run":
+            result = _with_log(attempt, redirect_fds, _call)
+        else:
+            result = _shell(attempt)
+        data = codec.encode_result(result, attempt.results)
+        return Outcome(attempt.key, attempt.number, True, result=data, started=started, finished=time.time())
+    except (Interrupted, KeyboardInterrupt) as e:
+        error = {"type": "Interrupted", "message": "the run was interrupted", "traceback": ""}
+        _ = e
+    except TaskTimeout as e:
+        error = {"type": "Timeout", "message": str(e), "traceback": ""}
+    except codec.ResultTypeError as e:
+        error = {"type": "ResultTypeError", "message": str(e), "traceback": ""}
+    except BaseException as e:  # the task's own failure, SystemExit included
+        error = error_record(e)
+        error["names"] = exception_names(e)
+    if attempt.secrets:
+        error = {k: (mask(v, attempt.secrets) if isinstance(v, str) else v) for k, v in error.items()}
+    return Outcome(attempt.key, attempt.number, False, error=error, started=started, finished=time.time())
+
+
+def _import(target: str, sys_path) -> Any:
+    for d in reversed(sys_path):
+        if d not in sys.path:
+            sys.path.insert(0, d)
+    module_name, attr = target.split(":", 1)
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        async def wait():
+            return await value
+        return asyncio.run(wait())
+    return value
+
+
+def _call(attempt: Attempt) -> Any:
+    obj = _import(attempt.target, attempt.sys_path)
+    if not inspect.isclass(obj):
+        return _await(obj(*attempt.args, **attempt.kwargs))
+    # A class: instantiate with the arguments, then the lifecycle methods it defines.
+    instance = obj(**attempt.kwargs)
+
+    def hook(name: str, *args) -> None:
+        method = getattr(instance, name, None)
+        if callable(method):
+            _await(method(*args))
+
+    try:
+        hook("on_create")
+        try:
+            result = _await(instance.run())
+        except (Interrupted, KeyboardInterrupt):
+            hook("on_abort")
+            raise
+        except BaseException as e:
+            hook("on_failure", e)
+            raise
+        hook("on_success")
+        return result
+    finally:
+        hook("on_destroy")
+
+
+class _Log:
+    """Where a `run` task's output goes: its log file, at the fd level when asked."""
+
+    def __init__(self, path: str, redirect_fds: bool):
+        self.path = path
+        self.redirect_fds = redirect_fds
+
+    def __enter__(self):
+        self.file = open(self.path, "ab", buffering=0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if self.redirect_fds:  # a worker process: catch C-level and child output too
+            self.saved = (os.dup(1), os.dup(2))
+            os.dup2(self.file.fileno(), 1)
+            os.dup2(self.file.fileno(), 2)
+        else:  # inline or thread: Python-level, per thread
+            _ThreadStreams.install()
+            _ThreadStreams.local.target = self.file
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:
+            pass
+        if self.redirect_fds:
+            os.dup2(self.saved[0], 1)
+            os.dup2(self.saved[1], 2)
+            os.close(self.saved[0])
+            os.close(self.saved[1])
+        else:
+            _ThreadStreams.local.target = None
+        self.file.close()
+
+
+class _ThreadStreams:
+    """sys.stdout/sys.stderr replacements that send each thread's writes to its task's log."""
+
+    import threading
+
+    local = threading.local()
+    installed = False
+
+    class Stream:
+        def __init__(self, original):
+            self.original = original
+
+        def write(self, text):
+            target = getattr(_ThreadStreams.local, "target", None)
+            if target is None:
+                return self.original.write(text)
+            target.write(text.encode("utf-8", "replace"))
+            return len(text)
+
+        def flush(self):
+            if getattr(_ThreadStreams.local, "target", None) is None:
+                self.original.flush()
+
+        def __getattr__(self, name):
+            return getattr(self.original, name)
+
+    @classmethod
+    def install(cls) -> None:
+        if not cls.installed:
+            sys.stdout = cls.Stream(sys.stdout)
+            sys.stderr = cls.Stream(sys.stderr)
+            cls.installed = True
+
+
+def _with_log(attempt: Attempt, redirect_fds: bool, fn) -> Any:
+    with _Log(attempt.log_path, redirect_fds):
+        return fn(attempt)
+
+
+def _shell(attempt: Attempt) -> Any:
+    """sh or exec in its own process group, killed whole on timeout or abort.
+
+    stdout and stderr are read through pipes: both go to the log (secrets
+    masked), stdout is kept for the result and stderr's tail for the error.
+    When the command exits, whatever it left running in its group is stopped.
+    """
+    global _current_child
+    env = dict(os.environ)
+    env.update(attempt.env)
+    argv = ["/bin/sh", "-c", attempt.target] if attempt.kind == "sh" else list(attempt.argv)
+    deadline = None if attempt.timeout is None else time.monotonic() + attempt.timeout
+    with open(attempt.log_path, "ab", buffering=0) as log:
+        try:
+            child = subprocess.Popen(argv, cwd=attempt.cwd, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        except OSError as e:
+            raise RuntimeError(f"cannot start `{argv[0]}`: {e.strerror or e}") from None
+        _current_child = child
+        try:
+            stdout, stderr_tail, timed_out = _pump(child, log, deadline, attempt.secrets)
+        finally:
+            _current_child = None
+            kill_group(child)
+    if timed_out:
+        raise TaskTimeout(f"timed out after {format_seconds(attempt.timeout)}")
+    status = child.returncode
+    if status != 0:
+        tail = mask(stderr_tail.decode("utf-8", "replace").strip()[-STDERR_TAIL:], attempt.secrets)
+        what = f"exit status {status}" if status > 0 else f"killed by signal {-status}"
+        name = "sh" if attempt.kind == "sh" else argv[0]
+        raise ShellError(f"`{name}` failed with {what}" + (f"; stderr ends with:\n{tail}" if tail else ""), status)
+    text = stdout.decode("utf-8", "replace")
+    if attempt.output == "json":
+        try:
+            return json.loads(text) if text.strip() else None
+        except ValueError as e:
+            raise ValueError(f"`output json`: the command's output is not JSON ({e})") from None
+    if attempt.output == "lines":
+        return text.splitlines()
+    return text.strip()
+
+
+def _pump(child: subprocess.Popen, log, deadline: Optional[float], secrets) -> Tuple[bytes, bytes, bool]:
+    """Copy the child's output to the log until it exits; (stdout, stderr tail, timed out)."""
+    import select
+
+    out_fd, err_fd = child.stdout.fileno(), child.stderr.fileno()
+    open_fds = {out_fd, err_fd}
+    stdout: List[bytes] = []
+    stderr_tail = b""
+    try:
+        exit_fd = os.pidfd_open(child.pid)  # Linux 5.3+: the child's exit is readable
+    except (AttributeError, OSError):
+        exit_fd = None
+    try:
+        while True:
+            if child.poll() is not None and (not open_fds or exit_fd is None or _drained(open_fds)):
+                break
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return b"".join(stdout), stderr_tail, True
+            watch = list(open_fds) + ([exit_fd] if exit_fd is not None else [])
+            if exit_fd is None:  # no pidfd: poll for the exit
+                wait = 0.05 if wait is None else min(wait, 0.05)
+            ready, _, _ = select.select(watch, [], [], wait)
+            for fd in ready:
+                if fd == exit_fd:
+                    continue
+                data = os.read(fd, 65536)
+                if not data:
+                    open_fds.discard(fd)
+                    continue
+                log.write(mask(data.decode("utf-8", "replace"), secrets).encode() if secrets else data)
+                if fd == out_fd:
+                    stdout.append(data)
+                else:
+                    stderr_tail = (stderr_tail + data)[-STDERR_TAIL * 4:]
+            if exit_fd in ready and not _readable(open_fds):
+                child.wait()
+                break
+    finally:
+        if exit_fd is not None:
+            os.close(exit_fd)
+    return b"".join(stdout), stderr_tail, False
+
+
+def _readable(fds) -> bool:
+    import select
+
+    return bool(fds) and bool(select.select(list(fds), [], [], 0)[0])
+
+
+def _drained(fds) -> bool:
+    return not _readable(fds)
+
+
+class ShellError(Exception):
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):
+        return (ShellError, (str(self), self.status))
+
+
+def kill_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        child.wait(timeout=5)
+    except Exception:
+        pass
+
+
+def kill_current_child() -> None:
+    child = _current_child
+    if child is not None:
+        kill_group(child)
+
+
+def format_seconds(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    return f"{seconds:g}s"
