@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import ir, journal, planner, state, values
+from . import codec, ir, journal, planner, state, values
 from .backends import make_backend
 from .values import EvalError, Scope, Secrets, evaluate
 from .worker import Attempt, Outcome
@@ -315,7 +315,7 @@ class Runner:
         duration = max(0.0, outcome.finished - outcome.started)
         if outcome.ok:
             self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": time.time(),
-                         "status": "success", "result": outcome.result})
+                         "status": "success", "result": self.masked(outcome.result)})
             self.reporter.ended(inst.key, inst.attempt, "success", duration, None, None)
             self.instance_done(inst.name, ok=True)
             return
@@ -336,6 +336,13 @@ class Runner:
             heapq.heappush(self.retries, (time.monotonic() + delay, self.seq, inst))
         else:
             self.instance_done(inst.name, ok=False)
+
+    def masked(self, data: Optional[bytes]) -> Optional[bytes]:
+        """A result with every secret it holds masked: the journal never keeps one."""
+        if not data or not any(v.encode() in data for v in self.secrets.values):
+            return data
+        value = codec.decode_result(data, allow_pickle=True)
+        return codec.encode_result(self.secrets.mask_data(_plain_masking(value, self.secrets)), self.results_mode)
 
     def retry_delay(self, inst: Instance, names: List[str]) -> Optional[float]:
         """Seconds until the next attempt, or None when the task is out of retries."""
@@ -456,6 +463,19 @@ def fingerprint(program: ir.Program) -> str:
         except OSError:
             pass
     return h.hexdigest()[:16]
+
+
+def _plain_masking(value: Any, secrets: Secrets) -> Any:
+    """Containers rebuilt so that mask_data reaches every string inside them."""
+    if isinstance(value, str):
+        return secrets.mask(value)
+    if isinstance(value, bytes):
+        return secrets.mask(value.decode("utf-8", "replace")).encode()
+    if isinstance(value, dict):
+        return {_plain_masking(k, secrets): _plain_masking(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return type(value)(_plain_masking(v, secrets) for v in value)
+    return value
 
 
 def _plain(value: Any) -> Any:
