@@ -34,10 +34,25 @@ def grammar_text() -> str:
 
 
 def dump_tables() -> dict:
-    """The analysed grammar as plain data, for build_zipapp.py to freeze."""
-    from lark import Lark, __version__
+    """The analysed grammar as plain data, for build_zipapp.py to freeze.
 
-    lark = Lark(grammar_text(), **_LARK_OPTIONS)
+    The same for every run when PYTHONHASHSEED is fixed. lark keeps its LR(0)
+    item sets in sets hashed by id(), so its state numbering would follow
+    memory addresses; during the analysis they hash by their kernel instead,
+    which is unique per item set.
+    """
+    from lark import Lark, __version__
+    from lark.parsers.grammar_analysis import LR0ItemSet
+
+    own_hash = LR0ItemSet.__dict__.get("__hash__")
+    LR0ItemSet.__hash__ = lambda self: hash(self.kernel)
+    try:
+        lark = Lark(grammar_text(), **_LARK_OPTIONS)
+    finally:
+        if own_hash is None:
+            del LR0ItemSet.__hash__
+        else:
+            LR0ItemSet.__hash__ = own_hash
     data, memo = lark.memo_serialize([_terminal_def(), _rule()])
     return {"lark": __version__, "data": data, "memo": memo}
 

@@ -1,0 +1,87 @@
+"""Cold start of the zipapp: `flow.pyz validate` against the bare interpreter.
+
+    python3 benchmarks/cold_start.py [--python PATH]... [--runs 20] [--pyz dist/flow.pyz] [--system]
+
+Times `python dist/flow.pyz validate examples/orders/orders.flow` and
+`python -c pass`, each a fresh process, interleaved run by run so that both
+see the same machine load, and prints both medians, the difference in ms
+and the ratio. The goal: at most 80 ms more than the bare interpreter.
+
+By default each interpreter runs from a fresh venv without pip (made in a
+temporary folder): a stock CPython with nothing installed, which is what the
+zipapp promises to run on, and which keeps the build machine's site-packages
+(a `regex` module that lark would pick up, .pth files) out of the figures.
+`--system` runs the interpreter as it is instead.
+Builds the pyz first if it is missing. To see where the time goes:
+`python -X importtime dist/flow.pyz validate examples/orders/orders.flow`.
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join("examples", "orders", "orders.flow")
+GOAL_MS = 80.0
+
+
+def timed(cmd, env) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return (time.perf_counter() - start) * 1000
+
+
+def measure(python: str, pyz: str, runs: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    bare = [python, "-c", "pass"]
+    flow = [python, pyz, "validate", EXAMPLE]
+    check = subprocess.run(flow, cwd=ROOT, env=env, capture_output=True, text=True)
+    if check.returncode != 0:
+        raise SystemExit(f"{' '.join(flow)} exited {check.returncode}:\n{check.stdout}{check.stderr}")
+    for _ in range(2):  # warm the file cache; not counted
+        timed(bare, env)
+        timed(flow, env)
+    a, b = [], []
+    for _ in range(runs):
+        a.append(timed(bare, env))
+        b.append(timed(flow, env))
+    version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                             capture_output=True, text=True).stdout.strip()
+    return {"version": version, "bare": statistics.median(a), "flow": statistics.median(b)}
+
+
+def in_venv(python: str, folder: str) -> str:
+    """A fresh venv of `python` without pip; returns its interpreter."""
+    subprocess.run([python, "-m", "venv", "--without-pip", folder], check=True)
+    return os.path.join(folder, "Scripts" if os.name == "nt" else "bin", "python")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--python", action="append", help="an interpreter to measure (repeatable; default: this one)")
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--pyz", default=os.path.join(ROOT, "dist", "flow.pyz"))
+    ap.add_argument("--system", action="store_true", help="run the interpreters as they are, not from a fresh venv")
+    args = ap.parse_args()
+    pyz = os.path.abspath(args.pyz)
+    if not os.path.exists(pyz):
+        subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", pyz], check=True)
+    rel = os.path.relpath(pyz, ROOT)
+    print(f"cold start, median of {args.runs} interleaved runs: `python {rel} validate {EXAMPLE}` vs `python -c pass`")
+    for python in args.python or [sys.executable]:
+        with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
+            exe = python if args.system else in_venv(python, os.path.join(tmp, "venv"))
+            r = measure(exe, pyz, args.runs)
+        diff = r["flow"] - r["bare"]
+        verdict = "ok" if diff <= GOAL_MS else "MISSED"
+        print(f"  Python {r['version']:8} bare {r['bare']:6.1f} ms   flow.pyz {r['flow']:6.1f} ms   "
+              f"+{diff:5.1f} ms   x{r['flow'] / r['bare']:.1f}   (goal +{GOAL_MS:.0f} ms: {verdict})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

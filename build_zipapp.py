@@ -1,0 +1,486 @@
+#!/usr/bin/env python3
+"""Build dist/flow.pyz: `flow` and pure-Python copies of its dependencies in one file.
+
+    python3 build_zipapp.py [--output PATH]
+
+The archive runs as `python3 flow.pyz ARGS...` on any CPython 3.9 or newer
+with nothing installed. Its layout:
+
+    __main__.py                 puts __pyc__/<cache tag> first on sys.path, then flowdsl.cli.main
+    flowdsl/*.py                the package, plus the generated flowdsl/_tables.py (LALR tables)
+    flowdsl/grammar/flow.lark   the grammar as package data
+    lark/ croniter/ dateutil/ msgpack/ tabulate/ six.py
+                                the locked dependencies (requirements/pyz.txt), no compiled files
+    licenses/<dist>/...         the dependencies' license files
+    __pyc__/cpython-3NN/...     per interpreter found at build time: the same modules as
+                                sourceless .pyc files, plus copies of the package data
+
+Why the __pyc__ trees: zipimport never writes bytecode, so a .py inside a zip is
+compiled again on every start (tens of milliseconds for lark alone), and it
+only looks for `mod.pyc` beside `mod.py`, where one interpreter version fits.
+So each interpreter gets its own sourceless tree; the sources at the root stay
+as the fallback for any other version. The .pyc files are unchecked-hash
+pycs: there is no source beside them to check, and no mtime to trust.
+
+Reproducible: the same sources and lock give the same bytes (sorted entries,
+fixed dates and modes, a fixed deflate level; every subprocess runs with
+PYTHONHASHSEED=0, because set constants and the LALR tables are ordered by
+string hashes; each interpreter compiles in a fresh process, in sorted order,
+because marshal's output depends on what the process has interned).
+Wheels are cached, hash-checked, in build/wheels/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+LOCK = os.path.join(ROOT, "requirements", "pyz.txt")
+WHEEL_CACHE = os.path.join(ROOT, "build", "wheels")
+DEFAULT_OUTPUT = os.path.join(ROOT, "dist", "flow.pyz")
+
+# Choose the same files on any build machine: msgpack only ships compiled
+# wheels, so name one (its C extension is dropped; the Python files are the
+# same in all of them). Pure wheels match any of these tags.
+WHEEL_TARGET = ["--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
+                "--implementation", "cp", "--python-version", "3.9", "--abi", "cp39"]
+
+PYC_DIR = "__pyc__"
+COMPILED = (".so", ".pyd", ".dll", ".dylib")
+LICENSE_NAMES = re.compile(r"^(LICEN[CS]E|COPYING|NOTICE|AUTHORS)", re.IGNORECASE)
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ZIP_LEVEL = 9
+SHEBANG = b"#!/usr/bin/env python3\n"
+MIN_VERSION = (3, 9)
+
+
+def log(message: str) -> None:
+    print(f"build_zipapp: {message}", file=sys.stderr, flush=True)
+
+
+def child_env() -> Dict[str, str]:
+    """The environment for every subprocess: no PYTHON* settings but a fixed hash seed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PYTHONHASHSEED"] = "0"
+    return env
+
+
+def run(cmd: List[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=child_env(), check=True, **kw)
+
+
+# ---- the locked dependencies ----------------------------------------------------------
+
+
+class Pin(NamedTuple):
+    name: str
+    version: str
+    hashes: Tuple[str, ...]
+
+
+def read_lock(path: str = LOCK) -> List[Pin]:
+    """The `name==version --hash=sha256:...` lines of a pip requirements file."""
+    with open(path, encoding="utf-8") as f:
+        text = re.sub(r"\\\n", " ", f.read())
+    pins = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        m = re.match(r"([A-Za-z0-9._-]+)==(\S+)", line)
+        hashes = tuple(re.findall(r"--hash=sha256:([0-9a-f]{64})", line))
+        if not m or not hashes:
+            raise SystemExit(f"build_zipapp: {path}: every line needs name==version and --hash=sha256: {line}")
+        pins.append(Pin(m.group(1), m.group(2), hashes))
+    return pins
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def cached_wheels(pins: List[Pin]) -> Dict[Pin, str]:
+    """The wheels of build/wheels whose hash a pin lists."""
+    by_hash = {}
+    for path in glob.glob(os.path.join(WHEEL_CACHE, "*.whl")):
+        by_hash[sha256(path)] = path
+    found = {}
+    for pin in pins:
+        for h in pin.hashes:
+            if h in by_hash:
+                found[pin] = by_hash[h]
+    return found
+
+
+def fetch_wheels(pins: List[Pin]) -> None:
+    """Download what build/wheels lacks (pip checks the hashes), then move it in."""
+    missing = [p for p in pins if p not in cached_wheels(pins)]
+    if not missing:
+        return
+    log("downloading " + ", ".join(f"{p.name}=={p.version}" for p in missing))
+    os.makedirs(WHEEL_CACHE, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=WHEEL_CACHE) as tmp:
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--require-hashes", *WHEEL_TARGET,
+             "--dest", tmp, "-r", LOCK], stdout=subprocess.DEVNULL)
+        for name in sorted(os.listdir(tmp)):
+            os.replace(os.path.join(tmp, name), os.path.join(WHEEL_CACHE, name))  # atomic: builds may race
+    still = [p.name for p in pins if p not in cached_wheels(pins)]
+    if still:
+        raise SystemExit(f"build_zipapp: no wheel matching the lock's hashes for: {', '.join(still)}")
+
+
+def install_wheels(pins: List[Pin], target: str) -> None:
+    """pip-install the cached wheels into `target`: no index, no config, hashes required."""
+    fetch_wheels(pins)
+    run([sys.executable, "-m", "pip", "install", "-q", "--isolated", "--no-deps", "--require-hashes", "--no-index",
+         "--find-links", WHEEL_CACHE, *WHEEL_TARGET, "--no-compile", "--disable-pip-version-check",
+         "--target", target, "-r", LOCK], stdout=subprocess.DEVNULL)
+
+
+# ---- what goes into the archive -------------------------------------------------------
+
+
+def read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def package_files() -> Dict[str, bytes]:
+    """flowdsl's sources and its grammar (as package data)."""
+    files = {}
+    base = os.path.join(ROOT, "flowdsl")
+    for folder, dirs, names in os.walk(base):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not d.startswith("."))
+        for name in names:
+            path = os.path.join(folder, name)
+            arc = os.path.relpath(path, ROOT).replace(os.sep, "/")
+            if name.endswith(".py") and arc != "flowdsl/_tables.py":
+                files[arc] = read(path)
+    files["flowdsl/grammar/flow.lark"] = read(os.path.join(ROOT, "grammar", "flow.lark"))
+    return files
+
+
+def dependency_files(site: str) -> Tuple[Dict[str, bytes], List[str]]:
+    """The installed dependencies minus metadata and compiled files, plus their licenses.
+
+    Returns (files, names of the compiled files dropped).
+    """
+    files, dropped = {}, []
+    for top in sorted(os.listdir(site)):
+        path = os.path.join(site, top)
+        if top.endswith(".dist-info"):
+            dist = top[: -len(".dist-info")]
+            licenses = [os.path.join(folder, n) for folder, _, names in os.walk(path) for n in names
+                        if LICENSE_NAMES.match(n) or os.path.basename(folder) == "licenses"]
+            if not licenses:
+                log(f"warning: {dist} has no license file")
+            for lic in licenses:
+                files[f"licenses/{dist}/{os.path.basename(lic)}"] = read(lic)
+            continue
+        if top in ("bin", "__pycache__") or top.startswith("."):
+            continue  # console scripts; pip's leftovers
+        if os.path.isfile(path):
+            if top.endswith(".py"):
+                files[top] = read(path)
+            continue
+        for folder, dirs, names in os.walk(path):
+            dirs[:] = sorted(d for d in dirs if d not in ("__pycache__", "tests", "test"))  # croniter ships its tests
+            for name in names:
+                full = os.path.join(folder, name)
+                arc = os.path.relpath(full, site).replace(os.sep, "/")
+                if name.endswith(COMPILED) or ".cpython-" in name:
+                    dropped.append(arc)
+                elif name.endswith((".pyc", ".pyi", ".pyx", ".pxd", ".c", ".h", ".cpp")):
+                    continue  # sources of the extensions, stubs
+                else:
+                    files[arc] = read(full)
+    return files, dropped
+
+
+# `import lark` also imports what lark needs to BUILD a grammar: load_grammar (and
+# hashlib, pkgutil), pickle, tempfile and getpass for its cache, the Earley and
+# CYK parsers. flow.pyz only loads prebuilt LALR tables, so these edits to the
+# bundled copy import them on first use instead (about 10 ms of a cold start).
+# Behaviour is unchanged. Each edit must match exactly once or the build stops:
+# a new lark needs them reviewed.
+LAZY_MODULE = """
+class _LazyModule:
+    \"\"\"A module imported on first attribute access (edit made by flow's build_zipapp.py).\"\"\"
+
+    def __init__(self, name):
+        self.__dict__["_name"] = name
+
+    def __getattr__(self, attr):
+        import importlib
+        return getattr(importlib.import_module(self._name), attr)
+
+"""
+LARK_EDITS = {
+    "lark/lark.py": [
+        ("import getpass\nimport sys, os, pickle\nimport tempfile\n",
+         "import sys, os\n" + LAZY_MODULE
+         + "getpass, pickle, tempfile = _LazyModule('getpass'), _LazyModule('pickle'), _LazyModule('tempfile')\n"),
+        ("from .load_grammar import load_grammar, FromPackageLoader, Grammar, verify_used_files, PackageResource,"
+         " sha256_digest\n", ""),
+        ("        self.options = LarkOptions(options)\n",
+         "        from .load_grammar import load_grammar, Grammar, verify_used_files, sha256_digest\n"
+         "        self.options = LarkOptions(options)\n"),
+        ("            self.grammar = Grammar.deserialize(data['grammar'], memo)\n",
+         "            from .load_grammar import Grammar\n"
+         "            self.grammar = Grammar.deserialize(data['grammar'], memo)\n"),
+        ("        package_loader = FromPackageLoader(package, search_paths)\n",
+         "        from .load_grammar import FromPackageLoader\n"
+         "        package_loader = FromPackageLoader(package, search_paths)\n"),
+    ],
+    "lark/parser_frontends.py": [
+        ("from .parsers import earley, xearley, cyk\n",
+         LAZY_MODULE + "earley, xearley, cyk = (_LazyModule('lark.parsers.' + m)"
+                       " for m in ('earley', 'xearley', 'cyk'))\n"),
+        (" -> earley.Parser:", " -> 'earley.Parser':"),
+    ],
+}
+
+
+def edit_lark(files: Dict[str, bytes]) -> None:
+    for arc, edits in LARK_EDITS.items():
+        text = files[arc].decode("utf-8")
+        for old, new in edits:
+            if text.count(old) != 1:
+                raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS no longer matches: {old.strip()!r}")
+            text = text.replace(old, new)
+        files[arc] = text.encode("utf-8")
+
+
+def write_tree(files: Dict[str, bytes], folder: str) -> None:
+    for arc, data in files.items():
+        path = os.path.join(folder, *arc.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+TABLES_SCRIPT = r"""
+import ast, pprint, sys
+sys.path.insert(0, sys.argv[1])
+from flowdsl.parser import dump_tables
+import lark
+assert lark.__file__.startswith(sys.argv[1]), lark.__file__  # the bundled lark, not the build machine's
+tables = dump_tables()
+body = pprint.pformat(tables, width=110, compact=True, sort_dicts=False)
+assert ast.literal_eval(body) == tables, "the tables do not round-trip as a literal"
+sys.stdout.write(body)
+"""
+
+
+def tables_module(tree: str) -> bytes:
+    """flowdsl/_tables.py: the grammar's LALR tables as one literal, made by the bundled lark."""
+    out = run([sys.executable, "-S", "-B", "-c", TABLES_SCRIPT, tree], stdout=subprocess.PIPE).stdout
+    body = out.decode("utf-8")
+    header = ('"""The LALR tables of grammar/flow.lark, for flowdsl.parser.\n\n'
+              "Generated by build_zipapp.py from flowdsl.parser.dump_tables(); do not edit.\n"
+              '"""\n\n')
+    return (header + "TABLES = " + body + "\n").encode("utf-8")
+
+
+# ---- bytecode, one tree per interpreter -----------------------------------------------
+
+
+class Python(NamedTuple):
+    path: str
+    tag: str  # sys.implementation.cache_tag, e.g. cpython-311
+    magic: str  # importlib.util.MAGIC_NUMBER as hex
+    version: Tuple[int, int, int]
+    final: bool
+
+
+PROBE = ("import sys, importlib.util as u; i = sys.implementation; v = sys.version_info; "
+         "print(i.name, i.cache_tag, u.MAGIC_NUMBER.hex(), v[0], v[1], v[2], v.releaselevel)")
+
+
+def pyenv_root() -> Optional[str]:
+    if shutil.which("pyenv"):
+        try:
+            out = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=30, env=child_env())
+            if out.returncode == 0 and out.stdout.strip():
+                return out.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    root = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    return root if os.path.isdir(root) else None
+
+
+def find_pythons() -> List[Python]:
+    """One CPython 3.9+ per cache tag: this one, pyenv's versions, python3.N on PATH."""
+    names = [f"python3.{minor}" for minor in range(MIN_VERSION[1], 20)]
+    candidates = [sys.executable]
+    root = pyenv_root()
+    if root:
+        for version in sorted(glob.glob(os.path.join(root, "versions", "*"))):
+            candidates += [os.path.join(version, "bin", n) for n in names]
+    candidates += [shutil.which(n) or "" for n in names]
+    seen, found = set(), {}
+    for path in candidates:
+        if not path or not os.path.isfile(path) or os.path.realpath(path) in seen:
+            continue
+        seen.add(os.path.realpath(path))
+        try:
+            out = subprocess.run([path, "-S", "-c", PROBE], capture_output=True, text=True, timeout=60,
+                                 env=child_env())
+            impl, tag, magic, major, minor, micro, level = out.stdout.split()
+        except (OSError, subprocess.SubprocessError, ValueError):
+            continue  # e.g. a pyenv shim for a version that is not active
+        version = (int(major), int(minor), int(micro))
+        if impl != "cpython" or version[:2] < MIN_VERSION or tag == "None":
+            continue
+        py = Python(path, tag, magic, version, level == "final")
+        best = found.get(tag)
+        if best is None or (py.final, py.version) > (best.final, best.version):
+            found[tag] = py
+    return sorted(found.values(), key=lambda p: p.version)
+
+
+COMPILE_SCRIPT = r"""
+import json, py_compile, sys
+jobs = json.load(sys.stdin)
+for source, target, shown in jobs:
+    py_compile.compile(source, cfile=target, dfile=shown, doraise=True, optimize=0,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+"""
+
+
+def compile_tree(py: Python, tree: str, modules: List[str], out: str) -> Dict[str, bytes]:
+    """{arcname: pyc bytes} for every module, compiled by `py` in one fresh process."""
+    jobs = [[os.path.join(tree, *m.split("/")), os.path.join(out, *m.split("/")) + "c", m] for m in sorted(modules)]
+    run([py.path, "-S", "-B", "-c", COMPILE_SCRIPT], input=json.dumps(jobs).encode(), capture_output=True, timeout=600)
+    return {f"{PYC_DIR}/{py.tag}/{m}c": read(os.path.join(out, *m.split("/")) + "c") for m in modules}
+
+
+MAIN = '''\
+"""flow.pyz: the `flow` command in one file (generated by build_zipapp.py)."""
+
+import os
+import sys
+from importlib.util import MAGIC_NUMBER
+
+# The bytecode trees in this archive: cache tag -> the magic number they were
+# compiled for. Any other interpreter imports the sources at the root.
+PYC_TREES = {trees}
+
+if PYC_TREES.get(sys.implementation.cache_tag) == MAGIC_NUMBER.hex():
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "{pyc_dir}", sys.implementation.cache_tag))
+
+from flowdsl.cli import main  # noqa: E402
+
+raise SystemExit(main())
+'''
+
+
+def main_module(pythons: List[Python]) -> bytes:
+    trees = "{" + ", ".join(f'"{p.tag}": "{p.magic}"' for p in pythons) + "}"
+    return MAIN.format(trees=trees, pyc_dir=PYC_DIR).encode("utf-8")
+
+
+# ---- the zip --------------------------------------------------------------------------
+
+
+def zip_bytes(files: Dict[str, bytes]) -> bytes:
+    """A deterministic zip: sorted names, one date, one mode, one compression level."""
+    buf = io.BytesIO()
+    buf.write(SHEBANG)
+    with zipfile.ZipFile(buf, "w") as zf:
+        for arc in sorted(files):
+            info = zipfile.ZipInfo(arc, date_time=ZIP_DATE)
+            info.create_system = 3  # unix, so that the mode below is honoured
+            info.external_attr = 0o100644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, files[arc], compresslevel=ZIP_LEVEL)
+    return buf.getvalue()
+
+
+def build(output: str) -> Dict[str, object]:
+    started = time.monotonic()
+    os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pyz-", dir=os.path.join(ROOT, "build")) as stage:
+        site, tree = os.path.join(stage, "site"), os.path.join(stage, "root")
+        install_wheels(read_lock(), site)
+        files = package_files()
+        deps, dropped = dependency_files(site)
+        clash = sorted(set(files) & set(deps))
+        if clash:
+            raise SystemExit(f"build_zipapp: dependencies overwrite our files: {clash}")
+        edit_lark(deps)
+        files.update(deps)
+        write_tree(files, tree)
+        files["flowdsl/_tables.py"] = tables_module(tree)
+        write_tree({"flowdsl/_tables.py": files["flowdsl/_tables.py"]}, tree)
+
+        packaged = [a for a in files if not a.startswith("licenses/")]
+        modules = [a for a in packaged if a.endswith(".py")]
+        data = {a: files[a] for a in packaged if not a.endswith(".py")}  # found __file__-relative
+        pythons, skipped = [], []
+        for py in find_pythons():
+            try:
+                pycs = compile_tree(py, tree, modules, os.path.join(stage, "pyc", py.tag))
+            except subprocess.CalledProcessError as e:
+                reason = (e.stderr or b"").decode(errors="replace").strip().splitlines()[-1:] or [str(e)]
+                log(f"warning: skipping {py.tag} ({py.path}): {reason[0]}")
+                skipped.append(py.tag)
+                continue
+            except subprocess.TimeoutExpired:
+                log(f"warning: skipping {py.tag} ({py.path}): compiling timed out")
+                skipped.append(py.tag)
+                continue
+            files.update(pycs)
+            files.update({f"{PYC_DIR}/{py.tag}/{a}": b for a, b in data.items()})
+            pythons.append(py)
+        files["__main__.py"] = main_module(pythons)
+
+    bad = [a for a in files if a.lower().endswith(COMPILED)]
+    assert not bad, bad
+    blob = zip_bytes(files)
+    out_dir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".flow-", suffix=".pyz")
+    with os.fdopen(fd, "wb") as f:
+        f.write(blob)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, output)
+    return {"output": output, "bytes": len(blob), "files": len(files), "sha256": hashlib.sha256(blob).hexdigest(),
+            "tags": [p.tag for p in pythons], "skipped": skipped, "dropped": dropped,
+            "seconds": time.monotonic() - started}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description="Build the flow zipapp.")
+    ap.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help="where to write it (default: dist/flow.pyz)")
+    args = ap.parse_args(argv)
+    s = build(args.output)
+    print(f"{os.path.relpath(s['output'])}: {s['bytes'] / 1e6:.2f} MB, {s['files']} files, "
+          f"sha256 {s['sha256'][:16]}, built in {s['seconds']:.1f}s")
+    print(f"  bytecode for: {', '.join(s['tags']) or 'none (sources only)'}"
+          + (f"; skipped: {', '.join(s['skipped'])}" if s["skipped"] else ""))
+    if s["dropped"]:
+        print(f"  compiled files left out: {', '.join(s['dropped'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""The zipapp (build_zipapp.py): its contents, reproducible bytes, and runs on bare interpreters.
+
+The interpreters come from pyenv: Python 3.9 (the oldest we support), 3.11
+and the newest that `pyenv versions` lists. A missing one fails the test:
+CI runs on a machine that has them all. Each runs from a fresh venv without
+pip, so the only packages it can import are the ones inside the pyz.
+"""
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "orders" / "orders.flow"
+BUNDLED = ("lark", "croniter", "dateutil", "msgpack", "tabulate", "six")
+
+
+# ---- interpreters ------------------------------------------------------------------
+
+
+def pyenv_root() -> Path:
+    if shutil.which("pyenv"):
+        out = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
+        if out.returncode == 0 and out.stdout.strip():
+            return Path(out.stdout.strip())
+    return Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+
+
+def pyenv_versions():
+    """{(3, 9, 18): path of its python3.9} for every final CPython 3.x under pyenv."""
+    found = {}
+    for folder in (pyenv_root() / "versions").glob("3.*"):
+        m = re.fullmatch(r"3\.(\d+)\.(\d+)", folder.name)
+        exe = folder / "bin" / f"python3.{m.group(1)}" if m else None
+        if exe and exe.exists():
+            found[(3, int(m.group(1)), int(m.group(2)))] = exe
+    return found
+
+
+def interpreter(which: str) -> Path:
+    """`which` is "3.9", "3.11" or "newest"; fails (never skips) when pyenv lacks it."""
+    versions = pyenv_versions()
+    if which == "newest":
+        if not versions:
+            pytest.fail(f"no CPython 3 under {pyenv_root()}/versions: the zipapp tests need pyenv's interpreters")
+        return versions[max(versions)]
+    minor = tuple(int(p) for p in which.split("."))
+    matches = sorted(v for v in versions if v[:2] == minor)
+    if not matches:
+        pytest.fail(f"Python {which} is missing: expected {pyenv_root()}/versions/{which}.N/bin/python{which} "
+                    f"(install it with `pyenv install {which}`); the zipapp must be tested on it")
+    return versions[matches[-1]]
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory):
+    """bare_python("3.9") -> the interpreter of a fresh venv without pip (made once per session)."""
+    made = {}
+
+    def make(which: str) -> Path:
+        if which not in made:
+            folder = tmp_path_factory.mktemp(f"venv-{which}")
+            subprocess.run([str(interpreter(which)), "-m", "venv", "--without-pip", str(folder)], check=True)
+            made[which] = folder / "bin" / "python"
+        return made[which]
+
+    return make
+
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def run_pyz(python, pyz, *args, flags=(), cwd=None):
+    return subprocess.run([str(python), *flags, str(pyz), *map(str, args)], capture_output=True, text=True,
+                          env=clean_env(), cwd=cwd, timeout=120)
+
+
+# ---- contents ----------------------------------------------------------------------
+
+
+def test_contents(pyz):
+    with zipfile.ZipFile(pyz) as zf:
+        infos = zf.infolist()
+        names = [i.filename for i in infos]
+        main = zf.read("__main__.py").decode()
+        tables = zf.read("flowdsl/_tables.py").decode()
+        lark_init = zf.read("lark/__init__.py").decode()
+    assert not [n for n in names if n.lower().endswith((".so", ".pyd", ".dll", ".dylib"))]
+    assert not [n for n in names if ".dist-info/" in n or "__pycache__" in n]
+    for needed in ("__main__.py", "flowdsl/cli.py", "flowdsl/grammar/flow.lark", "flowdsl/_tables.py",
+                   "msgpack/fallback.py", "six.py"):
+        assert needed in names
+    for package in BUNDLED:
+        assert any(n.startswith(f"licenses/{package.replace('dateutil', 'python_dateutil')}-") for n in names), package
+    assert names == sorted(names)
+    assert {i.date_time for i in infos} == {(1980, 1, 1, 0, 0, 0)}
+
+    # the tables were made by the lark that is bundled, so the parser uses them
+    bundled = re.search(r"__version__(?:: str)? = ['\"]([^'\"]+)", lark_init).group(1)
+    assert re.search(r"^TABLES = \{'lark': '([^']+)'", tables, re.M).group(1) == bundled
+
+    # one bytecode tree per tag that __main__.py lists, each complete
+    trees = json.loads(re.search(r"^PYC_TREES = (\{.*\})$", main, re.M).group(1))
+    assert "cpython-39" in trees and f"cpython-3{sys.version_info[1]}" in trees
+    sources = [n for n in names if n.endswith(".py") and "/" in n and not n.startswith("__pyc__/")]
+    for tag in trees:
+        tree = {n[len(f"__pyc__/{tag}/"):] for n in names if n.startswith(f"__pyc__/{tag}/")}
+        assert not [n for n in tree if n.endswith(".py")]
+        assert {"flowdsl/grammar/flow.lark", "flowdsl/_tables.pyc", "lark/grammars/common.lark"} <= tree
+        assert {s + "c" for s in sources} <= tree
+
+
+def build_inputs() -> str:
+    """A digest of what a build reads from the checkout."""
+    h = hashlib.sha256()
+    for path in sorted([*ROOT.glob("flowdsl/**/*.py"), ROOT / "grammar" / "flow.lark", ROOT / "build_zipapp.py",
+                        ROOT / "requirements" / "pyz.txt"]):
+        h.update(str(path).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def test_two_builds_give_the_same_bytes(tmp_path):
+    """Slow: two full builds (about 10 s on 2 cores)."""
+    for attempt in range(3):  # a source edited between the builds (a shared checkout) is not our bug
+        before, digests, contents = build_inputs(), [], []
+        for n in (1, 2):
+            out = tmp_path / f"try{attempt}" / f"b{n}" / "flow.pyz"
+            subprocess.run([sys.executable, str(ROOT / "build_zipapp.py"), "--output", str(out)], check=True,
+                           cwd=ROOT, capture_output=True)
+            digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
+            with zipfile.ZipFile(out) as zf:
+                contents.append({i.filename: i.CRC for i in zf.infolist()})
+        if build_inputs() == before:
+            break
+    differ = sorted(n for n in set(contents[0]) | set(contents[1]) if contents[0].get(n) != contents[1].get(n))
+    assert differ == [] and digests[0] == digests[1]
+
+
+# ---- running it --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["3.9", "newest"])
+def test_runs_on_a_bare_interpreter(which, pyz, bare_python, tmp_path):
+    python = bare_python(which)
+    broken = tmp_path / "broken.flow"
+    broken.write_text("task a {\n    run foo\n}\n")
+    for flags in ((), ("-I",)):  # -I: no user site-packages, no PYTHON* variables
+        ok = run_pyz(python, pyz, "validate", EXAMPLE, flags=flags, cwd=tmp_path)
+        assert (ok.returncode, ok.stderr) == (0, "")
+        assert "no problems" in ok.stdout
+
+        bad = run_pyz(python, pyz, "validate", broken, flags=flags, cwd=tmp_path)
+        assert bad.returncode == 1, bad.stdout + bad.stderr
+        assert re.search(r"broken\.flow:2:\d+:.* E\d{3} ", bad.stdout + bad.stderr), bad.stdout + bad.stderr
+
+
+# Runs the archive's own __main__.py in-process, then reports where modules came from.
+PROBE = textwrap.dedent("""
+    import json, runpy, sys
+    pyz, flow_file = sys.argv[1], sys.argv[2]
+    sys.argv = [pyz, "validate", flow_file]
+    try:
+        runpy.run_path(pyz, run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    import msgpack, msgpack.fallback
+    packed = msgpack.packb({"a": [1, 2.5, None, "x"]})
+    print(json.dumps({
+        "exit": code,
+        "files": {m: getattr(sys.modules.get(m), "__file__", None)
+                  for m in ("flowdsl.cli", "flowdsl.parser", "flowdsl._tables", "lark", "lark.lark", "msgpack")},
+        "croniter": "croniter" in sys.modules,
+        "msgpack_fallback": msgpack.Unpacker is msgpack.fallback.Unpacker and msgpack.Packer is msgpack.fallback.Packer,
+        "msgpack_roundtrip": msgpack.unpackb(packed) == {"a": [1, 2.5, None, "x"]},
+    }))
+""")
+
+
+@pytest.mark.parametrize("which", ["3.11", "3.9", "newest"])
+def test_bytecode_trees_are_used(which, pyz, bare_python, tmp_path):
+    python = bare_python(which)
+    tag = subprocess.run([str(python), "-c", "import sys; print(sys.implementation.cache_tag)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    no_cron = tmp_path / "plain.flow"
+    no_cron.write_text('task a {\n    exec ["true"]\n}\n')
+
+    def probe(flow_file):
+        out = subprocess.run([str(python), "-I", "-c", PROBE, str(pyz), str(flow_file)], capture_output=True,
+                             text=True, env=clean_env(), cwd=tmp_path, timeout=120)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.splitlines()[-1])
+
+    report = probe(EXAMPLE)
+    assert report["exit"] == 0
+    tree = os.path.join(str(pyz), "__pyc__", tag) + os.sep
+    for module, file in report["files"].items():
+        assert file and file.startswith(tree) and file.endswith(".pyc"), (module, file)
+    assert report["croniter"]  # the example has a cron schedule: croniter checked it
+    assert report["msgpack_fallback"] and report["msgpack_roundtrip"]
+
+    plain = probe(no_cron)
+    assert plain["exit"] == 0
+    assert not plain["croniter"], "croniter must only be imported for files with a cron schedule"
