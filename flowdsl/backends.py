@@ -131,14 +131,18 @@ class ProcessBackend:
     def __init__(self, workers: int) -> None:
         import multiprocessing
 
+        try:
+            import ctypes  # noqa: F401  (loaded once here, so forked workers start without the import)
+        except ImportError:
+            pass
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.ctx = multiprocessing.get_context(method)
         self.capacity = workers
         self.idle: List[_Worker] = []
         self.busy: Dict[str, _Worker] = {}
         self.lost: List[Outcome] = []
-        for _ in range(workers):
-            self.idle.append(self._start())
+        # Workers are forked on first need, so the first task starts after one
+        # fork, not after `workers` of them; then they live for the whole run.
 
     def _start(self) -> _Worker:
         parent, child = self.ctx.Pipe()
@@ -193,7 +197,7 @@ class ProcessBackend:
         return out
 
     def _lose(self, w: _Worker, message: str) -> None:
-        """The worker is gone (or must go): record the failure, start a replacement."""
+        """The worker is gone (or must go): record the failure; `submit` forks a replacement."""
         attempt = w.attempt
         _kill_worker(w)
         if attempt is not None:
@@ -202,15 +206,13 @@ class ProcessBackend:
             self.lost.append(Outcome(attempt.key, attempt.number, False,
                                      error={"type": "WorkerDied", "message": message, "traceback": ""},
                                      started=now, finished=now))
-        self.idle.append(self._start())
 
     def kill(self, key: str) -> None:
-        """Stop one attempt now (its timeout passed); its worker is replaced."""
+        """Stop one attempt now (its timeout passed); `submit` forks a replacement."""
         w = self.busy.pop(key, None)
         if w is not None:
             w.attempt = None
             _kill_worker(w)
-            self.idle.append(self._start())
 
     def interrupt(self) -> None:
         """Ask every running attempt to stop (SIGINT: on_abort runs); they report back."""

@@ -8,7 +8,7 @@ of tasks and edges: Tarjan's algorithm finds the cycles, Kahn's the order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from . import ir
 from .ir import Span
@@ -58,8 +58,7 @@ def task_refs(task: ir.Task) -> Iterator[Tuple[ir.Ref, bool]]:
             yield ref, scoped
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
     upstream: str
     kind: str  # "data" (a reference) or "after"
     span: Span

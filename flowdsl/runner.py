@@ -18,6 +18,7 @@ import signal
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import codec, ir, journal, planner, state, values
@@ -64,7 +65,7 @@ class Runner:
         self.folder = os.path.dirname(os.path.abspath(self.program.file))
         base = self.folder
         self.sys_path = tuple([base] + [os.path.normpath(os.path.join(base, p.text)) for p in self.pipeline.pythonpath])
-        self.results: Dict[str, Any] = {}
+        self.results = LazyResults(self.state, plan.program.pipeline.results)
         self.remaining: Dict[str, int] = {}
         self.downstream: Dict[str, List[str]] = {name: [] for name in plan.tasks}
         self.ready: deque = deque()
@@ -160,11 +161,11 @@ class Runner:
             self.start_ready()
             if not self.running and not self.ready and not self.retries:
                 break
+            self.journal.group_commit()  # this turn's records, in one write
             outcomes = self.backend.wait(self.wait_time())
             for outcome in outcomes:
                 self.finish(outcome)
             self.expire(time.monotonic())
-            self.journal.sync()  # group commit: one fsync for every end of this round
             self.reporter.tick(self.running)
         if self.stop_reason is not None:
             self.abort()
@@ -370,7 +371,7 @@ class Runner:
     def complete(self, name: str) -> None:
         """A task (all its instances) is final: publish its result, release its dependents."""
         if self.task_status(name) in ("success", "cached"):
-            self.results[name] = self.state.result(name, self.results_mode == "pickle")
+            self.results.publish(name)
         for d in self.downstream[name]:
             self.remaining[d] -= 1
             if self.remaining[d] == 0:
@@ -450,6 +451,39 @@ class Runner:
             return Attempt(kind="sh", target=values.render(action.command, scope, quote=True), **common)
         argv = evaluate(action.argv, scope)
         return Attempt(kind="exec", argv=tuple(a if isinstance(a, str) else values.as_text(a) for a in argv), **common)
+
+
+class LazyResults(Mapping):
+    """Finished tasks' results, decoded from the journal's bytes on first use.
+
+    Most results are never referenced (`after` edges carry none), so most are
+    never decoded.
+    """
+
+    def __init__(self, run_state: state.RunState, results: Optional[ir.Word]) -> None:
+        self.state = run_state
+        self.allow_pickle = results is not None and results.value == "pickle"
+        self.names: set = set()
+        self.cache: Dict[str, Any] = {}
+
+    def publish(self, name: str) -> None:
+        self.names.add(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.names:
+            raise KeyError(name)
+        if name not in self.cache:
+            self.cache[name] = self.state.result(name, self.allow_pickle)
+        return self.cache[name]
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 def fingerprint(program: ir.Program) -> str:

@@ -73,10 +73,10 @@ def iso(t: Optional[float]) -> Optional[str]:
 
 
 def write_json_atomic(path: str, data: Any) -> None:
+    """Compact JSON through `dumps`, which uses the C encoder (`dump` and indenting do not)."""
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
+        f.write(json.dumps(data, separators=(",", ":")) + "\n")
     os.replace(tmp, path)
 
 
