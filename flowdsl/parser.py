@@ -70,18 +70,33 @@ def _rule():
 def _parser():
     global _PARSER, _BUILDER
     if _PARSER is None:
+        import gc
+
         from lark import Lark, __version__
 
         from .builder import Builder
 
         _BUILDER = Builder()
+        # The frozen tables make tens of thousands of objects that live as long
+        # as the process, and no garbage: collections would only walk them again
+        # and again, at exit too (about 12 ms of a cold start). So they are made
+        # with the collector off, then frozen out of its reach. Only in the
+        # zipapp, whose process is the `flow` command: a program that imports
+        # flowdsl from a checkout keeps its own objects collectable.
+        enabled = gc.isenabled()
+        gc.disable()
         try:
-            from . import _tables  # only in the zipapp
-        except ImportError:
-            _tables = None
-        if _tables is not None and _tables.TABLES["lark"] == __version__:
-            _PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"], transformer=_BUILDER)
-        else:
+            try:
+                from . import _tables  # only in the zipapp
+            except ImportError:
+                _tables = None
+            if _tables is not None and _tables.TABLES["lark"] == __version__:
+                _PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"], transformer=_BUILDER)
+                gc.freeze()
+        finally:
+            if enabled:
+                gc.enable()
+        if _PARSER is None:
             _PARSER = Lark(grammar_text(), transformer=_BUILDER, cache=True, **_LARK_OPTIONS)
     return _PARSER, _BUILDER
 
