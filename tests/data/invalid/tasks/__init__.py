@@ -1,0 +1,1 @@
+"""Task callables for the invalid corpus (read by `flow validate`, never imported)."""

@@ -1,0 +1,5 @@
+"""A module found through `pythonpath "lib"`."""
+
+
+def step(n=1):
+    return n

@@ -1,0 +1,2 @@
+def notify(report):
+    return report
