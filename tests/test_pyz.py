@@ -131,19 +131,39 @@ def build_inputs() -> str:
     return h.hexdigest()
 
 
+# An interpreter that answers build_zipapp's probe but cannot compile anything.
+BROKEN_PYTHON = """#!/bin/sh
+case "$*" in
+  *MAGIC_NUMBER*) echo "cpython cpython-319 00000000 3 19 0 final" ;;
+  *) echo "SyntaxError: this interpreter compiles nothing" >&2; exit 1 ;;
+esac
+"""
+
+
 def test_two_builds_give_the_same_bytes(tmp_path):
-    """Slow: two full builds (about 10 s on 2 cores)."""
+    """Slow: two full builds (about 10 s on 2 cores).
+
+    The second build also finds a broken python3.19 on PATH: it must warn,
+    skip that interpreter and still give the same bytes.
+    """
+    broken = tmp_path / "bin" / "python3.19"
+    broken.parent.mkdir()
+    broken.write_text(BROKEN_PYTHON)
+    broken.chmod(0o755)
     for attempt in range(3):  # a source edited between the builds (a shared checkout) is not our bug
-        before, digests, contents = build_inputs(), [], []
-        for n in (1, 2):
+        before, digests, contents, logs = build_inputs(), [], [], []
+        for n, path in ((1, os.environ["PATH"]), (2, f"{broken.parent}{os.pathsep}{os.environ['PATH']}")):
             out = tmp_path / f"try{attempt}" / f"b{n}" / "flow.pyz"
-            subprocess.run([sys.executable, str(ROOT / "build_zipapp.py"), "--output", str(out)], check=True,
-                           cwd=ROOT, capture_output=True)
+            done = subprocess.run([sys.executable, str(ROOT / "build_zipapp.py"), "--output", str(out)], cwd=ROOT,
+                                  capture_output=True, text=True, env={**os.environ, "PATH": path})
+            assert done.returncode == 0, done.stdout + done.stderr
+            logs.append(done.stdout + done.stderr)
             digests.append(hashlib.sha256(out.read_bytes()).hexdigest())
             with zipfile.ZipFile(out) as zf:
                 contents.append({i.filename: i.CRC for i in zf.infolist()})
         if build_inputs() == before:
             break
+    assert "skipping cpython-319" in logs[1] and "skipping" not in logs[0]
     differ = sorted(n for n in set(contents[0]) | set(contents[1]) if contents[0].get(n) != contents[1].get(n))
     assert differ == [] and digests[0] == digests[1]
 
@@ -169,19 +189,30 @@ def test_runs_on_a_bare_interpreter(which, pyz, bare_python, tmp_path):
 # Runs the archive's own __main__.py in-process, then reports where modules came from.
 PROBE = textwrap.dedent("""
     import json, runpy, sys
-    pyz, flow_file = sys.argv[1], sys.argv[2]
+    pyz, flow_file, tag = sys.argv[1:4]
+    sys.implementation.cache_tag = tag  # one the archive has no bytecode for: the sources are used
     sys.argv = [pyz, "validate", flow_file]
     try:
         runpy.run_path(pyz, run_name="__main__")
     except SystemExit as e:
         code = e.code
+    sys.path.append(pyz)  # run_path took it off again; a bytecode tree that __main__.py added stays first
+    build_modules = sorted(m for m in ("lark.load_grammar", "lark.parsers.earley", "lark.parsers.cyk")
+                           if m in sys.modules)
     import msgpack, msgpack.fallback
     packed = msgpack.packb({"a": [1, 2.5, None, "x"]})
+    # the bundled lark, whose grammar-building imports build_zipapp.py deferred, still builds grammars
+    import lark
+    lark.logger.setLevel(lark.logger.level)
+    built = [lark.Lark('start: "a" NAME\\n%import common.CNAME -> NAME', parser=p).parse("ab").data
+             for p in ("lalr", "earley")]
     print(json.dumps({
         "exit": code,
         "files": {m: getattr(sys.modules.get(m), "__file__", None)
                   for m in ("flowdsl.cli", "flowdsl.parser", "flowdsl._tables", "lark", "lark.lark", "msgpack")},
         "croniter": "croniter" in sys.modules,
+        "build_modules": build_modules,
+        "lark_builds": built == ["start", "start"],
         "msgpack_fallback": msgpack.Unpacker is msgpack.fallback.Unpacker and msgpack.Packer is msgpack.fallback.Packer,
         "msgpack_roundtrip": msgpack.unpackb(packed) == {"a": [1, 2.5, None, "x"]},
     }))
@@ -196,9 +227,9 @@ def test_bytecode_trees_are_used(which, pyz, bare_python, tmp_path):
     no_cron = tmp_path / "plain.flow"
     no_cron.write_text('task a {\n    exec ["true"]\n}\n')
 
-    def probe(flow_file):
-        out = subprocess.run([str(python), "-I", "-c", PROBE, str(pyz), str(flow_file)], capture_output=True,
-                             text=True, env=clean_env(), cwd=tmp_path, timeout=120)
+    def probe(flow_file, tag=tag):
+        out = subprocess.run([str(python), "-I", "-B", "-c", PROBE, str(pyz), str(flow_file), tag],
+                             capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=120)
         assert out.returncode == 0, out.stderr
         return json.loads(out.stdout.splitlines()[-1])
 
@@ -208,8 +239,17 @@ def test_bytecode_trees_are_used(which, pyz, bare_python, tmp_path):
     for module, file in report["files"].items():
         assert file and file.startswith(tree) and file.endswith(".pyc"), (module, file)
     assert report["croniter"]  # the example has a cron schedule: croniter checked it
+    assert report["build_modules"] == []  # the frozen tables need none of lark's grammar compiler
+    assert report["lark_builds"]
     assert report["msgpack_fallback"] and report["msgpack_roundtrip"]
 
     plain = probe(no_cron)
     assert plain["exit"] == 0
     assert not plain["croniter"], "croniter must only be imported for files with a cron schedule"
+
+    if which == "3.11":  # an interpreter the build did not know: the sources at the root, same results
+        other = probe(EXAMPLE, tag="cpython-0")
+        assert other["exit"] == 0 and other["lark_builds"] and other["msgpack_fallback"]
+        for module, file in other["files"].items():
+            assert file == os.path.join(str(pyz), *module.split(".")) + (
+                os.sep + "__init__.py" if module in ("lark", "msgpack") else ".py"), (module, file)
