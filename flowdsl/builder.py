@@ -99,7 +99,7 @@ class Builder(Transformer):
         if seconds > 100 * 365 * 86400:
             self.report("E010", f"duration `{_cut(tok.value)}` is out of range", self.span(tok),
                         "durations are limited to 100 years")
-            seconds = 0
+            seconds = 100 * 365 * 86400
         return ir.Duration(seconds, tok.value, self.span(tok))
 
     def true(self, c):
@@ -113,10 +113,10 @@ class Builder(Transformer):
 
     def _nest(self, node, children) -> Any:
         depth = 1 + max((self._depth.get(id(ch), 0) for ch in children), default=0)
-        if depth > MAX_NESTING:
+        # a statement's own map (`with { ... }`) is not a level of nesting
+        if depth > MAX_NESTING + isinstance(node, ir.MapExpr):
             fail("E009", f"lists and maps nest deeper than {MAX_NESTING} levels", node.span)
-        if depth > 1:
-            self._depth[id(node)] = depth
+        self._depth[id(node)] = depth
         return node
 
     def list(self, c):
@@ -146,7 +146,7 @@ class Builder(Transformer):
             if tok.type == "NUMBER":
                 text = tok.value.replace("_", "")
                 if not text.isdigit() or len(text) > 18:
-                    self.report("E101", f"index `{tok.value}` is not a whole number from 0", self.span(tok))
+                    self.report("E101", f"index `{_cut(tok.value)}` is not a whole number from 0", self.span(tok))
                     path.append(0)
                 else:
                     path.append(int(text))
@@ -367,7 +367,8 @@ class Builder(Transformer):
 
     def include(self, c):
         path = self.string(c[1])
-        return ir.Include(self._constant(path, "an include path"), self.span(c[0]).to(path.span))
+        text = self._constant(path, "an include path")
+        return ir.Include(text if path.is_constant else None, self.span(c[0]).to(path.span))
 
     def start(self, c):
         return c

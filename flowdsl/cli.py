@@ -50,8 +50,9 @@ def cmd_validate(args) -> int:
     # its includer (alone, its references to the includer's params would fail).
     fragments = loader.included_by_others(found) if found else set()
     roots = named + [f for f in found if os.path.realpath(f) not in fragments]
-    diagnostics, sources, checked = [], {}, []
-    for path in dict.fromkeys(roots):
+    diagnostics, sources, checked, reached = [], {}, [], set()
+
+    def check_one(path: str) -> None:
         loaded = check(path, targets=args.target, loader=loader)
         if loaded.program is not None and args.target:
             unknown = [t for t in args.target if t not in {x.name for x in loaded.program.tasks}]
@@ -59,7 +60,16 @@ def cmd_validate(args) -> int:
                 raise UsageError(f"--target names no task of {path}: {', '.join(unknown)}")
         diagnostics.extend(loaded.diagnostics)
         sources.update(loaded.sources)
+        reached.update(os.path.realpath(p) for p in loaded.sources)
         checked.append(path)
+
+    for path in dict.fromkeys(roots):
+        check_one(path)
+    # Files only included from one another (an include cycle) have no root:
+    # check them on their own, or their problems would go unseen.
+    for path in found:
+        if os.path.realpath(path) not in reached:
+            check_one(path)
     seen = set()
     diagnostics = [d for d in diagnostics if not (d in seen or seen.add(d))]  # a shared include reports once
     errors, warnings = count(diagnostics)

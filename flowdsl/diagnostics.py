@@ -138,7 +138,7 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], colo
         tint = red if d.severity == ERROR else yellow
         out.append(f"{bold}{s.file}:{s.line}:{s.col}:{reset} {tint}{d.severity} {d.code}{reset} {bold}{d.message}{reset}")
         if s.file not in lines_of:
-            lines_of[s.file] = sources.get(s.file, "").splitlines()
+            lines_of[s.file] = sources.get(s.file, "").split("\n")  # as the lexer counts lines
         lines = lines_of[s.file]
         if 0 < s.line <= len(lines):
             text = lines[s.line - 1].expandtabs(1)

@@ -107,6 +107,8 @@ def _mermaid(data: dict) -> str:
     out = ["flowchart LR"]
     for t in data["tasks"]:
         label = text(t["name"] + ("[*]" if t["foreach"] else "") + "<br/>" + t["action"])
+        if t["when"] and t["when"] != "success":
+            label += f"<br/>when {t['when']}"
         if t["foreach"]:
             out.append(f'  {ids[t["name"]]}[["{label}<br/>foreach {text(t["foreach"])}"]]')
         else:

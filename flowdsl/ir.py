@@ -299,7 +299,7 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Include:
-    path: str
+    path: Optional[str]  # None when it could not be read (already reported)
     span: Span
 
 

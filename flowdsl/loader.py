@@ -50,7 +50,7 @@ def read_text(path: str) -> Tuple[Optional[str], Optional[Diagnostic]]:
     except UnicodeDecodeError as e:
         before = data[:e.start]
         line = before.count(b"\n") + 1
-        col = len(before) - (before.rfind(b"\n") + 1) + 1
+        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
         return None, Diagnostic("E005", f"byte 0x{data[e.start]:02x} at line {line}, column {col} is not UTF-8",
                                 Span(path, line, col, line, col + 1),
                                 "a .flow file is UTF-8 text; is this the right file?")
@@ -93,7 +93,8 @@ class Loader:
             p = self.parse_file(path)
             if p.module is not None:
                 for inc in p.module.includes:
-                    out.add(os.path.realpath(os.path.join(os.path.dirname(path), inc.path)))
+                    if inc.path is not None and "\0" not in inc.path:
+                        out.add(os.path.realpath(os.path.join(os.path.dirname(path), inc.path)))
         return out
 
     def load(self, path: str) -> Loaded:
@@ -130,6 +131,11 @@ class Loader:
         tasks.extend(parsed.module.tasks)
         stack = stack + [key]
         for inc in parsed.module.includes:
+            if inc.path is None:
+                continue
+            if "\0" in inc.path:
+                diagnostics.append(Diagnostic("E302", "an include path cannot hold a NUL character", inc.span))
+                continue
             target = os.path.normpath(os.path.join(os.path.dirname(parsed.file), inc.path))
             target_key = os.path.realpath(target)
             if target_key in stack:
@@ -144,6 +150,10 @@ class Loader:
                 continue
             child = self.parse_file(target)
             sources[child.file] = child.text
+            if child.module is None and child.diagnostics and child.diagnostics[0].code == "E011":
+                problem = child.diagnostics[0]  # unreadable: say so where it is included
+                diagnostics.append(Diagnostic("E011", problem.message, inc.span, problem.hint))
+                continue
             diagnostics.extend(child.diagnostics)
             if child.module is None:
                 continue

@@ -110,7 +110,7 @@ def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     parser, builder = _parser()
     builder.begin(file)
     try:
-        blocks = parser.parse(text)
+        blocks = parser.parse(text, on_error=_keyword_as_name)
     except UnexpectedCharacters as e:
         _unexpected_character(e, text, file, parser)
     except UnexpectedToken as e:
@@ -121,8 +121,29 @@ def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     return Module(file, pipeline, tasks, includes), builder.diagnostics + more
 
 
+def _keyword_as_name(e) -> bool:
+    """A keyword where only a name fits is that name: `{ a = 1  cache = 2 }`.
+
+    The contextual lexer picks a keyword whenever one could follow, and after a
+    value LALR's merged lookaheads include the statement keywords; so a map
+    key or task name spelled like a keyword can arrive as the keyword. When the
+    parser then has no use for the keyword but takes a NAME, it gets the NAME.
+    """
+    from lark import Token
+    from lark.exceptions import UnexpectedToken
+
+    if not isinstance(e, UnexpectedToken) or e.token.type in _NOT_WORDS:
+        return False
+    value = e.token.value
+    if not (isinstance(value, str) and value.isidentifier()) or "NAME" not in e.interactive_parser.accepts():
+        return False
+    e.interactive_parser.feed_token(Token.new_borrow_pos("NAME", value, e.token))
+    return True
+
+
 # ---- friendly syntax errors --------------------------------------------------
 
+_NOT_WORDS = frozenset({"NAME", "STRING", "LONG_STRING", "NUMBER", "DURATION", "CALLABLE", "$END"})
 _TOKEN_WORDS = {"NAME": "name", "STRING": "string", "LONG_STRING": "string", "NUMBER": "number",
                 "DURATION": "duration", "CALLABLE": "callable"}
 _WORDS = {
@@ -148,7 +169,7 @@ EXAMPLES: Dict[str, List[str]] = {
     "expected a pipeline statement": ["pipeline p { foo", "pipeline p { concurrency 2 foo"],
     "`run` takes `module:function`": ["task a { run foo }", 'task a { run "m:f" }', "task a { run m.f }"],
     "expected a value": ["task a { with { x = } }", "task a { with { x = , } }", "task a { timeout }"],
-    "expected `=` after the key": ["task a { with { x 1 } }", "task a { with { x: 1 } }"],
+    "expected `=` after the key": ["task a { with { x 1 } }", 'task a { with { x "y" } }'],
     "expected `,` or `]` between list items": ['task a { exec ["a" "b"] }'],
     "expected a map `{ key = value }`": ["task a { with x }", "task a { with [1] }", "pipeline p { params 3 }"],
     "`after` takes task names": ["task a { after }", 'task a { after "b" }'],
@@ -194,12 +215,32 @@ def _describe(names: FrozenSet[str], parser) -> str:
 
 
 def _example_message(e, parser, builder) -> Optional[str]:
-    try:
-        return e.match_examples(parser.parse, EXAMPLES, use_accepts=True)
-    except FlowSyntaxError:
+    """The label of the first example that fails in the same parser state.
+
+    States are compared by the LALR state on top of the stack and what it
+    accepts, not by stack depth (as lark's match_examples does), so an error
+    inside the tenth task matches an example written with one.
+    """
+    from lark.exceptions import UnexpectedInput
+
+    position = getattr(getattr(e, "state", None), "position", None)
+    if position is None:
         return None
+    file = builder.file
+    try:
+        for label, examples in EXAMPLES.items():
+            for example in examples:
+                try:
+                    parser.parse(example)
+                except UnexpectedInput as ut:
+                    other = getattr(getattr(ut, "state", None), "position", None)
+                    if type(ut) is type(e) and other == position:
+                        return label
+                except FlowSyntaxError:
+                    pass
     finally:
-        builder.begin(builder.file)
+        builder.begin(file)
+    return None
 
 
 def _unexpected_token(e, text: str, file: str, parser) -> None:

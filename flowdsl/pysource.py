@@ -65,8 +65,10 @@ class SourceIndex:
         top = parts[0]
         if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
             return OPAQUE
+        here = os.getcwd()
         for d in sys.path:
-            if not d or not os.path.isdir(d):
+            # the current folder is not where a run imports from (its folder is the pipeline's)
+            if not d or d == here or not os.path.isdir(d):
                 continue
             base = os.path.join(d, top)
             if os.path.isfile(base + ".py") or os.path.isdir(base) or _compiled_exists(base):
@@ -85,9 +87,12 @@ def _read_module(path: str) -> ModuleSource:
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), filename=path)
     except SyntaxError as e:
-        return ModuleSource(path, {}, True, f"{path}:{e.lineno}: {e.msg}")
+        where = f"{path}:{e.lineno}" if e.lineno else path
+        return ModuleSource(path, {}, True, f"{where}: {e.msg}")
     except (OSError, ValueError) as e:
         return ModuleSource(path, {}, True, f"{path}: {e}")
+    except (MemoryError, RecursionError):
+        return ModuleSource(path, {}, True, f"{path}: too deeply nested or too large to read")
     names: Dict[str, Union[ast.AST, str]] = {}
     any_attr = False
     stack = list(tree.body)

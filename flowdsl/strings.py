@@ -129,10 +129,27 @@ def scan(token_text: str, line: int, col: int, file: str, report: Report) -> Tem
     return Template(tuple(parts), span)
 
 
-def _field(inner: str, span: Span, report: Report) -> Optional[Field]:
+def _unescape(raw: str) -> Tuple[str, List[int]]:
+    """A field's text with `\\"` and `\\\\` undone, and each character's offset in `raw`."""
+    out, where, i = [], [], 0
+    while i < len(raw):
+        if raw[i] == "\\" and i + 1 < len(raw) and raw[i + 1] in '"\\':
+            out.append(raw[i + 1])
+            where.append(i)
+            i += 2
+        else:
+            out.append(raw[i])
+            where.append(i)
+            i += 1
+    where.append(len(raw))
+    return "".join(out), where
+
+
+def _field(raw: str, span: Span, report: Report) -> Optional[Field]:
+    inner, where = _unescape(raw)
     m = _FIELD.match(inner)
     if not m:
-        what = "an empty field `{}`" if not inner.strip() else f"`{{{inner}}}` is not a reference"
+        what = "an empty field `{}`" if not inner.strip() else f"`{{{_cut(inner)}}}` is not a reference"
         report("E008", what, span, "a field holds a reference such as {run.date} or {extract.total}, "
                                    "optionally with a format: {run.logical_date:%Y-%m}; write {{ for a literal brace")
         return None
@@ -143,9 +160,13 @@ def _field(inner: str, span: Span, report: Report) -> Optional[Field]:
         if attr is not None:
             path.append(attr)
         elif index is not None:
-            path.append(int(index))
+            path.append(int(index) if len(index) <= 18 else 0)
         else:
             path.append(key1 if key1 is not None else key2)
-    ref_span = Span(span.file, span.line, span.col + 1 + (len(inner) - len(inner.lstrip())), span.line,
-                    span.col + 1 + m.end(2))
+    start = where[m.start(1)]
+    ref_span = Span(span.file, span.line, span.col + 1 + start, span.line, span.col + 1 + where[m.end(2)])
     return Field(Ref(name, tuple(path), ref_span), fmt, span)
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -52,7 +52,7 @@ class Validator:
                             when.span if task.settings.when else task.name_span,
                             "give it `after` the tasks whose failure it handles")
         for key, entry in self.params.items():
-            if key not in self.used_params:
+            if key not in self.used_params and key not in RESERVED:
                 self.report("W101", f"param `{key}` is never used", entry.key_span,
                             "refer to it as params." + key + " or remove it")
         return sorted(self.diagnostics, key=Diagnostic.sort_key)
@@ -170,7 +170,7 @@ class Validator:
         for ref, scoped in planner.task_refs(task):
             if scoped and ref.name == var:
                 continue
-            self.check_ref(ref, task)
+            self.check_ref(ref, task, scoped)
         for name in task.after:
             if name.name not in self.tasks:
                 self.report("E201", f"`after` names unknown task `{name.name}`", name.span,
@@ -225,7 +225,7 @@ class Validator:
 
     # ---- references ------------------------------------------------------------
 
-    def check_ref(self, ref: ir.Ref, task: ir.Task) -> None:
+    def check_ref(self, ref: ir.Ref, task: ir.Task, scoped: bool = True) -> None:
         if ref.name == "params":
             self.check_param_ref(ref)
         elif ref.name == "run":
@@ -233,7 +233,7 @@ class Validator:
         elif ref.name == task.name:
             self.report("E301", f"task `{task.name}` refers to its own result", ref.span)
         elif ref.name not in self.tasks:
-            names = list(self.tasks) + ["params", "run"] + ([task.foreach.var.name] if task.foreach else [])
+            names = list(self.tasks) + ["params", "run"] + ([task.foreach.var.name] if task.foreach and scoped else [])
             self.report("E201", f"unknown name `{ref.name}`", ref.span, did_you_mean(ref.name, names)
                         or "a reference names a task, a foreach variable, params.NAME or run.VALUE")
 
@@ -250,6 +250,10 @@ class Validator:
             self.used_params.add(key)
 
     def check_run_ref(self, ref: ir.Ref) -> None:
+        if len(ref.path) > 1 and ref.path[0] in RUN_VALUES:
+            self.report("E206", f"`run.{ref.path[0]}` has no part `{ref.path[1]}`", ref.span,
+                        "run values are plain: " + ", ".join(RUN_VALUES))
+            return
         if len(ref.path) != 1 or ref.path[0] not in RUN_VALUES:
             shown = str(ref.path[0]) if ref.path else ""
             self.report("E206", f"unknown run value `run.{shown}`" if shown else "`run` needs a value: run.id, run.date, ...",
@@ -287,6 +291,9 @@ class Validator:
             if sig.positional == 0 and not sig.any_keyword:
                 self.report("E403", f"`{c}` takes no argument, but a hook receives the run report", c.span,
                             "give it one parameter, e.g. def notify(report): ...")
+            elif len(sig.required) > 1:
+                self.report("E404", f"`{c}` needs {len(sig.required)} arguments, but a hook receives one: "
+                            "the run report", c.span, "give the others defaults")
             return
         given = {e.key: e for e in args.entries} if args else {}
         for key, entry in given.items():

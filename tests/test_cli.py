@@ -87,9 +87,6 @@ def test_text_format_syntax_error_says_what_was_expected(flow, tmp_path):
     assert lines[3].startswith("      = hint: expected a task statement (`run`, `sh`, `exec`")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: render_text splits the source with str.splitlines(), which also "
-                                       "breaks at U+2028, form feeds and lone CRs, while line numbers count only "
-                                       "\\n: the caret is drawn under the wrong source line")
 def test_text_format_shows_the_right_line_after_unusual_line_breaks(flow, tmp_path):
     write(tmp_path, "breaks.flow", '# a note\u2028with a line separator\ntask a { sh "x" } $\n')
     proc = clean(flow("validate", "breaks.flow", cwd=tmp_path))

@@ -36,26 +36,8 @@ INVALID_FILES = sorted(p.name for p in INVALID.glob("*.flow"))
 # Files that fail because of a bug in flowdsl, not in the file: xfail(strict)
 # until the bug is fixed, then delete the entry. Their goldens were made from a
 # variant of the same layout that the current code accepts (see each reason).
-PENDING_VALID = {
-    "keywords_nocomma.flow": "BUG: a statement keyword as a map key right after another entry, "
-                             "with no comma, is a syntax error (golden made from the file with commas "
-                             "written where the two spaces' first one is)",
-    "string_field_dquote_key.flow": "BUG: in a one-line string, the field {t[\\\"k\\\"]} is rejected with "
-                                    "E008 (golden made from the same file written {t['k']})",
-}
-PENDING_INVALID = {
-    "E003_triple_unclosed.flow": "BUG: an unclosed \"\"\" is lexed as an empty string \"\" and then "
-                                 "reported as a one-line string at the third quote",
-    "E005_column_after_utf8.flow": "BUG: the column of a byte that is not UTF-8 counts bytes, "
-                                   "not characters as every other column does",
-    "E009_nesting.flow": "BUG: the nesting limit never fires (builder._nest never records depth 1)",
-    "E010_duration_cascade.flow": "BUG: an out-of-range timeout is also reported as E102 "
-                                  "'must be longer than zero'",
-    "E404_hook_needs_two.flow": "BUG: a hook callable that needs two arguments passes validation, "
-                                "though a hook is called with the run report alone",
-    "E106_include.flow": "BUG: an interpolated include path is also reported as E302 "
-                         "'included file not found'",
-}
+PENDING_VALID: dict = {}
+PENDING_INVALID: dict = {}
 
 needs_proc_mem = pytest.mark.skipif(not os.path.exists("/proc/self/mem"),
                                     reason="E011 is provoked with a link to /proc/self/mem (Linux)")
@@ -144,8 +126,6 @@ def test_valid_folder_skips_included_files(flow):
         assert proc.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: every file of an include cycle counts as 'included by another', "
-                                       "so `flow validate FOLDER` skips them all, checks nothing and exits 0")
 def test_folder_include_cycle_is_still_checked(flow, tmp_path):
     """A folder whose files include one another in a cycle must not come out clean."""
     (tmp_path / "a.flow").write_text('include "b.flow"\ntask a { sh "x" }\n')

@@ -13,16 +13,10 @@ from flowdsl.parser import EXAMPLES, parse
 CASES = [(label, example) for label, examples in EXAMPLES.items() for example in examples]
 
 # Examples that cannot give their label, because of a bug (xfail until fixed).
-BROKEN = {
-    "task a { with { x: 1 } }": "BUG: `:` is not a token, so the lexer fails (E002) before the parser "
-                                "reaches the state this example is meant to label",
-}
+BROKEN: dict = {}
 
-# The label must not depend on what comes before the error. lark's
-# match_examples compares parser states, and ParserState equality includes the
-# depth of the stack, so after a first task block (or an earlier statement) the
-# same error loses its label. Only these examples keep it today.
-LABELLED_AFTER_A_BLOCK = {"foo", "{"}
+# The label must not depend on what comes before the error: states are
+# compared without the depth of the parser's stack.
 PREFIX = 'task first { sh "echo first" }\n'
 
 
@@ -55,14 +49,8 @@ def test_example_gives_its_label(label, example):
     assert d.span.file == "example.flow" and d.span.line >= 1 and d.span.col >= 1
 
 
-@pytest.mark.parametrize("label, example", [
-    pytest.param(label, example, id=_id(label, example),
-                 marks=[] if example in LABELLED_AFTER_A_BLOCK else [pytest.mark.xfail(
-                     strict=True, reason=BROKEN.get(example, "BUG: the label is lost when the error comes after "
-                                                             "another block (parser states are compared with "
-                                                             "their stack depth)"))])
-    for label, example in CASES
-])
+@pytest.mark.parametrize("label, example", [pytest.param(label, example, id=_id(label, example))
+                                            for label, example in CASES])
 def test_example_label_after_another_block(label, example):
     d = parse_error(PREFIX + example)
     assert d.code == "E001"
@@ -70,7 +58,6 @@ def test_example_label_after_another_block(label, example):
     assert d.span.line == 2 or example.count("\n")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the label is lost after an earlier statement of the same task")
 def test_label_after_an_earlier_statement():
     d = parse_error('task a {\n    sh "echo a"\n    when sometimes\n}\n')
     assert "`when` takes `success`, `failure` or `always`" in d.message
