@@ -276,8 +276,13 @@ def _on_sigint(signum, frame) -> None:
 
 
 def _on_sigterm(signum, frame) -> None:
+    """Stop now, with everything this worker started: a shell command's own
+    group, and what a Python task spawned (it shares the worker's group)."""
     worker.kill_current_child()
-    os._exit(143)
+    try:
+        os.killpg(0, signal.SIGKILL)  # our group: the worker leads it (setpgid in worker_main)
+    finally:
+        os._exit(143)
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -15,6 +15,7 @@ import heapq
 import os
 import random
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -103,6 +104,10 @@ class Runner:
         self.journal = journal.Writer(os.path.join(self.run_folder, "journal.msgpack"))
         results_mode = p.results.value if p.results else "msgpack"
         self.results_mode = results_mode
+        if results_mode == "pickle":  # unpickling a result may import the task's modules
+            for d in reversed(self.sys_path):
+                if d not in sys.path:
+                    sys.path.insert(0, d)
         executor = self.options.executor or (p.executor.kind if p.executor else "process")
         concurrency = int(p.concurrency.value) if isinstance(p.concurrency, ir.Literal) else (os.cpu_count() or 1)
         workers = self.options.workers or concurrency
@@ -343,7 +348,11 @@ class Runner:
         if not data or not any(v.encode() in data for v in self.secrets.values):
             return data
         value = codec.decode_result(data, allow_pickle=True)
-        return codec.encode_result(self.secrets.mask_data(_plain_masking(value, self.secrets)), self.results_mode)
+        masked = codec.encode_result(_plain_masking(value, self.secrets), self.results_mode)
+        if any(v.encode() in masked for v in self.secrets.values):
+            # inside an object masking cannot reach: keep only a masked description
+            masked = codec.encode_result(self.secrets.mask(repr(value))[:200], self.results_mode)
+        return masked
 
     def retry_delay(self, inst: Instance, names: List[str]) -> Optional[float]:
         """Seconds until the next attempt, or None when the task is out of retries."""

@@ -135,6 +135,8 @@ def _await(value: Any) -> Any:
 
 
 def _call(attempt: Attempt) -> Any:
+    if os.getcwd() != attempt.cwd:  # tasks run in the folder of their .flow file
+        os.chdir(attempt.cwd)
     obj = _import(attempt.target, attempt.sys_path)
     if not inspect.isclass(obj):
         return _await(obj(*attempt.args, **attempt.kwargs))
@@ -163,23 +165,36 @@ def _call(attempt: Attempt) -> Any:
 
 
 class _Log:
-    """Where a `run` task's output goes: its log file, at the fd level when asked."""
+    """Where a `run` task's output goes: its log file, at the fd level when asked.
 
-    def __init__(self, path: str, redirect_fds: bool):
+    With secrets about, output goes through a pipe and a thread that masks
+    them before anything reaches the file.
+    """
+
+    def __init__(self, path: str, redirect_fds: bool, secrets=()):
         self.path = path
         self.redirect_fds = redirect_fds
+        self.secrets = tuple(secrets)
+        self.pump = None
 
     def __enter__(self):
         self.file = open(self.path, "ab", buffering=0)
         sys.stdout.flush()
         sys.stderr.flush()
         if self.redirect_fds:  # a worker process: catch C-level and child output too
+            target = self.file.fileno()
+            if self.secrets:
+                read_end, target = os.pipe()
+                self.pump = _MaskingPump(read_end, self.file, self.secrets)
             self.saved = (os.dup(1), os.dup(2))
-            os.dup2(self.file.fileno(), 1)
-            os.dup2(self.file.fileno(), 2)
+            os.dup2(target, 1)
+            os.dup2(target, 2)
+            if self.pump is not None:
+                os.close(target)
         else:  # inline or thread: Python-level, per thread
             _ThreadStreams.install()
             _ThreadStreams.local.target = self.file
+            _ThreadStreams.local.secrets = self.secrets
         return self
 
     def __exit__(self, *exc):
@@ -193,9 +208,44 @@ class _Log:
             os.dup2(self.saved[1], 2)
             os.close(self.saved[0])
             os.close(self.saved[1])
+            if self.pump is not None:
+                self.pump.finish()  # the pipe's last writer is gone: drain and stop
         else:
             _ThreadStreams.local.target = None
         self.file.close()
+
+
+class _MaskingPump:
+    """Copies a pipe into the log, masking secrets line by line."""
+
+    def __init__(self, fd: int, file, secrets) -> None:
+        import threading
+
+        self.fd, self.file, self.secrets = fd, file, secrets
+        self.thread = threading.Thread(target=self.run, daemon=True, name="flow-mask")
+        self.thread.start()
+
+    def run(self) -> None:
+        pending = b""
+        while True:
+            data = os.read(self.fd, 65536)
+            if not data:
+                break
+            pending += data
+            cut = pending.rfind(b"\n") + 1
+            if cut or len(pending) > 1 << 20:
+                cut = cut or len(pending)
+                self.write(pending[:cut])
+                pending = pending[cut:]
+        if pending:
+            self.write(pending)
+        os.close(self.fd)
+
+    def write(self, data: bytes) -> None:
+        self.file.write(mask(data.decode("utf-8", "replace"), self.secrets).encode())
+
+    def finish(self) -> None:
+        self.thread.join(5)
 
 
 class _ThreadStreams:
@@ -214,7 +264,8 @@ class _ThreadStreams:
             target = getattr(_ThreadStreams.local, "target", None)
             if target is None:
                 return self.original.write(text)
-            target.write(text.encode("utf-8", "replace"))
+            secrets = getattr(_ThreadStreams.local, "secrets", ())
+            target.write((mask(text, secrets) if secrets else text).encode("utf-8", "replace"))
             return len(text)
 
         def flush(self):
@@ -233,7 +284,7 @@ class _ThreadStreams:
 
 
 def _with_log(attempt: Attempt, redirect_fds: bool, fn) -> Any:
-    with _Log(attempt.log_path, redirect_fds):
+    with _Log(attempt.log_path, redirect_fds, attempt.secrets):
         return fn(attempt)
 
 
