@@ -6,11 +6,10 @@ codes, not prose, so wording can improve without breaking anyone's CI filter.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from .ir import Span
+from .records import finish, record
 
 ERROR = "error"
 WARNING = "warning"
@@ -71,7 +70,7 @@ CATALOGUE: Dict[str, tuple] = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class Diagnostic:
     code: str
     message: str
@@ -95,6 +94,9 @@ class Diagnostic:
             "hint": self.hint, "file": s.file, "line": s.line, "column": s.col,
             "end_line": s.end_line, "end_column": s.end_col,
         }
+
+
+finish(globals())
 
 
 class FlowSyntaxError(Exception):
@@ -158,6 +160,8 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], colo
 
 
 def render_json(diagnostics: Sequence[Diagnostic], files: Sequence[str]) -> str:
+    import json
+
     errors, warnings = count(diagnostics)
     return json.dumps({
         "files": list(files), "errors": errors, "warnings": warnings,
@@ -187,6 +191,8 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
 
 def render_sarif(diagnostics: Sequence[Diagnostic], version: str) -> str:
     """SARIF 2.1.0, for code-scanning dashboards."""
+    import json
+
     used = sorted({d.code for d in diagnostics})
     rules = [{"id": c, "shortDescription": {"text": CATALOGUE[c][1]},
               "defaultConfiguration": {"level": CATALOGUE[c][0]}} for c in used]

@@ -1,6 +1,7 @@
 """The typed intermediate representation of a `.flow` program.
 
-The builder turns the parse tree into these frozen dataclasses; everything
+The builder turns the parse tree into these frozen records (records.py:
+frozen dataclasses in all but import cost); everything
 after it (validator, planner, runner, scheduler) reads only them. Nothing here
 imports lark, so the IR pickles and crosses process boundaries as plain data.
 Every node carries the `Span` of the source text it came from.
@@ -8,11 +9,12 @@ Every node carries the `Span` of the source text it came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Tuple, Union
 
+from .records import Factory, fields, finish, is_record, record
 
-@dataclass(frozen=True)
+
+@record
 class Span:
     """A range of source text; lines and columns count from 1, end exclusive."""
 
@@ -33,7 +35,7 @@ class Span:
 # ---- expressions -----------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Literal:
     """A constant: str, int, float, bool or None."""
 
@@ -41,7 +43,7 @@ class Literal:
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Duration:
     """A length of time as written (`1h30m`), kept in seconds."""
 
@@ -50,7 +52,7 @@ class Duration:
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Ref:
     """A reference: `extract`, `extract.total`, `fetch[0]`, `params.day`, `run.id`.
 
@@ -69,7 +71,7 @@ class Ref:
         return out
 
 
-@dataclass(frozen=True)
+@record
 class Field:
     """An interpolated field of a string: `{run.logical_date:%Y-%m}`."""
 
@@ -78,7 +80,7 @@ class Field:
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Template:
     """A string literal: text pieces and interpolated fields, in order."""
 
@@ -95,20 +97,20 @@ class Template:
         return "".join(p if isinstance(p, str) else "{" + str(p.ref) + "}" for p in self.parts)
 
 
-@dataclass(frozen=True)
+@record
 class ListExpr:
     items: Tuple[Expr, ...]
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Entry:
     key: str
     key_span: Span
     value: Expr
 
 
-@dataclass(frozen=True)
+@record
 class MapExpr:
     entries: Tuple[Entry, ...]
     span: Span
@@ -120,7 +122,7 @@ class MapExpr:
         return None
 
 
-@dataclass(frozen=True)
+@record
 class EnvCall:
     """`env("NAME", default)` or `secret("NAME")`."""
 
@@ -136,7 +138,7 @@ Expr = Union[Literal, Duration, Ref, Template, ListExpr, MapExpr, EnvCall]
 # ---- task statements -------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class CallableRef:
     """`module.path:attr`, found on the pipeline's import path."""
 
@@ -148,19 +150,19 @@ class CallableRef:
         return f"{self.module}:{self.attr}"
 
 
-@dataclass(frozen=True)
+@record
 class RunAction:
     callable: CallableRef
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class ShAction:
     command: Template
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class ExecAction:
     argv: Expr
     span: Span
@@ -169,7 +171,7 @@ class ExecAction:
 Action = Union[RunAction, ShAction, ExecAction]
 
 
-@dataclass(frozen=True)
+@record
 class Name:
     """A bare name as written, with where it was written (`after a, b`)."""
 
@@ -177,7 +179,7 @@ class Name:
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Retry:
     count: Expr
     delay: Optional[Expr]
@@ -188,14 +190,14 @@ class Retry:
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Foreach:
     var: Name
     items: Expr
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Word:
     """A keyword argument such as `when always` or `output json`."""
 
@@ -203,13 +205,13 @@ class Word:
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Cache:
     ttl: Optional[Expr]
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
     """The statements a task and a `defaults` block share.
 
@@ -225,7 +227,7 @@ class Settings:
     tags: Tuple[Name, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Task:
     name: str
     name_span: Span
@@ -241,7 +243,7 @@ class Task:
 # ---- pipeline statements ---------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Schedule:
     """One `schedule` statement: kind is `cron`, `every` or `at`.
 
@@ -256,28 +258,28 @@ class Schedule:
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Window:
     start: Template
     end: Optional[Template]
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Executor:
     kind: str
     address: Optional[Template]
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Hook:
     event: str
     action: Action
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Pipeline:
     name: str
     name_span: Optional[Span]
@@ -291,19 +293,19 @@ class Pipeline:
     timeout: Optional[Expr] = None
     pythonpath: Tuple[Template, ...] = ()
     params: Optional[MapExpr] = None
-    defaults: Settings = field(default_factory=Settings)
+    defaults: Settings = Factory(Settings)
     results: Optional[Word] = None
     hooks: Tuple[Hook, ...] = ()
     span: Optional[Span] = None
 
 
-@dataclass(frozen=True)
+@record
 class Include:
     path: Optional[str]  # None when it could not be read (already reported)
     span: Span
 
 
-@dataclass(frozen=True)
+@record
 class Module:
     """One parsed file: what it declares, before includes are followed."""
 
@@ -313,7 +315,7 @@ class Module:
     includes: Tuple[Include, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Program:
     """A pipeline with its included tasks merged in: what validate and run see."""
 
@@ -336,12 +338,15 @@ def to_data(node: Any) -> Any:
         return f"{node.line}:{node.col}-{node.end_line}:{node.end_col}"
     if isinstance(node, (tuple, list)):
         return [to_data(item) for item in node]
-    if hasattr(node, "__dataclass_fields__"):
+    if is_record(node):
         out = {"node": type(node).__name__}
-        for f in fields(node):
-            value = getattr(node, f.name)
+        for name in fields(node):
+            value = getattr(node, name)
             if value is None or value == ():
                 continue
-            out[f.name] = to_data(value)
+            out[name] = to_data(value)
         return out
     return node
+
+
+finish(globals())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import os
-from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from . import ir
@@ -19,24 +18,25 @@ from .ir import Span
 from .parser import parse
 
 
-@dataclass
 class Parsed:
     """One file as read: its text (for carets) and its Module, if it parsed."""
 
-    file: str
-    text: str
-    module: Optional[ir.Module]
-    diagnostics: List[Diagnostic]
+    def __init__(self, file: str, text: str, module: Optional[ir.Module], diagnostics: List[Diagnostic]):
+        self.file = file
+        self.text = text
+        self.module = module
+        self.diagnostics = diagnostics
 
 
-@dataclass
 class Loaded:
     """What `load` returns: the Program (None if it could not be built),
     every diagnostic found so far, and the text of every file read."""
 
-    program: Optional[ir.Program]
-    diagnostics: List[Diagnostic]
-    sources: Dict[str, str] = field(default_factory=dict)
+    def __init__(self, program: Optional[ir.Program], diagnostics: List[Diagnostic],
+                 sources: Optional[Dict[str, str]] = None):
+        self.program = program
+        self.diagnostics = diagnostics
+        self.sources = sources if sources is not None else {}
 
 
 def read_text(path: str) -> Tuple[Optional[str], Optional[Diagnostic]]:

@@ -7,11 +7,11 @@ of tasks and edges: Tarjan's algorithm finds the cycles, Kahn's the order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
 
 from . import ir
 from .ir import Span
+from .records import finish, record
 
 
 def iter_refs(expr) -> Iterator[ir.Ref]:
@@ -224,7 +224,7 @@ def describe_cycle(cycle: List[Edge], start: Optional[str] = None) -> str:
 # ---- the plan a run follows ----------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class TaskPlan:
     """One task with the pipeline's defaults applied (a task's statement wins whole)."""
 
@@ -233,7 +233,7 @@ class TaskPlan:
     upstream: Tuple[str, ...]
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     program: ir.Program
     tasks: Dict[str, TaskPlan]  # the selected tasks, in topological order
@@ -242,6 +242,9 @@ class Plan:
     @property
     def order(self) -> List[str]:
         return list(self.tasks)
+
+
+finish(globals())
 
 
 def effective(task: ir.Task, defaults: ir.Settings) -> ir.Settings:

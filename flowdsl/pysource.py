@@ -11,13 +11,14 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple, Union
+
+from .records import finish, record
 
 OPAQUE = "opaque"  # exists, but its shape cannot be read
 
 
-@dataclass(frozen=True)
+@record
 class Signature:
     """The keyword arguments a callable takes."""
 
@@ -29,12 +30,16 @@ class Signature:
     has_run: bool = True  # for classes: defines run()
 
 
-@dataclass
+finish(globals())
+
+
 class ModuleSource:
-    path: str
-    names: Dict[str, Union[ast.AST, str]]  # top-level name -> definition or OPAQUE
-    any_attr: bool  # module __getattr__ or `import *`
-    error: Optional[str] = None
+    def __init__(self, path: str, names: Dict[str, Union[ast.AST, str]], any_attr: bool,
+                 error: Optional[str] = None):
+        self.path = path
+        self.names = names  # top-level name -> definition or OPAQUE
+        self.any_attr = any_attr  # module __getattr__ or `import *`
+        self.error = error
 
 
 class SourceIndex:

@@ -16,7 +16,6 @@ from .diagnostics import Diagnostic, did_you_mean
 from .ir import RESERVED, RUN_VALUES, Span
 from .pysource import OPAQUE, SourceIndex, lookup, signature
 
-CRON_MACROS = ("@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually")
 # field name, size of its range, first value: for the step warning (W104)
 CRON_FIELDS = (("minute", 60, 0), ("hour", 24, 0), ("day-of-month", 31, 1), ("month", 12, 1), ("day-of-week", 7, 0))
 
@@ -103,26 +102,14 @@ class Validator:
             self.iso(s.expr)
 
     def check_cron(self, text: str, span: Span) -> None:
-        fields = text.split()
-        if text.strip().startswith("@"):
-            if text.strip() not in CRON_MACROS:
-                self.report("E103", f"unknown cron macro `{text.strip()}`", span,
-                            "use " + ", ".join(CRON_MACROS[:1] + CRON_MACROS[1:2] + CRON_MACROS[3:6]))
-            return
-        if len(fields) != 5:
-            self.report("E103", f"a cron expression has 5 fields, this one has {len(fields)}", span,
-                        "minute hour day-of-month month day-of-week, e.g. \"0 5 * * 1-5\"")
-            return
-        from croniter import croniter  # imported only when a file has a cron schedule
+        from . import cronexpr
 
-        try:
-            ok = croniter.is_valid(text)
-        except Exception:
-            ok = False
-        if not ok:
-            self.report("E103", f"invalid cron expression `{text}`", span,
+        why = cronexpr.problem(text)
+        if why:
+            self.report("E103", f"invalid cron expression `{text}`: {why}", span,
                         "minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6; e.g. \"*/15 9-17 * * 1-5\"")
             return
+        fields = cronexpr.expand(text).split()
         for value, (name, size, first) in zip(fields, CRON_FIELDS):
             for part in value.split(","):
                 m = re.fullmatch(r"\*/(\d+)", part)
