@@ -264,21 +264,15 @@ LARK_EDITS = {
     ],
     "lark/utils.py": [
         ("import logging\n", ""),
-        ('logger: logging.Logger = logging.getLogger("lark")\n'
-         "logger.addHandler(logging.StreamHandler())\n"
-         "# Set to highest level, since we have some warnings amongst the code\n"
-         "# By default, we should not output any log messages\n"
-         "logger.setLevel(logging.CRITICAL)\n",
+        (re.compile(r"^logger: logging\.Logger = .*?^logger\.setLevel\(logging\.CRITICAL\)\n", re.S | re.M),
          "class _LazyLogger:\n"
-         '    """The "lark" logger, made on first use (edit made by flow\'s build_zipapp.py)."""\n\n'
+         '    """The silent "lark" logger, made on first use (edit made by flow\'s build_zipapp.py)."""\n\n'
          "    _real = None\n\n"
          "    def __getattr__(self, attr):\n"
          "        if _LazyLogger._real is None:\n"
          "            import logging\n"
          '            real = logging.getLogger("lark")\n'
          "            real.addHandler(logging.StreamHandler())\n"
-         "            # Set to highest level, since we have some warnings amongst the code\n"
-         "            # By default, we should not output any log messages\n"
          "            real.setLevel(logging.CRITICAL)\n"
          "            _LazyLogger._real = real\n"
          "        return getattr(_LazyLogger._real, attr)\n\n\n"
@@ -297,9 +291,14 @@ def edit_lark(files: Dict[str, bytes]) -> None:
     for arc, edits in LARK_EDITS.items():
         text = files[arc].decode("utf-8")
         for old, new in edits:
-            if text.count(old) != 1:
-                raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS no longer matches: {old.strip()!r}")
-            text = text.replace(old, new)
+            if isinstance(old, re.Pattern):
+                found = len(old.findall(text))
+                shown = old.pattern
+            else:
+                found, shown = text.count(old), old.strip()
+            if found != 1:
+                raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS no longer matches: {shown!r}")
+            text = old.sub(lambda m: new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
         files[arc] = text.encode("utf-8")
 
 
