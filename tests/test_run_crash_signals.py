@@ -217,3 +217,72 @@ def test_interrupt_stops_the_run_and_calls_on_abort(pyz, tmp_path, signame):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: with `--executor inline`, SIGINT only sets a flag: the running "
+                   "attempt is not stopped (it runs to its end and writes its files, on_abort is not called), "
+                   "then flow exits 130")
+def test_interrupt_stops_an_inline_attempt(pyz, tmp_path):
+    f = write_project(tmp_path, """
+        task cls { run slow:Slow  with { tag = "cls" } }
+    """, {"slow.py": SLOW["slow.py"].replace("time.sleep(30)", "time.sleep(2)")})
+    proc = spawn_run(pyz, f, "--json", "--executor", "inline")
+    try:
+        assert wait_until(lambda: _started(tmp_path, ("cls",)), 20), proc.poll()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 130, f"exit {proc.returncode}\n{out}\n{err}"
+        assert not (tmp_path / "cls.finished").exists(), "the attempt ran to its end"
+        assert "on_abort" in (tmp_path / "cls.events").read_text().split("\n")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: with the thread or inline executor, a shell task's process group "
+                   "(start_new_session, a child of the runner itself) has no death signal or watchdog: it "
+                   "survives a SIGKILLed runner and finishes its command")
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_sigkill_of_the_runner_stops_shell_tasks_of_in_process_executors(pyz, tmp_path, executor):
+    marker = new_marker()
+    f = write_project(tmp_path, """
+        task shell { sh "touch shell.started; sleep 31.5; touch shell.finished" }
+    """)
+    proc = spawn_run(pyz, f, "--executor", executor, env={"FLOW_E2E_MARK": marker})
+    try:
+        assert wait_until(lambda: _started(tmp_path, ("shell",)), 20), proc.poll()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        gone = wait_until(lambda: not marked_processes(marker), 1.5)
+        assert gone, f"still alive after SIGKILL: {marked_processes(marker)}"
+    finally:
+        kill_marked(marker)
+        proc.kill()
+        proc.communicate()
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: with the thread or inline executor, SIGINT does not stop a running "
+                   "shell task: thread waits out its 5s grace and leaves the command running, inline waits for "
+                   "the command to end; either way the command finishes and writes its files")
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_interrupt_stops_shell_tasks_of_in_process_executors(pyz, tmp_path, executor):
+    marker = new_marker()
+    f = write_project(tmp_path, """
+        task shell { sh "touch shell.started; sleep 2.5; touch shell.finished" }
+    """)
+    proc = spawn_run(pyz, f, "--json", "--executor", executor, env={"FLOW_E2E_MARK": marker})
+    try:
+        assert wait_until(lambda: _started(tmp_path, ("shell",)), 20), proc.poll()
+        started = time.time()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=15)
+        assert proc.returncode == 130, f"exit {proc.returncode}\n{out}\n{err}"
+        time.sleep(max(0.0, started + 2.8 - time.time()))
+        assert not (tmp_path / "shell.finished").exists(), "the shell command was not stopped"
+        assert not marked_processes(marker)
+    finally:
+        kill_marked(marker)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()

@@ -288,6 +288,9 @@ RESULTS = {
                     "id": uuid.UUID(int=1), "path": pathlib.Path("/x/y"), "pair": (1, 2),
                     "delta": datetime.timedelta(seconds=90), "raw": b"bytes", "n": None}
 
+        def not_json():
+            return {"set": set(range(100)), "int_keys": {1: "a"}, "tuple": (1, "b"), "nan": float("nan")}
+
         def types_of(p):
             return {k: type(v).__name__ for k, v in p.items()}
     """,
@@ -300,6 +303,7 @@ def test_results_that_msgpack_cannot_carry_fail_the_task(flow, tmp_path):
         task use { run res:value_of  with { o = opaque } }
         task plain { run res:plain }
         task types { run res:types_of  with { p = plain } }
+        task not_json { run res:not_json }
     """, RESULTS)
     proc, report = run_json(flow, f)
     assert proc.returncode == 1, explain(proc)
@@ -314,6 +318,12 @@ def test_results_that_msgpack_cannot_carry_fail_the_task(flow, tmp_path):
                                         "raw": "bytes", "n": "NoneType"}
     assert tasks["plain"]["result"]["amount"] == "1.50"
     assert tasks["plain"]["result"]["day"] == "2024-01-02"
+    # Not JSON-representable: shown as repr, cut to 200 characters.
+    shown = tasks["not_json"]["result"]
+    assert isinstance(shown["set"], str) and shown["set"].startswith("{0, 1, 2") and len(shown["set"]) <= 200
+    assert shown["int_keys"] == "{1: 'a'}"
+    assert shown["tuple"] == [1, "b"]
+    assert shown["nan"] == "nan"
 
 
 def test_results_pickle_accepts_other_types(flow, tmp_path):
