@@ -298,7 +298,7 @@ def edit_lark(files: Dict[str, bytes]) -> None:
                 found, shown = text.count(old), old.strip()
             if found != 1:
                 raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS no longer matches: {shown!r}")
-            text = old.sub(lambda m: new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
+            text = old.sub(lambda m, new=new: new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
         files[arc] = text.encode("utf-8")
 
 

@@ -23,7 +23,7 @@ def write_pipeline(folder: str, tasks: int) -> str:
         if i % 10 == 5:
             lines.append("    foreach item in params.items")
             lines.append("    run work:step")
-            lines.append(f"    with {{ item = item  n = params.n }}")
+            lines.append("    with { item = item  n = params.n }")
         elif i == 0:
             lines.append("    run work:step")
             lines.append("    with { n = params.n }")

@@ -28,7 +28,7 @@ import noop_tasks  # noqa: E402
 
 from flowdsl import check  # noqa: E402
 from flowdsl.planner import make_plan  # noqa: E402
-from flowdsl.runner import RunOptions, Runner  # noqa: E402
+from flowdsl.runner import Runner, RunOptions  # noqa: E402
 
 WORKERS = 2
 

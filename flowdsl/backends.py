@@ -73,7 +73,7 @@ class ThreadBackend:
 
     def __init__(self, workers: int) -> None:
         self.capacity = workers
-        self.outcomes: "queue.Queue[Outcome]" = queue.Queue()
+        self.outcomes: queue.Queue[Outcome] = queue.Queue()
         self.threads: Dict[str, threading.Thread] = {}
 
     def submit(self, attempt: Attempt) -> None:

@@ -378,7 +378,10 @@ def _cut(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def split_blocks(file: str, blocks: List[Any]) -> Tuple[Optional[ir.Pipeline], Tuple[ir.Task, ...], Tuple[ir.Include, ...], List[Diagnostic]]:
+Blocks = Tuple[Optional[ir.Pipeline], Tuple[ir.Task, ...], Tuple[ir.Include, ...], List[Diagnostic]]
+
+
+def split_blocks(file: str, blocks: List[Any]) -> Blocks:
     pipelines = [b for b in blocks if isinstance(b, ir.Pipeline)]
     diagnostics = []
     for extra in pipelines[1:]:

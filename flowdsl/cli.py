@@ -219,7 +219,8 @@ def cmd_run(args) -> int:
         if key not in declared:
             from .diagnostics import did_you_mean
 
-            hint = did_you_mean(key, declared) or ("declared: " + ", ".join(declared) if declared else "it declares none")
+            hint = did_you_mean(key, declared) or (
+                "declared: " + ", ".join(declared) if declared else "it declares none")
             raise UsageError(f"--param `{key}` is not a param of {program.pipeline.name}; {hint}")
     executor = args.executor or (program.pipeline.executor.kind if program.pipeline.executor else "process")
     if executor == "dask":
@@ -242,7 +243,7 @@ def cmd_run(args) -> int:
             print("\n".join(lines))
         return EXIT_OK
     from .progress import make_reporter
-    from .runner import RunOptions, Runner
+    from .runner import Runner, RunOptions
     from .values import EvalError
 
     out = sys.stderr if args.json else sys.stdout

@@ -40,7 +40,8 @@ def problem(expr: str) -> Optional[str]:
         return f"unknown macro `{text}`; use one of " + ", ".join(sorted(set(MACROS) - {"@annually", "@midnight"}))
     fields = text.split()
     if len(fields) != 5:
-        return f"a cron expression has 5 fields (minute hour day-of-month month day-of-week), this one has {len(fields)}"
+        return ("a cron expression has 5 fields (minute hour day-of-month month day-of-week), "
+                f"this one has {len(fields)}")
     for value, (name, low, high, names) in zip(fields, FIELDS):
         for part in value.lower().split(","):
             why = _part_problem(part, low, high, names)

@@ -138,7 +138,8 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], colo
     for d in diagnostics:
         s = d.span
         tint = red if d.severity == ERROR else yellow
-        out.append(f"{bold}{s.file}:{s.line}:{s.col}:{reset} {tint}{d.severity} {d.code}{reset} {bold}{d.message}{reset}")
+        where = f"{bold}{s.file}:{s.line}:{s.col}:{reset}"
+        out.append(f"{where} {tint}{d.severity} {d.code}{reset} {bold}{d.message}{reset}")
         if s.file not in lines_of:
             lines_of[s.file] = sources.get(s.file, "").split("\n")  # as the lexer counts lines
         lines = lines_of[s.file]

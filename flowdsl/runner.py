@@ -18,8 +18,8 @@ import signal
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import codec, ir, journal, planner, state, values
@@ -74,7 +74,6 @@ class Runner:
         self.deadlines: Dict[str, float] = {}
         self.running: Dict[str, Instance] = {}
         self.open_instances: Dict[str, int] = {}
-        self.failed_instances: Dict[str, bool] = {}
         self.stop_reason: Optional[str] = None
         self.signals = 0
         self.seq = 0
@@ -371,8 +370,7 @@ class Runner:
         return max(0.0, delay)
 
     def instance_done(self, name: str, ok: bool) -> None:
-        if not ok:
-            self.failed_instances[name] = True
+        """One instance (of a foreach task, or the task itself) is final; `ok` is recorded in the journal."""
         self.open_instances[name] = self.open_instances.get(name, 1) - 1
         if self.open_instances[name] <= 0:
             self.complete(name)

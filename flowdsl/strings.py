@@ -15,7 +15,11 @@ from .ir import Field, Ref, Span, Template
 ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 
 # name(.name | [int] | ['key'] | ["key"])*, then an optional :format
-_FIELD = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:\d+|'[^']*'|\"[^\"]*\")\s*\])*)\s*(?::(.*))?$", re.S)
+_FIELD = re.compile(
+    r"\s*([A-Za-z_][A-Za-z0-9_]*)"  # the name
+    r"((?:\.[A-Za-z_][A-Za-z0-9_]*|\[\s*(?:\d+|'[^']*'|\"[^\"]*\")\s*\])*)"  # .key [0] ['key'] ["key"]
+    r"\s*(?::(.*))?$",  # :format
+    re.S)
 _ACCESSOR = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(?:(\d+)|'([^']*)'|\"([^\"]*)\")\s*\]")
 
 Report = Callable[[str, str, Span, Optional[str]], None]
@@ -95,8 +99,8 @@ def scan(token_text: str, line: int, col: int, file: str, report: Report) -> Tem
             close = body.find("}", i + 1)
             newline = body.find("\n", i + 1)
             if close < 0 or (0 <= newline < close):
-                report("E008", "`{` opens a field that is never closed", Span(file, cur_line, cur_col, cur_line, cur_col + 1),
-                       "write `{{` for a literal brace")
+                report("E008", "`{` opens a field that is never closed",
+                       Span(file, cur_line, cur_col, cur_line, cur_col + 1), "write `{{` for a literal brace")
                 text.append("{")
                 i, cur_col = i + 1, cur_col + 1
                 continue

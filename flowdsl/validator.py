@@ -243,8 +243,9 @@ class Validator:
             return
         if len(ref.path) != 1 or ref.path[0] not in RUN_VALUES:
             shown = str(ref.path[0]) if ref.path else ""
-            self.report("E206", f"unknown run value `run.{shown}`" if shown else "`run` needs a value: run.id, run.date, ...",
-                        ref.span, did_you_mean(shown, RUN_VALUES) or "run values: " + ", ".join(RUN_VALUES))
+            message = f"unknown run value `run.{shown}`" if shown else "`run` needs a value: run.id, run.date, ..."
+            hint = did_you_mean(shown, RUN_VALUES) or "run values: " + ", ".join(RUN_VALUES)
+            self.report("E206", message, ref.span, hint)
 
     # ---- callables -------------------------------------------------------------
 
