@@ -458,3 +458,22 @@ def test_an_invalid_file_runs_nothing(flow, tmp_path):
     assert "nosuch" in proc.stderr and ":3:" in proc.stderr  # file:line:column
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "a.ran").exists() and not (tmp_path / ".flow").exists()
+
+
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_child_output_of_in_process_tasks_stays_out_of_the_json(flow, tmp_path, executor):
+    f = write_project(tmp_path, """
+        task noisy { run noisy:noisy }
+    """, {"noisy.py": """
+        import subprocess
+
+        def noisy():
+            subprocess.run(["echo", "from-a-child-process"])
+            return 1
+    """})
+    proc = flow("run", f, "--json", "--executor", executor, cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert "from-a-child-process" not in proc.stdout
+    assert json.loads(proc.stdout)["tasks"]["noisy"]["result"] == 1
+    (run,) = state_runs(tmp_path)
+    assert "from-a-child-process" in (run / "logs" / "noisy.1.log").read_text()

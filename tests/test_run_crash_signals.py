@@ -219,9 +219,6 @@ def test_interrupt_stops_the_run_and_calls_on_abort(pyz, tmp_path, signame):
             proc.communicate()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with `--executor inline`, SIGINT only sets a flag: the running "
-                   "attempt is not stopped (it runs to its end and writes its files, on_abort is not called), "
-                   "then flow exits 130")
 def test_interrupt_stops_an_inline_attempt(pyz, tmp_path):
     f = write_project(tmp_path, """
         task cls { run slow:Slow  with { tag = "cls" } }
@@ -240,9 +237,6 @@ def test_interrupt_stops_an_inline_attempt(pyz, tmp_path):
             proc.communicate()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with the thread or inline executor, a shell task's process group "
-                   "(start_new_session, a child of the runner itself) has no death signal or watchdog: it "
-                   "survives a SIGKILLed runner and finishes its command")
 @pytest.mark.parametrize("executor", ["thread", "inline"])
 def test_sigkill_of_the_runner_stops_shell_tasks_of_in_process_executors(pyz, tmp_path, executor):
     marker = new_marker()
@@ -262,9 +256,6 @@ def test_sigkill_of_the_runner_stops_shell_tasks_of_in_process_executors(pyz, tm
         proc.communicate()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with the thread or inline executor, SIGINT does not stop a running "
-                   "shell task: thread waits out its 5s grace and leaves the command running, inline waits for "
-                   "the command to end; either way the command finishes and writes its files")
 @pytest.mark.parametrize("executor", ["thread", "inline"])
 def test_interrupt_stops_shell_tasks_of_in_process_executors(pyz, tmp_path, executor):
     marker = new_marker()

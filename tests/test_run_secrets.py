@@ -123,9 +123,6 @@ def test_a_secret_inside_a_pickled_result_is_not_stored(flow, tmp_path):
     assert_nowhere(secret, tmp_path / ".flow")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with a secret in the run, a `run` task's output goes through a "
-                   "masking pipe (worker._MaskingPump) whose end waits for EOF: a background child that inherited "
-                   "stdout keeps the attempt open until it exits or 5s pass (0.00s without a secret)")
 def test_a_background_child_does_not_hold_up_a_python_task_when_secrets_are_about(flow, tmp_path):
     f = write_project(tmp_path, """
         task spawn { run bg:spawn  with { token = secret("E2E_TOKEN") } }
