@@ -22,16 +22,99 @@ from .worker import Attempt, Outcome
 # ---- in the runner's process ---------------------------------------------------
 
 
+class Reaper:
+    """For the in-process executors: a small process that kills the shell
+    commands' process groups if the runner dies (even by SIGKILL).
+
+    The runner tells it each group over a pipe (`+pid`, `-pid`); when the
+    pipe closes without a goodbye, the runner is gone and so must they be.
+    """
+
+    def __init__(self) -> None:
+        read_end, self.fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the reaper
+            os.close(self.fd)
+            try:
+                os.setsid()  # not in the terminal's group: a Ctrl-C is the runner's to handle
+                _reap(read_end)
+            finally:
+                os._exit(0)
+        os.close(read_end)
+        self.pid = pid
+        self.lock = threading.Lock()
+
+    def tell(self, line: str) -> None:
+        with self.lock:
+            try:
+                os.write(self.fd, line.encode() + b"\n")
+            except OSError:
+                pass
+
+    def add(self, pid: int) -> None:
+        self.tell(f"+{pid}")
+
+    def remove(self, pid: int) -> None:
+        self.tell(f"-{pid}")
+
+    def close(self) -> None:
+        self.tell("bye")
+        os.close(self.fd)
+        os.waitpid(self.pid, 0)
+
+
+def _reap(fd: int) -> None:
+    groups = set()
+    buffer = b""
+    while True:
+        data = os.read(fd, 4096)
+        if not data:
+            break
+        buffer += data
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line == b"bye":
+                return
+            pid = int(line[1:])
+            (groups.add if line[:1] == b"+" else groups.discard)(pid)
+    for pid in groups:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _watch_children() -> Reaper:
+    reaper = Reaper()
+    worker.child_watch = reaper
+    return reaper
+
+
+def _unwatch_children(reaper: Reaper) -> None:
+    worker.child_watch = None
+    reaper.close()
+
+
 class InlineBackend:
-    """Runs each attempt in the runner's own process, one at a time: for debugging."""
+    """Runs each attempt in the runner's own process, one at a time: for debugging.
+
+    The runner's signal handler raises Interrupted into a running attempt
+    (`executing` tells it one is running).
+    """
 
     capacity = 1
 
     def __init__(self) -> None:
         self.done: List[Outcome] = []
+        self.executing = False
+        self.reaper = _watch_children()
 
     def submit(self, attempt: Attempt) -> None:
-        self.done.append(_with_alarm(attempt))
+        self.executing = True
+        try:
+            self.done.append(_with_alarm(attempt))
+        finally:
+            self.executing = False
 
     def wait(self, timeout: Optional[float]) -> List[Outcome]:
         done, self.done = self.done, []
@@ -46,13 +129,15 @@ class InlineBackend:
         pass
 
     def close(self) -> None:
-        pass
+        _unwatch_children(self.reaper)
 
 
 def _with_alarm(attempt: Attempt) -> Outcome:
     """A `run` attempt's timeout in the main thread: SIGALRM raises inside it."""
+    # One attempt at a time: its output can be caught at the file-descriptor
+    # level (child processes included), as in a worker process.
     if attempt.kind != "run" or not attempt.timeout or threading.current_thread() is not threading.main_thread():
-        return worker.execute(attempt)
+        return worker.execute(attempt, redirect_fds=True)
 
     def expire(signum, frame):
         raise worker.TaskTimeout(f"timed out after {worker.format_seconds(attempt.timeout)}")
@@ -60,7 +145,7 @@ def _with_alarm(attempt: Attempt) -> Outcome:
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, attempt.timeout)
     try:
-        return worker.execute(attempt)
+        return worker.execute(attempt, redirect_fds=True)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -75,6 +160,7 @@ class ThreadBackend:
         self.capacity = workers
         self.outcomes: queue.Queue[Outcome] = queue.Queue()
         self.threads: Dict[str, threading.Thread] = {}
+        self.reaper = _watch_children()
 
     def submit(self, attempt: Attempt) -> None:
         t = threading.Thread(target=self._run, args=(attempt,), name=f"flow-{attempt.key}", daemon=True)
@@ -112,7 +198,7 @@ class ThreadBackend:
             self._raise_in(key, worker.Interrupted)
 
     def close(self) -> None:
-        pass
+        _unwatch_children(self.reaper)
 
 
 # ---- worker processes ------------------------------------------------------------

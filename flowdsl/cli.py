@@ -250,11 +250,23 @@ def cmd_run(args) -> int:
     reporter = make_reporter(out, args.quiet, args.verbose)
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
                          logical_date=logical, state_dir=args.state_dir)
+    saved_stdout = None
+    if args.json:
+        # stdout is the report's alone: what anything else writes to fd 1 during
+        # the run (a child process of a thread-executor task) goes to stderr
+        sys.stdout.flush()
+        saved_stdout = os.dup(1)
+        os.dup2(2, 1)
     try:
         report = Runner(plan, options, reporter).run()
     except EvalError as e:
         print(f"flow run: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    finally:
+        if saved_stdout is not None:
+            sys.stdout.flush()
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
     if args.json:
         print(json.dumps(report, indent=2))
     return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)

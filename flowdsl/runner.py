@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from . import codec, ir, journal, planner, state, values
 from .backends import make_backend
 from .values import EvalError, Scope, Secrets, evaluate
-from .worker import Attempt, Outcome
+from .worker import Attempt, Interrupted, Outcome
 
 INTERRUPT_GRACE = 5.0  # seconds running attempts get to stop (and call on_abort)
 SHELL_TIMEOUT_SLACK = 5.0  # a shell attempt enforces its own timeout; the runner backs it up
@@ -145,6 +145,8 @@ class Runner:
         self.signals += 1
         if self.stop_reason is None:
             self.stop_reason = f"interrupted by {signal.Signals(signum).name}"
+        if getattr(self.backend, "executing", False):  # inline: the attempt runs right here
+            raise Interrupted()
 
     def record(self, r: Dict[str, Any], sync: bool = False) -> None:
         self.journal.append(r, sync=sync)

@@ -88,6 +88,9 @@ def mask(text: str, secrets) -> str:
 # ---- the attempt ---------------------------------------------------------------
 
 _current_child: Optional[subprocess.Popen] = None
+# Set by the in-process backends: told of every shell command's process group,
+# so that the groups die with the runner (a worker process does this itself).
+child_watch = None
 
 
 def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
@@ -222,12 +225,21 @@ class _MaskingPump:
         import threading
 
         self.fd, self.file, self.secrets = fd, file, secrets
+        self.stopping = False
         self.thread = threading.Thread(target=self.run, daemon=True, name="flow-mask")
         self.thread.start()
 
     def run(self) -> None:
+        import select
+
         pending = b""
         while True:
+            # A child the task left running may hold the pipe open for ever:
+            # once the task is over, stop at the first pause in its output.
+            if not select.select([self.fd], [], [], 0.05)[0]:
+                if self.stopping:
+                    break
+                continue
             data = os.read(self.fd, 65536)
             if not data:
                 break
@@ -245,6 +257,7 @@ class _MaskingPump:
         self.file.write(mask(data.decode("utf-8", "replace"), self.secrets).encode())
 
     def finish(self) -> None:
+        self.stopping = True
         self.thread.join(5)
 
 
@@ -307,11 +320,15 @@ def _shell(attempt: Attempt) -> Any:
         except OSError as e:
             raise RuntimeError(f"cannot start `{argv[0]}`: {e.strerror or e}") from None
         _current_child = child
+        if child_watch is not None:
+            child_watch.add(child.pid)
         try:
             stdout, stderr_tail, timed_out = _pump(child, log, deadline, attempt.secrets)
         finally:
             _current_child = None
             kill_group(child)
+            if child_watch is not None:
+                child_watch.remove(child.pid)
     if timed_out:
         raise TaskTimeout(f"timed out after {format_seconds(attempt.timeout)}")
     status = child.returncode
@@ -351,8 +368,10 @@ def _pump(child: subprocess.Popen, log, deadline: Optional[float], secrets) -> T
             if wait is not None and wait <= 0:
                 return b"".join(stdout), stderr_tail, True
             watch = list(open_fds) + ([exit_fd] if exit_fd is not None else [])
-            if exit_fd is None:  # no pidfd: poll for the exit
-                wait = 0.05 if wait is None else min(wait, 0.05)
+            # Come back to Python now and then: on a thread, that is where a
+            # timeout or an interrupt raised into it is delivered.
+            cap = 0.05 if exit_fd is None else 0.25
+            wait = cap if wait is None else min(wait, cap)
             ready, _, _ = select.select(watch, [], [], wait)
             for fd in ready:
                 if fd == exit_fd:
