@@ -75,7 +75,7 @@ def iso(t: Optional[float]) -> Optional[str]:
 def write_json_atomic(path: str, data: Any) -> None:
     """Compact JSON through `dumps`, which uses the C encoder (`dump` and indenting do not)."""
     tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
         f.write(json.dumps(data, separators=(",", ":")) + "\n")
     os.replace(tmp, path)
 

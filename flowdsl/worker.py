@@ -87,6 +87,11 @@ def mask(text: str, secrets) -> str:
 
 # ---- the attempt ---------------------------------------------------------------
 
+
+def open_log(path: str):
+    """An attempt's log, appended to, private to its user like the state folder."""
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab", buffering=0)
+
 _current_child: Optional[subprocess.Popen] = None
 # Set by the in-process backends: told of every shell command's process group,
 # so that the groups die with the runner (a worker process does this itself).
@@ -152,8 +157,8 @@ def _call(attempt: Attempt) -> Any:
             _await(method(*args))
 
     try:
-        hook("on_create")
         try:
+            hook("on_create")
             result = _await(instance.run())
         except (Interrupted, KeyboardInterrupt):
             hook("on_abort")
@@ -181,14 +186,14 @@ class _Log:
         self.pump = None
 
     def __enter__(self):
-        self.file = open(self.path, "ab", buffering=0)
+        self.file = open_log(self.path)
         sys.stdout.flush()
         sys.stderr.flush()
         if self.redirect_fds:  # a worker process: catch C-level and child output too
             target = self.file.fileno()
             if self.secrets:
                 read_end, target = os.pipe()
-                self.pump = _MaskingPump(read_end, self.file, self.secrets)
+                self.pump = _MaskingPump(read_end, self.path, self.secrets)
             self.saved = (os.dup(1), os.dup(2))
             os.dup2(target, 1)
             os.dup2(target, 2)
@@ -219,13 +224,22 @@ class _Log:
 
 
 class _MaskingPump:
-    """Copies a pipe into the log, masking secrets line by line."""
+    """Copies a pipe into the log, masking secrets line by line.
 
-    def __init__(self, fd: int, file, secrets) -> None:
+    It reads until the pipe's last writer is gone. A child the task left
+    running may hold the pipe for ever, so the attempt does not wait for
+    that: `finish` waits only until the task's own output is drained (the
+    first pause after the task ended); the pump goes on in the background,
+    with its own handle on the log, for as long as the child writes.
+    """
+
+    def __init__(self, fd: int, path: str, secrets) -> None:
         import threading
 
-        self.fd, self.file, self.secrets = fd, file, secrets
+        self.fd, self.secrets = fd, secrets
+        self.file = open_log(path)
         self.stopping = False
+        self.drained = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True, name="flow-mask")
         self.thread.start()
 
@@ -234,11 +248,9 @@ class _MaskingPump:
 
         pending = b""
         while True:
-            # A child the task left running may hold the pipe open for ever:
-            # once the task is over, stop at the first pause in its output.
             if not select.select([self.fd], [], [], 0.05)[0]:
                 if self.stopping:
-                    break
+                    self.drained.set()
                 continue
             data = os.read(self.fd, 65536)
             if not data:
@@ -252,13 +264,15 @@ class _MaskingPump:
         if pending:
             self.write(pending)
         os.close(self.fd)
+        self.file.close()
+        self.drained.set()
 
     def write(self, data: bytes) -> None:
         self.file.write(mask(data.decode("utf-8", "replace"), self.secrets).encode())
 
     def finish(self) -> None:
         self.stopping = True
-        self.thread.join(5)
+        self.drained.wait(5)
 
 
 class _ThreadStreams:
@@ -313,7 +327,7 @@ def _shell(attempt: Attempt) -> Any:
     env.update(attempt.env)
     argv = ["/bin/sh", "-c", attempt.target] if attempt.kind == "sh" else list(attempt.argv)
     deadline = None if attempt.timeout is None else time.monotonic() + attempt.timeout
-    with open(attempt.log_path, "ab", buffering=0) as log:
+    with open_log(attempt.log_path) as log:
         try:
             child = subprocess.Popen(argv, cwd=attempt.cwd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -338,9 +352,11 @@ def _shell(attempt: Attempt) -> Any:
         name = "sh" if attempt.kind == "sh" else argv[0]
         raise ShellError(f"`{name}` failed with {what}" + (f"; stderr ends with:\n{tail}" if tail else ""), status)
     text = stdout.decode("utf-8", "replace")
+    if not text.strip():
+        return ""  # no output: "" whatever the output mode (language reference, section 3)
     if attempt.output == "json":
         try:
-            return json.loads(text) if text.strip() else None
+            return json.loads(text)
         except ValueError as e:
             raise ValueError(f"`output json`: the command's output is not JSON ({e})") from None
     if attempt.output == "lines":

@@ -6,8 +6,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import pytest
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run_pipelines.runkit import explain, run_json, state_runs, write_project  # noqa: E402
@@ -139,9 +137,6 @@ def test_a_background_child_does_not_hold_up_a_python_task_when_secrets_are_abou
     assert report["tasks"]["spawn"]["duration_s"] < 1.0, report["tasks"]["spawn"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with a secret in the run, a `run` task's output goes through the "
-                   "masking pump, which stops and closes its pipe when the task returns: a child the task left "
-                   "running dies of SIGPIPE at its next write (without a secret it goes on, writing to the log)")
 def test_a_secret_does_not_change_what_a_background_child_of_a_task_does(flow, tmp_path):
     """A child that a `run` task leaves running behaves the same with or without a secret in the run."""
     module = {"bg.py": """
