@@ -14,7 +14,6 @@
 import argparse
 import concurrent.futures as cf
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -125,20 +124,25 @@ def main() -> None:
     print(f"makespan: 16 x sleep(0.25) at concurrency 4: {makespan:.3f} s, ideal 1.000 s, "
           f"{(makespan - 1) * 100:+.1f}%")
 
-    n = args.scale
-    path = write(folder, "scale.flow", fanout_flow(n))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "flowdsl", "run", path, "-q", "--state-dir", state],
-                            env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - t0
-    if status != 0:
-        sys.exit(f"the {n}-task run failed ({status})")
-    # ru_maxrss covers the largest of the runner and its (forked, smaller) workers
-    print(f"scale: {n}-task fan-out through the CLI: {elapsed:.2f} s ({elapsed / (n + 2) * 1000:.3f} ms/task, "
-          f"{elapsed / (n + 2) / fan_per_task:.2f}x the per-task time at {args.fanout}), "
-          f"peak RSS {usage.ru_maxrss / 1024:.0f} MB")
-    _ = resource
+    pyz = os.path.join(ROOT, "dist", "flow.pyz")
+    cmd = [sys.executable, pyz] if os.path.exists(pyz) else [sys.executable, "-m", "flowdsl"]
+
+    def through_cli(n: int):
+        path = write(folder, f"scale{n}.flow", fanout_flow(n))
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd + ["run", path, "-q", "--state-dir", state],
+                                env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status != 0:
+            sys.exit(f"the {n}-task run failed ({status})")
+        return time.perf_counter() - t0, usage.ru_maxrss / 1024
+
+    small, _ = through_cli(args.fanout)
+    big, rss = through_cli(args.scale)
+    # ru_maxrss: the largest of the runner and its (forked, smaller) workers
+    print(f"scale: {args.scale}-task fan-out, whole `flow run` ({os.path.basename(cmd[-1])}): {big:.2f} s, "
+          f"{big / (args.scale + 2) * 1000:.3f} ms/task against {small / (args.fanout + 2) * 1000:.3f} at "
+          f"{args.fanout} ({big / (args.scale + 2) / (small / (args.fanout + 2)):.2f}x), peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

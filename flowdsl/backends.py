@@ -9,6 +9,7 @@ a process start; a worker that dies or is killed is replaced.
 from __future__ import annotations
 
 import os
+import pickle
 import queue
 import signal
 import sys
@@ -227,6 +228,11 @@ class ProcessBackend:
         self.idle: List[_Worker] = []
         self.busy: Dict[str, _Worker] = {}
         self.lost: List[Outcome] = []
+        # One selector for the whole run, each worker's pipe and exit sentinel
+        # registered once (building one per wait cost 0.2 s per 10,000 tasks).
+        import selectors
+
+        self.selector = selectors.DefaultSelector()
         # Workers are forked on first need, so the first task starts after one
         # fork, not after `workers` of them; then they live for the whole run.
 
@@ -235,20 +241,28 @@ class ProcessBackend:
         process = self.ctx.Process(target=worker_main, args=(child, os.getpid()), daemon=True)
         process.start()
         child.close()
-        return _Worker(process, parent)
+        w = _Worker(process, parent)
+        self.selector.register(parent.fileno(), selectors_READ, w)
+        self.selector.register(process.sentinel, selectors_READ, w)
+        return w
+
+    def _forget(self, w: _Worker) -> None:
+        for handle in (w.conn, w.process.sentinel):
+            try:
+                self.selector.unregister(handle if isinstance(handle, int) else handle.fileno())
+            except (KeyError, ValueError, OSError):
+                pass
 
     def submit(self, attempt: Attempt) -> None:
         w = self.idle.pop() if self.idle else self._start()
         w.attempt = attempt
         self.busy[attempt.key] = w
         try:
-            w.conn.send(attempt)
+            w.conn.send_bytes(pickle.dumps(attempt, pickle.HIGHEST_PROTOCOL))
         except (OSError, ValueError) as e:
             self._lose(w, f"could not hand the attempt to its worker: {e}")
 
     def wait(self, timeout: Optional[float]) -> List[Outcome]:
-        from multiprocessing.connection import wait as wait_any
-
         out, self.lost = self.lost, []
         if out:
             timeout = 0
@@ -256,17 +270,13 @@ class ProcessBackend:
             if timeout:
                 time.sleep(timeout)
             return out
-        by_handle = {}
-        for w in self.busy.values():
-            by_handle[w.conn] = w
-            by_handle[w.process.sentinel] = w
-        for handle in wait_any(list(by_handle), timeout):
-            w = by_handle[handle]
+        for key, _ in self.selector.select(timeout):
+            w = key.data
             if w.attempt is None or w.attempt.key not in self.busy:
-                continue  # already handled through its other handle
-            if handle is w.conn or w.conn.poll():
+                continue  # idle, or already handled through its other handle
+            if key.fd == w.conn.fileno() or w.conn.poll():
                 try:
-                    outcome = w.conn.recv()
+                    outcome = pickle.loads(w.conn.recv_bytes())
                 except (EOFError, OSError):
                     self._lose(w, _death(w.process))
                     out.extend(self.lost)
@@ -285,6 +295,7 @@ class ProcessBackend:
     def _lose(self, w: _Worker, message: str) -> None:
         """The worker is gone (or must go): record the failure; `submit` forks a replacement."""
         attempt = w.attempt
+        self._forget(w)
         _kill_worker(w)
         if attempt is not None:
             self.busy.pop(attempt.key, None)
@@ -298,6 +309,7 @@ class ProcessBackend:
         w = self.busy.pop(key, None)
         if w is not None:
             w.attempt = None
+            self._forget(w)
             _kill_worker(w)
 
     def interrupt(self) -> None:
@@ -310,8 +322,10 @@ class ProcessBackend:
 
     def close(self) -> None:
         for w in self.idle + list(self.busy.values()):
+            self._forget(w)
             _kill_worker(w)
         self.idle, self.busy = [], {}
+        self.selector.close()
 
 
 def _kill_worker(w: _Worker) -> None:
@@ -392,6 +406,9 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True, name="flow-watchdog").start()
 
 
+selectors_READ = 1  # selectors.EVENT_READ, without importing selectors at module load
+
+
 def worker_main(conn, parent_pid: int) -> None:
     global _busy, _interrupted
     os.setpgid(0, 0)  # our own group: a timeout kills us and what we started, nothing else
@@ -400,7 +417,7 @@ def worker_main(conn, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     while True:
         try:
-            attempt = conn.recv()
+            attempt = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError):
             break
         _busy, _interrupted = True, False
@@ -411,7 +428,7 @@ def worker_main(conn, parent_pid: int) -> None:
                               error={"type": "Interrupted", "message": "the run was interrupted", "traceback": ""})
         _busy = False
         try:
-            conn.send(outcome)
+            conn.send_bytes(pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
         except (OSError, ValueError):
             break
     os._exit(0)

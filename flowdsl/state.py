@@ -44,9 +44,10 @@ def ensure_private_dir(path: str) -> str:
 
 
 def new_run_id(pipeline: str, now: dt.datetime) -> str:
-    """`orders-20261122T050000-3f9a`: sorts by start time, safe as a file name."""
+    """`orders-20261122T050000123-3f9a` (UTC, to the millisecond): sorts by start time, safe as a file name."""
     safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in pipeline)
-    return f"{safe}-{now.astimezone(dt.timezone.utc):%Y%m%dT%H%M%S}-{_random.token_hex(2)}"
+    utc = now.astimezone(dt.timezone.utc)
+    return f"{safe}-{utc:%Y%m%dT%H%M%S}{utc.microsecond // 1000:03d}-{_random.token_hex(2)}"
 
 
 def run_dir(state: str, run_id: str) -> str:
