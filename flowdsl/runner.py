@@ -305,8 +305,7 @@ class Runner:
         if not isinstance(argv, (list, tuple)) or not argv:
             raise EvalError("`exec` needs a non-empty list of arguments")
         common["secrets"] = tuple(self.secrets.values)
-        return Attempt(kind="exec", argv=tuple(a if isinstance(a, str) else values.as_text(a) for a in argv),
-                       env=env, **common)
+        return Attempt(kind="exec", argv=as_argv(argv), env=env, **common)
 
     def fail_without_attempt(self, key: str, name: str, e: EvalError) -> None:
         error = {"type": "EvalError", "message": self.secrets.mask(str(e)), "traceback": ""}
@@ -459,7 +458,12 @@ class Runner:
         if isinstance(action, ir.ShAction):
             return Attempt(kind="sh", target=values.render(action.command, scope, quote=True), **common)
         argv = evaluate(action.argv, scope)
-        return Attempt(kind="exec", argv=tuple(a if isinstance(a, str) else values.as_text(a) for a in argv), **common)
+        return Attempt(kind="exec", argv=as_argv(argv), **common)
+
+
+def as_argv(argv) -> tuple:
+    """`exec`'s arguments as strings: strings as they are, other values as in interpolation."""
+    return tuple(a if isinstance(a, str) else values.as_text(a) for a in argv)
 
 
 class LazyResults(Mapping):
