@@ -37,10 +37,6 @@ def parse_duration(text: str) -> float:
     return sum(int(n.replace("_", "")) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
-def tok_span(file: str, tok: Token) -> Span:
-    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
-
-
 class Builder(Transformer):
     """One instance serves every parse; `begin` resets it for the next file."""
 

@@ -166,6 +166,8 @@ def parse_param(text: str) -> Tuple[str, object]:
 
 def dry_run_lines(plan, program, targets) -> list:
     """The plan in words: what runs in which order, and why."""
+    from .graph import describe_action, describe_expr
+
     lines = []
     selected = set(plan.tasks)
     for i, (name, tp) in enumerate(plan.tasks.items(), 1):
@@ -177,17 +179,14 @@ def dry_run_lines(plan, program, targets) -> list:
                "always": f"once {ups} finish, whatever happened" if ups else "at the start"}[when]
         extra = []
         if task.foreach is not None:
-            from .graph import _expr
-
-            extra.append(f"once per item of {_expr(task.foreach.items)}")
+            extra.append(f"once per item of {describe_expr(task.foreach.items)}")
         r = tp.settings.retry
         if r is not None and isinstance(r.count.value, int) and r.count.value:
             extra.append(f"up to {r.count.value} retries")
         if tp.settings.timeout is not None:
             extra.append(f"timeout {tp.settings.timeout.text}")
-        from .graph import _action
-
-        lines.append(f"{i:>3}. {name}: {_action(task)} — runs {why}" + (f" ({'; '.join(extra)})" if extra else ""))
+        detail = f" ({'; '.join(extra)})" if extra else ""
+        lines.append(f"{i:>3}. {name}: {describe_action(task)} — runs {why}{detail}")
     for task in program.tasks:
         if task.name not in selected:
             lines.append(f"  -  {task.name}: does not run (not needed by {', '.join(targets)})")

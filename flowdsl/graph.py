@@ -8,7 +8,7 @@ from typing import Dict, List
 from . import ir, planner
 
 
-def _action(task_or_hook) -> str:
+def describe_action(task_or_hook) -> str:
     a = task_or_hook.action
     if isinstance(a, ir.RunAction):
         return f"run {a.callable}"
@@ -16,12 +16,12 @@ def _action(task_or_hook) -> str:
         return "sh " + json.dumps(a.command.text)
     if isinstance(a, ir.ExecAction):
         if isinstance(a.argv, ir.ListExpr):
-            return "exec " + " ".join(_expr(i) for i in a.argv.items)
-        return "exec " + _expr(a.argv)
+            return "exec " + " ".join(describe_expr(i) for i in a.argv.items)
+        return "exec " + describe_expr(a.argv)
     return "(no action)"
 
 
-def _expr(e) -> str:
+def describe_expr(e) -> str:
     if isinstance(e, ir.Template):
         return e.text
     if isinstance(e, ir.Literal):
@@ -31,16 +31,12 @@ def _expr(e) -> str:
     if isinstance(e, ir.Ref):
         return str(e)
     if isinstance(e, ir.ListExpr):
-        return "[" + ", ".join(_expr(i) for i in e.items) + "]"
+        return "[" + ", ".join(describe_expr(i) for i in e.items) + "]"
     if isinstance(e, ir.MapExpr):
-        return "{" + " ".join(f"{x.key} = {_expr(x.value)}" for x in e.entries) + "}"
+        return "{" + " ".join(f"{x.key} = {describe_expr(x.value)}" for x in e.entries) + "}"
     if isinstance(e, ir.EnvCall):
         return ("secret" if e.secret else "env") + f'("{e.name}")'
     return "?"
-
-
-def _label(task: ir.Task) -> str:
-    return f"{task.name}[*]" if task.foreach else task.name
 
 
 def to_data(program: ir.Program) -> dict:
@@ -50,14 +46,14 @@ def to_data(program: ir.Program) -> dict:
     for t in program.tasks:
         s = t.settings
         tasks.append({
-            "name": t.name, "action": _action(t), "layer": depth[t.name],
-            "foreach": f"{t.foreach.var.name} in {_expr(t.foreach.items)}" if t.foreach else None,
+            "name": t.name, "action": describe_action(t), "layer": depth[t.name],
+            "foreach": f"{t.foreach.var.name} in {describe_expr(t.foreach.items)}" if t.foreach else None,
             "when": s.when.value if s.when else None,
             "tags": [n.name for n in s.tags], "description": t.description.text if t.description else None,
             "upstream": [e.upstream for e in graph[t.name]],
         })
     edges = [{"from": e.upstream, "to": name, "kind": e.kind} for name, es in graph.items() for e in es]
-    hooks = [{"event": h.event, "action": _action(h)} for h in program.pipeline.hooks]
+    hooks = [{"event": h.event, "action": describe_action(h)} for h in program.pipeline.hooks]
     return {"pipeline": program.pipeline.name, "tasks": tasks, "edges": edges, "hooks": hooks}
 
 

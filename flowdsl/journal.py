@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import msgpack
 
@@ -120,26 +120,3 @@ def _garbage(path: str, good: int, why: str) -> JournalError:
         f"{path}: the journal is damaged after {good} good record{'s' * (good != 1)} ({why}). "
         f"The run cannot be resumed from it; delete its folder ({os.path.dirname(path) or '.'}) "
         f"or move it aside, and start the run again.")
-
-
-def last_good_offset(path: str) -> int:
-    """The length of the journal's complete records (to cut a torn tail before appending)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
-    unpacker.feed(data)
-    offset = 0
-    while True:
-        try:
-            unpacker.unpack()
-        except msgpack.OutOfData:
-            return offset
-        except Exception:
-            return offset
-        offset = unpacker.tell()
-
-
-def first_record(path: str) -> Optional[Dict[str, Any]]:
-    for record in iter_records(path):
-        return record
-    return None

@@ -216,11 +216,6 @@ def downstream_closure(graph: Dict[str, List[Edge]], sources: Iterable[str]) -> 
     return seen
 
 
-def describe_cycle(cycle: List[Edge], start: Optional[str] = None) -> str:
-    """`a → b → c → a`, following edges from a task to what it needs."""
-    return " → ".join([start or "?"] + [e.upstream for e in cycle])
-
-
 # ---- the plan a run follows ----------------------------------------------------
 
 

@@ -30,6 +30,14 @@ class EvalError(Exception):
         return (EvalError, (str(self), self.span))
 
 
+def mask(text: str, secrets) -> str:
+    """`text` with every secret value in it replaced by `***` (longest first)."""
+    for value in sorted(secrets, key=len, reverse=True):
+        if value and value in text:
+            text = text.replace(value, "***")
+    return text
+
+
 class Secrets:
     """The secret values read so far, and the masking of text that may hold them."""
 
@@ -41,10 +49,7 @@ class Secrets:
             self.values.add(value)
 
     def mask(self, text: str) -> str:
-        for value in sorted(self.values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, "***")
-        return text
+        return mask(text, self.values)
 
     def mask_data(self, value: Any) -> Any:
         """A copy of JSON-like data with every secret masked in its strings."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import codec
+from .values import mask
 
 STDERR_TAIL = 2000  # characters of stderr kept in a failed shell task's error
 
@@ -76,13 +77,6 @@ def exception_names(exc: BaseException) -> List[str]:
         names.append(cls.__name__)
         names.append(f"{cls.__module__}.{cls.__qualname__}")
     return names
-
-
-def mask(text: str, secrets) -> str:
-    for value in sorted(secrets, key=len, reverse=True):
-        if value:
-            text = text.replace(value, "***")
-    return text
 
 
 # ---- the attempt ---------------------------------------------------------------
