@@ -10,7 +10,6 @@ that protect later stages (nesting depth), raised through `fail`.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Dict, List, Optional, Tuple
 
 from lark import Token, Transformer
@@ -19,6 +18,7 @@ from . import ir
 from .diagnostics import Diagnostic, fail
 from .ir import Span
 from .strings import scan
+from .timeutil import parse_duration
 
 # Deeper lists and maps than this are refused: later stages walk expressions
 # recursively, and no real pipeline nests 100 levels.
@@ -26,15 +26,8 @@ MAX_NESTING = 100
 # Integers are kept to what msgpack and every consumer can carry.
 MAX_INT = 2**63 - 1
 
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION_PART = re.compile(r"(\d[\d_]*)(ms|s|m|h|d|w)")
-
 # Statements a task may write in `defaults` (the rest are per task).
 DEFAULTABLE = ("retry", "timeout", "when", "output", "cache", "tags")
-
-
-def parse_duration(text: str) -> float:
-    return sum(int(n.replace("_", "")) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
 
 
 class Builder(Transformer):

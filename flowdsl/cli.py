@@ -193,13 +193,67 @@ def dry_run_lines(plan, program, targets) -> list:
     return lines
 
 
+LATEST = "\0latest"  # `--resume` given without a run id
+
+
+def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str) -> None:
+    """Every task named by --target or --from exists; else a usage error with a suggestion."""
+    from .diagnostics import did_you_mean
+
+    for t in given:
+        if t not in names:
+            hint = did_you_mean(t, names)
+            raise UsageError(f"{flag} `{t}` names no task of {file}" + (f"; {hint}" if hint else ""))
+
+
+def resume_options(args, program, state_root: str, options) -> None:
+    """--resume [RUN_ID]: the run to continue, with its own params, targets and logical date."""
+    from . import codec, history, journal
+    from .timeutil import parse_iso
+
+    if args.param or args.target or args.logical_date:
+        raise UsageError("--resume continues a run with the params, targets and logical date it started with; "
+                         "drop --param, --target and --logical-date")
+    name = program.pipeline.name
+    try:
+        run_id = history.resolve(state_root, None if args.resume == LATEST else args.resume, name)
+    except history.NoSuchRun as e:
+        raise UsageError(f"nothing to resume: {e}") from None
+    if history.pipeline_of(run_id) != name:
+        raise UsageError(f"run {run_id} is not a run of {name}")
+    head = journal.head(history.journal_path(os.path.join(state_root, "runs", run_id)))
+    options.run_id, options.resume = run_id, True
+    options.params = codec.unpack(head["overrides"]) if head.get("overrides") else {}
+    options.targets = list(head.get("targets") or ())
+    options.trigger = head.get("trigger", "manual")
+    options.logical_date = parse_iso(head["logical_date"])
+
+
+def earlier_run(program, state_root: str, options, say) -> None:
+    """--from without --resume: keep what the latest run of the pipeline finished."""
+    from . import history, journal
+
+    run_id = history.latest(state_root, program.pipeline.name)
+    if run_id is None:
+        say(f"no earlier run of {program.pipeline.name} in {state_root}: every task runs")
+        return
+    try:
+        options.earlier = history.load(os.path.join(state_root, "runs", run_id))
+        options.earlier_id = run_id
+    except journal.JournalError as e:
+        say(f"cannot keep results of {run_id} ({e}): every task runs")
+
+
 def cmd_run(args) -> int:
     import json
 
-    from .planner import make_plan
+    from .planner import downstream_closure, make_plan
+    from .state import state_dir
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if args.detach and args.dry_run:
+        raise UsageError("--detach and --dry-run do not go together")
     overrides = dict(parse_param(p) for p in args.param)
     if not os.path.isfile(args.file):
         raise UsageError(f"no such file: {args.file}")
@@ -207,12 +261,8 @@ def cmd_run(args) -> int:
     if program is None:
         return EXIT_FAILED
     names = [t.name for t in program.tasks]
-    for t in args.target:
-        if t not in names:
-            from .diagnostics import did_you_mean
-
-            hint = did_you_mean(t, names)
-            raise UsageError(f"--target `{t}` names no task of {args.file}" + (f"; {hint}" if hint else ""))
+    check_names("--target", args.target, names, args.file)
+    check_names("--from", args.from_, names, args.file)
     declared = [e.key for e in program.pipeline.params.entries] if program.pipeline.params else []
     for key in overrides:
         if key not in declared:
@@ -232,23 +282,50 @@ def cmd_run(args) -> int:
             logical = parse_iso(args.logical_date)
         except ValueError as e:
             raise UsageError(f"--logical-date: {e}") from None
-    plan = make_plan(program, args.target)
+    from .journal import Busy, JournalError
+    from .progress import make_reporter
+    from .runner import Runner, RunOptions
+    from .values import EvalError
+
+    state_root = state_dir(args.file, args.state_dir)
+    options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
+                         logical_date=logical, state_dir=args.state_dir)
+    out = sys.stderr if args.json else sys.stdout
+    reporter = make_reporter(out, args.quiet, args.verbose)
+    try:
+        if args.resume is not None:
+            resume_options(args, program, state_root, options)
+        plan = make_plan(program, options.targets)
+        options.forced = downstream_closure(plan.graph, args.from_) & set(plan.tasks) if args.from_ else set()
+        if args.from_ and args.resume is None and not args.dry_run:
+            earlier_run(program, state_root, options, reporter.note)
+    except JournalError as e:
+        print(f"flow run: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     if args.dry_run:
-        lines = dry_run_lines(plan, program, args.target)
+        lines = dry_run_lines(plan, program, options.targets)
         if args.json:
             print(json.dumps({"pipeline": program.pipeline.name, "order": list(plan.tasks), "plan": lines}, indent=2))
         else:
             print(f"pipeline {program.pipeline.name}: {len(plan.tasks)} of {len(program.tasks)} tasks would run")
             print("\n".join(lines))
         return EXIT_OK
-    from .progress import make_reporter
-    from .runner import Runner, RunOptions
-    from .values import EvalError
-
-    out = sys.stderr if args.json else sys.stdout
-    reporter = make_reporter(out, args.quiet, args.verbose)
-    options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
-                         logical_date=logical, state_dir=args.state_dir)
+    runner = Runner(plan, options, reporter)
+    try:
+        runner.open()
+    except Busy:
+        raise UsageError(f"run {options.run_id} is still running; wait for it, or stop it first") from None
+    except JournalError as e:
+        print(f"flow run: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except EvalError as e:
+        print(f"flow run: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as e:  # the state folder cannot be written (a full disk, permissions)
+        print(f"flow run: error: cannot start the run in {state_root}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.detach:
+        return detach(runner, args)
     saved_stdout = None
     if args.json:
         # stdout is the report's alone: what anything else writes to fd 1 during
@@ -257,10 +334,7 @@ def cmd_run(args) -> int:
         saved_stdout = os.dup(1)
         os.dup2(2, 1)
     try:
-        report = Runner(plan, options, reporter).run()
-    except EvalError as e:
-        print(f"flow run: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        report = runner.execute()
     finally:
         if saved_stdout is not None:
             sys.stdout.flush()
@@ -271,10 +345,60 @@ def cmd_run(args) -> int:
     return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)
 
 
+def detach(runner, args) -> int:
+    """Fork the opened run into its own session; print its id and return at once.
+
+    The child inherits the journal's lock (one open file, two descriptors),
+    so the run is never seen as dead between the fork and the parent's exit.
+    Its own output goes to `output.log` in the run's folder.
+    """
+    import json
+
+    from .progress import PlainReporter
+
+    run_id = runner.run_values["id"]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        runner.journal.release()
+        if args.json:
+            print(json.dumps({"run_id": run_id, "folder": runner.run_folder, "pid": pid}))
+        else:
+            print(run_id)
+        return EXIT_OK
+    code = EXIT_BUG
+    try:
+        os.setsid()  # no terminal, no hangup when the shell that started it goes
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(os.path.join(runner.run_folder, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        runner.reporter = PlainReporter(sys.stdout, args.quiet, args.verbose)
+        report = runner.execute()
+        code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)
+    except BaseException as e:  # noqa: BLE001  (a detached run has nobody else to tell)
+        code = report_bug(e)
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
 def add_run(p) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="override a param (repeatable)")
     p.add_argument("--target", action="append", default=[], metavar="TASK", help="run TASK and what it needs")
+    p.add_argument("--from", dest="from_", action="append", default=[], metavar="TASK",
+                   help="run TASK and what depends on it again, keeping the other results of the latest run")
+    p.add_argument("--resume", nargs="?", const=LATEST, metavar="RUN_ID",
+                   help="continue a failed or interrupted run (default: the latest run of this pipeline)")
+    p.add_argument("--detach", action="store_true", help="start in the background, print the run id")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument("--executor", choices=("process", "thread", "inline", "dask"))
     p.add_argument("--workers", type=int, metavar="N", help="worker processes or threads")
@@ -287,11 +411,23 @@ def add_run(p) -> None:
 
 # ---- the verb table and main -------------------------------------------------
 
-VERBS: Dict[str, Tuple[Callable, Callable, str]] = {
-    "validate": (add_validate, cmd_validate, "check .flow files; never imports user code"),
-    "graph": (add_graph, cmd_graph, "print a pipeline's task graph"),
-    "run": (add_run, cmd_run, "run a pipeline and wait for it"),
+VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, help)
+    "validate": ("cli", "validate", "check .flow files; never imports user code"),
+    "graph": ("cli", "graph", "print a pipeline's task graph"),
+    "run": ("cli", "run", "run a pipeline and wait for it"),
+    "runs": ("cli_history", "runs", "list runs, newest first"),
+    "status": ("cli_history", "status", "one run's tasks: state, attempts, duration, error"),
+    "logs": ("cli_history", "logs", "the captured output of a run or one task"),
+    "prune": ("cli_history", "prune", "delete old runs"),
 }
+
+
+def verb_function(verb: str, kind: str) -> Callable:
+    """`add_<verb>` or `cmd_<verb>` from the verb's module."""
+    import importlib
+
+    module, suffix, _ = VERBS[verb]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), f"{kind}_{suffix}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -299,8 +435,8 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"flow {__version__}")
     sub = top.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for name, (add, _, help_) in VERBS.items():
-        add(sub.add_parser(name, help=help_, description=help_))
+    for name, (_, _, help_) in VERBS.items():
+        verb_function(name, "add")(sub.add_parser(name, help=help_, description=help_))
     return top
 
 
@@ -311,7 +447,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except SystemExit as e:  # argparse's own usage errors and --help
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
-        return VERBS[args.verb][1](args)
+        return verb_function(args.verb, "cmd")(args)
     except UsageError as e:
         print(f"flow {args.verb}: error: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -35,7 +35,7 @@ class PlainReporter:
         self.t0 = time.monotonic()
         self.folder = ""
         self.offsets: Dict[str, int] = {}
-        self.counts = {"success": 0, "failed": 0, "skipped": 0}
+        self.counts = {"success": 0, "failed": 0, "skipped": 0, "kept": 0}
 
     def say(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
@@ -57,6 +57,9 @@ class PlainReporter:
         if status == "success":
             self.counts["success"] += 1
             self.say(f"{self.stamp()} ok    {key} ({duration:.2f}s)")
+        elif status == "cached":
+            self.counts["success"] += 1
+            self.say(f"{self.stamp()} cache {key}: an earlier result with the same fingerprint")
         elif status == "interrupted":
             self.say(f"{self.stamp()} stop  {key}: interrupted", always=True)
         else:
@@ -69,6 +72,15 @@ class PlainReporter:
     def skipped(self, key: str, reason: str) -> None:
         self.counts["skipped"] += 1
         self.say(f"{self.stamp()} skip  {key}: {reason}")
+
+    def kept(self, key: str) -> None:
+        """A result kept from before (a resume or --from): one line each only with -v."""
+        self.counts["kept"] += "[" not in key
+        if self.verbose:
+            self.say(f"{self.stamp()} keep  {key}")
+
+    def note(self, text: str) -> None:
+        self.say(f"{self.stamp()} note  {text}", always=True)
 
     def stopping(self, reason: Optional[str]) -> None:
         self.say(f"{self.stamp()} stopping: {reason}; waiting for running tasks", always=True)
@@ -110,6 +122,8 @@ class PlainReporter:
         for k in top:
             by[tasks[k]["status"]] = by.get(tasks[k]["status"], 0) + 1
         parts = ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
+        if self.counts["kept"]:
+            parts += f" ({self.counts['kept']} kept from before)"
         duration = report.get("duration_s")
         self.say(f"run {report['run_id']} {report['status']} in {duration}s: {parts}", always=True)
 
@@ -148,13 +162,18 @@ class LiveReporter(PlainReporter):
 
     def ended(self, key: str, n: int, status: str, duration: float, error, retry_in) -> None:
         self.started_at.pop(key, None)
-        if status in ("success", "failed") and retry_in is None and "[" not in key:
+        if status in ("success", "failed", "cached") and retry_in is None and "[" not in key:
             self.done += 1
         super().ended(key, n, status, duration, error, retry_in)
 
     def skipped(self, key: str, reason: str) -> None:
         self.done += 1
         super().skipped(key, reason)
+
+    def kept(self, key: str) -> None:
+        if "[" not in key:
+            self.done += 1
+        super().kept(key)
 
     def tick(self, running: Dict[str, Any]) -> None:
         super().tick(running)

@@ -20,9 +20,9 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
-from . import codec, ir, journal, planner, state, values
+from . import checkpoint, codec, ir, journal, planner, state, values
 from .backends import make_backend
 from .values import EvalError, Scope, Secrets, evaluate
 from .worker import Attempt, Interrupted, Outcome
@@ -41,6 +41,10 @@ class RunOptions:
     trigger: str = "manual"
     state_dir: Optional[str] = None
     run_id: Optional[str] = None
+    resume: bool = False  # continue the journal of `run_id`
+    forced: Set[str] = field(default_factory=set)  # tasks that run again whatever they left (--from)
+    earlier_id: Optional[str] = None  # a --from run: the run whose results it keeps
+    earlier: Optional[state.RunState] = None
 
 
 @dataclass
@@ -52,6 +56,8 @@ class Instance:
     item: Any = None
     has_item: bool = False
     attempt: int = 0
+    base: int = 0  # attempts made in earlier sessions of this run
+    fp: str = ""
 
 
 class Runner:
@@ -75,8 +81,12 @@ class Runner:
         self.running: Dict[str, Instance] = {}
         self.open_instances: Dict[str, int] = {}
         self.stop_reason: Optional[str] = None
+        self.journal_error: Optional[journal.WriteError] = None
         self.signals = 0
         self.seq = 0
+        self.fingerprints = checkpoint.Fingerprints(plan.tasks, self.sys_path)
+        self.fresh: Set[str] = set()  # tasks that did not keep an earlier result in this session
+        self.hook_base = 0
 
     # ---- setup ------------------------------------------------------------------
 
@@ -92,15 +102,44 @@ class Runner:
         return params
 
     def run(self) -> Dict[str, Any]:
+        self.open()
+        return self.execute()
+
+    def open(self) -> None:
+        """Create the run (or take over the journal of the run to resume) and write its first record.
+
+        Raises journal.Busy when the run to resume is still alive. After
+        `open`, the run may be forked away (`--detach`) before `execute`.
+        """
         p = self.pipeline
+        o = self.options
         now = dt.datetime.now(dt.timezone.utc)
-        logical = self.options.logical_date or now.astimezone()
-        run_id = self.options.run_id or state.new_run_id(p.name, now)
-        self.run_values = values.run_values(run_id, p.name, logical, self.options.trigger)
+        logical = o.logical_date or now.astimezone()
+        run_id = o.run_id or state.new_run_id(p.name, now)
+        self.run_values = values.run_values(run_id, p.name, logical, o.trigger)
         self.params = self.evaluate_params(self.run_values)
-        self.state_root = state.state_dir(self.program.file, self.options.state_dir)
-        self.run_folder = state.make_run_dir(self.state_root, run_id)
-        self.journal = journal.Writer(os.path.join(self.run_folder, "journal.msgpack"))
+        self.state_root = state.state_dir(self.program.file, o.state_dir)
+        self.cache = checkpoint.ResultCache(self.state_root, p.name)
+        if o.resume:
+            self.run_folder = state.run_dir(self.state_root, run_id)
+            path = os.path.join(self.run_folder, "journal.msgpack")
+            self.journal = journal.Writer(path, create=False)
+            records, end = journal.scan(path)  # read under the lock: nobody else writes it now
+            if end < self.journal.size:
+                self.journal.truncate(end)  # a torn last record
+            earlier = state.RunState()
+            for r in records:
+                earlier.apply(r)
+            self.previous = checkpoint.Previous(run_id, earlier, o.forced, same_run=True)
+            self.hook_base = sum(1 for r in records if r["e"] == "hook")
+            self.state = earlier
+            self.results.state = earlier
+            self.resumed = earlier.status
+        else:
+            self.run_folder = state.make_run_dir(self.state_root, run_id)
+            self.journal = journal.Writer(os.path.join(self.run_folder, "journal.msgpack"))
+            self.previous = checkpoint.Previous(o.earlier_id, o.earlier, o.forced, same_run=False)
+            self.resumed = None
         results_mode = p.results.value if p.results else "msgpack"
         self.results_mode = results_mode
         if results_mode == "pickle":  # unpickling a result may import the task's modules
@@ -111,16 +150,44 @@ class Runner:
         concurrency = int(p.concurrency.value) if isinstance(p.concurrency, ir.Literal) else (os.cpu_count() or 1)
         workers = self.options.workers or concurrency
         self.capacity = max(1, min(concurrency, workers) if self.options.workers else concurrency)
-        self.record({
-            "e": "run", "v": journal.VERSION, "run_id": run_id, "pipeline": p.name,
-            "file": self.program.file, "fingerprint": fingerprint(self.program),
-            "params": self.secrets.mask_data(_plain(self.params)), "logical_date": logical.isoformat(),
-            "trigger": self.options.trigger, "t": time.time(), "pid": os.getpid(),
-            "targets": list(self.options.targets), "tasks": list(self.plan.tasks),
-            "results": results_mode, "executor": executor,
-        }, sync=True)
+        self.executor = executor
+        if o.resume:
+            self.record({"e": "resume", "t": time.time(), "pid": os.getpid(), "fingerprint": fingerprint(self.program),
+                         "tasks": list(self.plan.tasks), "forced": sorted(o.forced)}, sync=True)
+        else:
+            self.record({
+                "e": "run", "v": journal.VERSION, "run_id": run_id, "pipeline": p.name,
+                "file": self.program.file, "fingerprint": fingerprint(self.program),
+                "params": self.secrets.mask_data(_plain(self.params)), "logical_date": logical.isoformat(),
+                "trigger": o.trigger, "t": time.time(), "pid": os.getpid(),
+                "targets": list(o.targets), "tasks": list(self.plan.tasks),
+                "results": results_mode, "executor": executor, "overrides": _pack_params(o.params),
+            }, sync=True)
+        if self.journal_error is not None:
+            raise self.journal_error
+        self.write_summary()
+
+    def write_summary(self) -> None:
+        try:
+            state.write_json_atomic(os.path.join(self.run_folder, "summary.json"), self.state.summary())
+        except OSError:
+            pass  # `flow runs` falls back to the journal
+
+    def execute(self) -> Dict[str, Any]:
+        """Run the opened run to its end; the report."""
+        p = self.pipeline
+        self.state.info["pid"] = os.getpid()  # a detached run continues in a child
+        self.write_summary()
         self.reporter.run_started(self.state.report(), self.run_folder)
-        self.backend = make_backend(executor, min(self.capacity, max(1, len(self.plan.tasks))))
+        kept = len([k for k in self.previous.kept if "[" not in k])
+        again = f"; {', '.join(self.plan.tasks[t].task.name for t in self.plan.tasks if t in self.previous.forced)}" \
+            " run again (--from)" if self.previous.forced else ""
+        if self.resumed is not None:
+            self.reporter.note(f"resuming a {self.resumed} run: {kept} finished task{'s' * (kept != 1)} "
+                               f"may be kept{again}")
+        elif self.previous:
+            self.reporter.note(f"keeping what {self.previous.run_id} finished{again}")
+        self.backend = make_backend(self.executor, min(self.capacity, max(1, len(self.plan.tasks))))
         run_timeout = p.timeout.seconds if isinstance(p.timeout, ir.Duration) else None
         self.run_deadline = time.monotonic() + run_timeout if run_timeout else None
         previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -135,9 +202,16 @@ class Runner:
         reason = self.stop_reason if status != "success" else None
         self.record({"e": "done", "status": status, "t": time.time(), "reason": reason}, sync=True)
         self.backend.close()
-        self.journal.close()
+        try:
+            self.journal.close()
+        except journal.WriteError:
+            self.journal.release()
         report = self.state.report(self.secrets)
-        state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
+        try:
+            state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
+        except OSError as e:
+            self.reporter.note(f"cannot write {self.run_folder}/report.json: {e.strerror or e}")
+        self.write_summary()
         self.reporter.run_finished(report)
         return report
 
@@ -149,8 +223,25 @@ class Runner:
             raise Interrupted()
 
     def record(self, r: Dict[str, Any], sync: bool = False) -> None:
-        self.journal.append(r, sync=sync)
+        self.journal.append(r)
         self.state.apply(r)
+        if sync:
+            self.commit(sync=True)
+
+    def commit(self, sync: bool = False) -> None:
+        """Write what is queued; a journal that cannot be written stops the run (it stays resumable)."""
+        try:
+            if sync:
+                self.journal.sync()
+            else:
+                self.journal.group_commit()
+        except journal.WriteError as e:
+            self.journal.pending = []
+            if self.journal_error is None:
+                self.journal_error = e
+                self.reporter.note(f"{e}: the run stops; free some space, then `flow run --resume`")
+            if self.stop_reason is None:
+                self.stop_reason = str(e)
 
     # ---- the loop -----------------------------------------------------------------
 
@@ -167,7 +258,7 @@ class Runner:
             self.start_ready()
             if not self.running and not self.ready and not self.retries:
                 break
-            self.journal.group_commit()  # this turn's records, in one write
+            self.commit()  # this turn's records, in one write
             outcomes = self.backend.wait(self.wait_time())
             for outcome in outcomes:
                 self.finish(outcome)
@@ -227,9 +318,11 @@ class Runner:
         if when == "failure" and not failed:
             return self.skip(name, "no upstream failed (when failure)")
         task = tp.task
+        attempts = self.previous.attempts
         if task.foreach is None:
             self.open_instances[name] = 1
-            self.ready.append(Instance(name, name))
+            n = attempts.get(name, 0)
+            self.ready.append(Instance(name, name, attempt=n, base=n))
             return
         try:
             items = evaluate(task.foreach.items, self.scope(None))
@@ -244,13 +337,15 @@ class Runner:
             return
         self.open_instances[name] = len(items)
         for i, item in enumerate(items):
-            self.ready.append(Instance(f"{name}[{i}]", name, item, True))
+            n = attempts.get(f"{name}[{i}]", 0)
+            self.ready.append(Instance(f"{name}[{i}]", name, item, True, attempt=n, base=n))
 
     def task_status(self, name: str) -> str:
         s = self.state.aggregate(name) if name in self.state.instances else self.state.tasks[name]
         return s.status
 
     def skip(self, name: str, reason: str) -> None:
+        self.fresh.add(name)
         self.record({"e": "skip", "task": name, "t": time.time(), "reason": reason})
         self.reporter.skipped(name, reason)
         self.complete(name)
@@ -270,13 +365,51 @@ class Runner:
             attempt = self.make_attempt(inst, tp)
         except EvalError as e:
             return self.fail_without_attempt(inst.key, inst.name, e)
-        self.record({"e": "start", "task": inst.key, "n": inst.attempt, "t": time.time()})
+        inst.fp = self.fingerprints.of(inst.name, attempt)
+        if inst.attempt == inst.base + 1 and (self.keep(inst) or self.from_cache(inst, tp)):
+            inst.attempt -= 1
+            return self.instance_done(inst.name, ok=True)
+        self.fresh.add(inst.name)
+        self.record({"e": "start", "task": inst.key, "n": inst.attempt, "t": time.time(), "fp": inst.fp})
         self.running[inst.key] = inst
         if attempt.timeout is not None:
             slack = 0 if attempt.kind == "run" else SHELL_TIMEOUT_SLACK
             self.deadlines[inst.key] = time.monotonic() + attempt.timeout + slack
         self.reporter.started(inst.key, inst.attempt)
         self.backend.submit(attempt)
+
+    def keep(self, inst: Instance) -> bool:
+        """Keep the result an earlier session left, if the task and everything upstream are unchanged."""
+        prev = self.previous
+        if not prev.kept or inst.name in prev.forced:
+            return False
+        if any(u in self.fresh for u in self.plan.tasks[inst.name].upstream):
+            return False
+        kept = prev.kept.get(inst.key)
+        if kept is None:
+            return False
+        if kept.fp != inst.fp:
+            self.reporter.note(f"{inst.key} runs again: {checkpoint.why_changed(kept.fp, inst.fp)}")
+            return False
+        self.record({"e": "reuse", "task": inst.key, "status": kept.status, "n": kept.attempts,
+                     "started": kept.started, "finished": kept.finished, "result": kept.result,
+                     "fp": inst.fp, "run": prev.run_id})
+        self.reporter.kept(inst.key)
+        return True
+
+    def from_cache(self, inst: Instance, tp: planner.TaskPlan) -> bool:
+        """`cache [TTL]`: an earlier success with the same fingerprint, young enough."""
+        c = tp.settings.cache
+        if c is None:
+            return False
+        entry = self.cache.get(inst.fp, c.ttl.seconds if isinstance(c.ttl, ir.Duration) else None)
+        if entry is None:
+            return False
+        self.fresh.add(inst.name)
+        self.record({"e": "end", "task": inst.key, "n": 0, "t": time.time(), "status": "cached",
+                     "result": entry["result"], "fp": inst.fp, "from": entry.get("run")})
+        self.reporter.ended(inst.key, 0, "cached", 0.0, None, None)
+        return True
 
     def make_attempt(self, inst: Instance, tp: planner.TaskPlan) -> Attempt:
         task = tp.task
@@ -308,6 +441,7 @@ class Runner:
         return Attempt(kind="exec", argv=as_argv(argv), env=env, **common)
 
     def fail_without_attempt(self, key: str, name: str, e: EvalError) -> None:
+        self.fresh.add(name)
         error = {"type": "EvalError", "message": self.secrets.mask(str(e)), "traceback": ""}
         self.record({"e": "end", "task": key, "n": 0, "t": time.time(), "status": "failed", "error": error})
         self.reporter.ended(key, 0, "failed", 0.0, error, None)
@@ -320,8 +454,11 @@ class Runner:
         self.deadlines.pop(outcome.key, None)
         duration = max(0.0, outcome.finished - outcome.started)
         if outcome.ok:
+            result = self.masked(outcome.result)
             self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": time.time(),
-                         "status": "success", "result": self.masked(outcome.result)})
+                         "status": "success", "result": result})
+            if self.plan.tasks[inst.name].settings.cache is not None:
+                self.cache.put(inst.fp, result, self.run_values["id"], inst.key)
             self.reporter.ended(inst.key, inst.attempt, "success", duration, None, None)
             self.instance_done(inst.name, ok=True)
             return
@@ -357,13 +494,14 @@ class Runner:
     def retry_delay(self, inst: Instance, names: List[str]) -> Optional[float]:
         """Seconds until the next attempt, or None when the task is out of retries."""
         r = self.plan.tasks[inst.name].settings.retry
-        if r is None or inst.attempt > r.count.value:
+        made = inst.attempt - inst.base  # in this session: a resume gets the retries afresh
+        if r is None or made > r.count.value:
             return None
         if r.on and not any(n.name in names for n in r.on):
             return None
         delay = r.delay.seconds if r.delay is not None else 0.0
         backoff = r.backoff.value if r.backoff is not None else 1
-        delay *= backoff ** (inst.attempt - 1)
+        delay *= backoff ** (made - 1)
         if r.max_delay is not None:
             delay = min(delay, r.max_delay.seconds)
         if r.jitter is not None and delay:
@@ -401,9 +539,11 @@ class Runner:
             self.finish(Outcome(key, inst.attempt, False, error={
                 "type": "Interrupted", "message": "stopped when the run was interrupted", "traceback": ""},
                 started=t, finished=t))
-        self.journal.sync()
+        self.commit(sync=True)
 
     def final_status(self) -> str:
+        if self.journal_error is not None:
+            return "failed"
         if self.stop_reason is not None and self.signals:
             return "interrupted"
         if self.stop_reason is not None:
@@ -425,7 +565,7 @@ class Runner:
             report["status"] = status
             key = f"on_{hook.event}"
             try:
-                attempt = self.hook_attempt(hook, key, i + 1, report, status)
+                attempt = self.hook_attempt(hook, key, self.hook_base + i + 1, report, status)
             except EvalError as e:
                 error = {"type": "EvalError", "message": self.secrets.mask(str(e)), "traceback": ""}
                 self.record({"e": "hook", "event": hook.event, "status": "failed", "error": error, "t": time.time()})
@@ -523,6 +663,14 @@ def _plain_masking(value: Any, secrets: Secrets) -> Any:
     if isinstance(value, (list, tuple, set)):
         return type(value)(_plain_masking(v, secrets) for v in value)
     return value
+
+
+def _pack_params(params: Dict[str, Any]) -> bytes:
+    """--param overrides as the journal keeps them for a resume: as typed, or as plain data."""
+    try:
+        return codec.pack(params)
+    except codec.ResultTypeError:
+        return codec.pack(_plain(params))
 
 
 def _plain(value: Any) -> Any:

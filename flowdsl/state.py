@@ -2,9 +2,12 @@
 
 Layout (mode 0700, private to its user):
 
-    <state>/runs/<run_id>/journal.msgpack   the checkpoint
+    <state>/runs/<run_id>/journal.msgpack   the checkpoint (held locked while the run lives)
+    <state>/runs/<run_id>/summary.json      one line for `flow runs`, rewritten at start and end
     <state>/runs/<run_id>/report.json       the final report
+    <state>/runs/<run_id>/output.log        a detached run's own output
     <state>/runs/<run_id>/logs/<task>.<n>.log  one file per attempt
+    <state>/cache/<pipeline>/<fingerprint>.msgpack  results of `cache` tasks
 
 `RunState.apply` is the one place that turns records into task states: the
 live runner applies each record as it writes it, and `flow status` replays
@@ -82,7 +85,7 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 class TaskState:
-    __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason")
+    __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused")
 
     def __init__(self) -> None:
         self.status = "pending"
@@ -92,6 +95,8 @@ class TaskState:
         self.error: Optional[Dict[str, Any]] = None
         self.result: Optional[bytes] = None
         self.reason: Optional[str] = None
+        self.fp: Optional[str] = None
+        self.reused: Optional[str] = None  # the run it was kept from
 
 
 class RunState:
@@ -116,7 +121,7 @@ class RunState:
         e = r["e"]
         if e == "start":
             s = self.task(r["task"])
-            s.status, s.attempts, s.error = "running", r["n"], None
+            s.status, s.attempts, s.error, s.fp = "running", r["n"], None, r.get("fp")
             if s.started is None:
                 s.started = r["t"]
         elif e == "end":
@@ -126,7 +131,8 @@ class RunState:
             if r["status"] == "success":
                 s.status, s.result, s.error = "success", r.get("result"), None
             elif r["status"] == "cached":
-                s.status, s.result, s.error = "cached", r.get("result"), None
+                s.status, s.result, s.error, s.fp = "cached", r.get("result"), None, r.get("fp")
+                s.started = s.started or r["t"]
             else:
                 s.error = r.get("error")
                 s.status = "pending" if (r.get("retry_at") or r["status"] == "interrupted") else "failed"
@@ -142,10 +148,42 @@ class RunState:
             self.info = r
             for name in r.get("tasks", ()):
                 self.task(name)
+        elif e == "reuse":
+            s = self.task(r["task"])
+            s.status, s.result, s.error, s.fp = r["status"], r.get("result"), None, r.get("fp")
+            s.attempts, s.started, s.finished = r.get("n", 0), r.get("started"), r.get("finished")
+            s.reused = r.get("run")
+        elif e == "resume":  # a new session of this run: every task starts again from pending
+            self.tasks, self.instances, self.hooks = {}, {}, []
+            self.status, self.finished, self.reason = "running", None, None
+            self.info = dict(self.info, tasks=r.get("tasks", self.info.get("tasks", [])), pid=r.get("pid"))
+            for name in self.info["tasks"]:
+                self.task(name)
         elif e == "hook":
             self.hooks.append({"event": r["event"], "status": r["status"], "error": r.get("error")})
         elif e == "done":
             self.status, self.finished, self.reason = r["status"], r["t"], r.get("reason")
+
+    def settle(self, live: bool) -> RunState:
+        """A run whose process is gone without a `done` record was interrupted, never `running`."""
+        if self.status == "running" and not live:
+            self.status = "interrupted"
+            self.reason = f"the run's process (pid {self.info.get('pid')}) ended without finishing the run"
+            for s in self.tasks.values():
+                if s.status == "running":
+                    s.status = "pending"
+                    s.error = {"type": "Interrupted", "message": "the run's process died", "traceback": ""}
+        return self
+
+    def summary(self) -> Dict[str, Any]:
+        """The run's line in `flow runs --json`."""
+        info = self.info
+        started = info.get("t")
+        return {"run_id": info.get("run_id"), "pipeline": info.get("pipeline"), "status": self.status,
+                "trigger": info.get("trigger"), "logical_date": info.get("logical_date"),
+                "started_at": iso(started), "finished_at": iso(self.finished),
+                "duration_s": round(self.finished - started, 3) if started and self.finished else None,
+                "file": info.get("file"), "pid": info.get("pid")}
 
     def aggregate(self, name: str) -> TaskState:
         """A foreach task's own state, from its instances."""
@@ -206,6 +244,8 @@ class RunState:
                 }
                 if s.reason:
                     entry["reason"] = s.reason
+                if s.reused:
+                    entry["kept_from"] = s.reused
                 tasks[key] = entry
         started = info.get("t")
         report = {

@@ -5,7 +5,24 @@ Aware datetimes everywhere, UTC inside; a naive ISO datetime means UTC.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone, tzinfo
+from typing import Optional
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION_PART = re.compile(r"(\d[\d_]*)(ms|s|m|h|d|w)")
+_DURATION = re.compile(r"(?:\d[\d_]*(?:ms|s|m|h|d|w))+")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration the grammar has already checked (`1h30m`)."""
+    return sum(int(n.replace("_", "")) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+
+
+def duration_arg(text: str) -> Optional[float]:
+    """A duration typed on the command line (`7d`, `1h30m`), or None if it is not one."""
+    value = text.strip()
+    return parse_duration(value) if _DURATION.fullmatch(value) else None
 
 
 def parse_iso(text: str, tz: tzinfo = timezone.utc) -> datetime:

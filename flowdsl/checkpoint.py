@@ -1,0 +1,198 @@
+"""What a run may keep from before: task fingerprints, earlier results, the result cache.
+
+A task's fingerprint has three parts, each a short hash, so that a change
+can be explained:
+
+    d  its definition: the action, `with`, `foreach` and `output` as written
+       (not their positions, not description, tags, retry or timeout)
+    s  its callable's source: the `def` or `class` as parsed (comments and
+       layout do not count; helpers it calls are not followed), or the
+       module file's bytes when the definition cannot be read
+    i  its resolved inputs: the evaluated `with` map, the rendered command or
+       argv, and the `FLOW_ARG_` variables
+
+A resumed run (or a `--from` run) keeps an earlier success when the task's
+fingerprint is unchanged and every task upstream of it was kept too; a task
+with `cache` reuses an entry of the result cache with the same fingerprint.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import time
+from typing import Any, Dict, Iterable, List, Optional, Set
+
+import msgpack
+
+from . import ir, pysource, state
+from .records import fields, is_record
+from .worker import Attempt
+
+PARTS = {"d": "its definition changed", "s": "its callable's source changed", "i": "its inputs changed"}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:10]
+
+
+def _shape(node: Any) -> Any:
+    """The IR without its spans: what a task means, not where it is written."""
+    if isinstance(node, ir.Span):
+        return None
+    if isinstance(node, (tuple, list)):
+        return [_shape(n) for n in node]
+    if is_record(node):
+        return [type(node).__name__] + [[f, _shape(getattr(node, f))] for f in fields(node) if not f.endswith("span")]
+    return node
+
+
+class Fingerprints:
+    """Computes fingerprints for one plan; the static parts once per task."""
+
+    def __init__(self, tasks: Dict[str, Any], sys_path: Iterable[str]) -> None:
+        self.tasks = tasks  # name -> planner.TaskPlan
+        self.index = pysource.SourceIndex(list(sys_path))
+        self.static: Dict[str, str] = {}
+
+    def static_part(self, name: str) -> str:
+        part = self.static.get(name)
+        if part is None:
+            tp = self.tasks[name]
+            task = tp.task
+            definition = repr(_shape([task.action, task.args, task.foreach, tp.settings.output]))
+            part = self.static[name] = f"d{_digest(definition.encode())}.s{self.source(task.action)}"
+        return part
+
+    def source(self, action: Any) -> str:
+        if not isinstance(action, ir.RunAction):
+            return "-"
+        ref = action.callable
+        module = self.index.module(ref.module)
+        if not isinstance(module, pysource.ModuleSource):
+            return "-"  # not ours to follow (installed or standard library)
+        node = pysource.lookup(module, ref.attr) if module.error is None else None
+        if isinstance(node, ast.AST):
+            return _digest(ast.dump(node).encode())
+        try:
+            with open(module.path, "rb") as f:
+                return _digest(f.read())
+        except OSError:
+            return "-"
+
+    def of(self, name: str, attempt: Attempt) -> str:
+        """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs."""
+        env = sorted((k, v) for k, v in attempt.env.items() if k.startswith("FLOW_ARG_"))
+        try:
+            inputs = msgpack.packb([attempt.kind, attempt.target, list(attempt.argv or ()), env],
+                                   use_bin_type=True) + _pack_any(attempt.kwargs)
+        except (TypeError, ValueError, OverflowError):
+            inputs = repr((attempt.kind, attempt.target, attempt.argv, env, attempt.kwargs)).encode()
+        return f"{self.static_part(name)}.i{_digest(inputs)}"
+
+
+def _pack_any(value: Any) -> bytes:
+    from . import codec
+
+    try:
+        return codec.pack(value)
+    except codec.ResultTypeError:
+        return repr(value).encode()
+
+
+def why_changed(old: Optional[str], new: str) -> str:
+    """Which parts of a fingerprint differ, in words."""
+    if not old:
+        return "it has no fingerprint from before"
+    olds = dict((p[0], p[1:]) for p in old.split("."))
+    news = dict((p[0], p[1:]) for p in new.split("."))
+    changed = [k for k in "dsi" if olds.get(k) != news.get(k)]
+    if "d" in changed and "i" in changed:
+        changed.remove("i")  # a new command or `with` is new input too: say it once
+    return " and ".join(PARTS[k] for k in changed) or "its fingerprint changed"
+
+
+class Kept:
+    """One finished task (or instance) of an earlier session, as a resume may keep it."""
+
+    __slots__ = ("status", "fp", "result", "attempts", "started", "finished")
+
+    def __init__(self, s: state.TaskState) -> None:
+        self.status, self.fp, self.result = s.status, s.fp, s.result
+        self.attempts, self.started, self.finished = s.attempts, s.started, s.finished
+
+
+class Previous:
+    """What an earlier run or session of this run left: results to keep, attempt counts to continue."""
+
+    def __init__(self, run_id: Optional[str], earlier: Optional[state.RunState], forced: Set[str],
+                 same_run: bool) -> None:
+        self.run_id = run_id
+        self.forced = forced  # task names that must run again (--from)
+        self.kept: Dict[str, Kept] = {}
+        self.attempts: Dict[str, int] = {}
+        if earlier is not None:
+            for key, s in earlier.tasks.items():
+                if s.status in ("success", "cached"):
+                    self.kept[key] = Kept(s)
+                if same_run:  # attempt numbers (and so log files) continue
+                    self.attempts[key] = s.attempts
+
+    def __bool__(self) -> bool:
+        return bool(self.kept)
+
+
+class ResultCache:
+    """`cache [TTL]`: results by fingerprint, in `<state>/cache/<pipeline>/`, one small file each."""
+
+    def __init__(self, state_root: str, pipeline: str) -> None:
+        self.folder = os.path.join(state_root, "cache", pipeline)
+
+    def path(self, fp: str) -> str:
+        return os.path.join(self.folder, fp + ".msgpack")
+
+    def get(self, fp: str, ttl: Optional[float]) -> Optional[Dict[str, Any]]:
+        try:
+            with open(self.path(fp), "rb") as f:
+                entry = msgpack.unpackb(f.read(), raw=False)
+        except (OSError, ValueError, msgpack.UnpackException):
+            return None
+        if not isinstance(entry, dict) or "result" not in entry:
+            return None
+        if ttl is not None and time.time() - entry.get("t", 0) > ttl:
+            return None
+        return entry
+
+    def put(self, fp: str, result: Optional[bytes], run_id: str, task: str) -> None:
+        """Best effort: a cache that cannot be written only means the next run computes again."""
+        try:
+            state.ensure_private_dir(os.path.dirname(self.folder))
+            state.ensure_private_dir(self.folder)
+            tmp = f"{self.path(fp)}.tmp{os.getpid()}"
+            data = msgpack.packb({"t": time.time(), "run": run_id, "task": task, "result": result}, use_bin_type=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path(fp))
+        except OSError:
+            pass
+
+
+def prune_cache(state_root: str, older_than: float, now: float) -> List[str]:
+    """Delete cache entries written more than `older_than` seconds ago; their paths."""
+    removed = []
+    root = os.path.join(state_root, "cache")
+    if not os.path.isdir(root):
+        return removed
+    for pipeline in sorted(os.listdir(root)):
+        folder = os.path.join(root, pipeline)
+        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+            path = os.path.join(folder, name)
+            try:
+                if now - os.stat(path).st_mtime > older_than:
+                    os.unlink(path)
+                    removed.append(path)
+            except OSError:
+                pass
+    return removed

@@ -1,0 +1,275 @@
+"""The verbs that look back at runs: `runs`, `status`, `logs`, `prune`.
+
+They read the state folder (`./.flow` unless `--state-dir` or
+$FLOW_STATE_DIR say otherwise) and never import user code. What they need
+beyond argparse is imported when the verb runs, so that `flow validate`
+does not pay for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from .cli import EXIT_FAILED, EXIT_OK, UsageError
+
+
+def _root(args) -> str:
+    from . import state
+
+    return state.state_dir(None, args.state_dir)
+
+
+def _run_id(args, given: Optional[str]) -> Tuple[str, str]:
+    from . import history
+
+    root = _root(args)
+    try:
+        return root, history.resolve(root, given)
+    except history.NoSuchRun as e:
+        raise UsageError(str(e)) from None
+
+
+def _table(rows: List[List[Any]], headers: List[str]) -> str:
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True)
+
+
+def _when(iso: Optional[str]) -> str:
+    """An ISO timestamp shortened for a table, in local time."""
+    if not iso:
+        return "-"
+    from .timeutil import parse_iso
+
+    return parse_iso(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _seconds(value: Optional[float]) -> str:
+    if value is None:
+        return "-"
+    if value < 60:
+        return f"{value:.2f}s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m{seconds:02d}s"
+
+
+def _first_line(text: Optional[str], width: int = 60) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    return line if len(line) <= width else line[: width - 3] + "..."
+
+
+# ---- runs ----------------------------------------------------------------------
+
+
+def cmd_runs(args) -> int:
+    import json
+
+    from . import history
+
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    found = history.runs(_root(args), args.pipeline, args.limit)
+    if args.json:
+        keys = ("run_id", "pipeline", "status", "trigger", "logical_date", "started_at", "finished_at", "duration_s")
+        print(json.dumps([{k: r.get(k) for k in keys} | ({"error": r["error"]} if "error" in r else {})
+                          for r in found], indent=2))
+        return EXIT_OK
+    if not found:
+        whose = f" of {args.pipeline}" if args.pipeline else ""
+        print(f"no runs{whose} in {_root(args)}")
+        return EXIT_OK
+    rows = [[r["run_id"], r.get("status"), r.get("trigger") or "-", r.get("logical_date") or "-",
+             _when(r.get("started_at")), _seconds(r.get("duration_s"))] for r in found]
+    print(_table(rows, ["run", "status", "trigger", "logical date", "started", "duration"]))
+    return EXIT_OK
+
+
+def add_runs(p) -> None:
+    p.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="only this pipeline's runs")
+    p.add_argument("--limit", type=int, metavar="N", help="the newest N runs")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
+
+
+# ---- status --------------------------------------------------------------------
+
+
+def load_report(folder: str) -> Dict[str, Any]:
+    from . import history, journal
+
+    try:
+        return history.load(folder).report()
+    except journal.JournalError as e:
+        raise Damaged(str(e)) from None
+
+
+class Damaged(Exception):
+    """A journal that cannot be read: one line naming the file and what to do, exit 1."""
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from . import state
+
+    root, run_id = _run_id(args, args.run_id)
+    try:
+        report = load_report(state.run_dir(root, run_id))
+    except Damaged as e:
+        print(f"flow status: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"run       {report['run_id']}")
+    print(f"pipeline  {report['pipeline']} ({report['file']})")
+    print(f"status    {report['status']}" + (f": {report['reason']}" if report.get("reason") else ""))
+    print(f"trigger   {report['trigger']}, logical date {report['logical_date']}")
+    print(f"started   {_when(report['started_at'])}, took {_seconds(report['duration_s'])}")
+    rows = []
+    for key, t in report["tasks"].items():
+        error = t.get("error")
+        note = (f"{error['type']}: {_first_line(error.get('message'))}" if error else
+                t.get("reason") or _kept(t.get("kept_from"), report["run_id"]))
+        rows.append([key, t["status"], t["attempts"], _seconds(t["duration_s"]), note])
+    print()
+    print(_table(rows, ["task", "state", "attempts", "duration", "error"]))
+    return EXIT_OK
+
+
+def _kept(source: Optional[str], run_id: str) -> str:
+    if not source:
+        return ""
+    return "kept from an earlier session" if source == run_id else f"kept from {source}"
+
+
+def add_status(p) -> None:
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a run id or a unique prefix (default: the latest)")
+    p.add_argument("--json", action="store_true", help="the run report of `flow run --json`")
+    p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
+
+
+# ---- logs ----------------------------------------------------------------------
+
+
+def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int]], bool]:
+    """(the run's (task, attempt) pairs in the order they started, whether the task is known)."""
+    from . import history, journal
+
+    pairs, known = [], task is None
+    for r in journal.iter_records(history.journal_path(folder)):
+        e = r["e"]
+        if e == "run" or e == "resume":
+            known = known or task in r.get("tasks", ())
+        elif e == "start":
+            key = r["task"]
+            if task is None or key == task or key.startswith(task + "["):
+                known = True
+                pairs.append((key, r["n"]))
+    if task is None:  # hook logs too
+        logs = os.path.join(folder, "logs")
+        for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else ():
+            if name.startswith("on_") and name.endswith(".log"):
+                key, n = name[:-4].rsplit(".", 1)
+                pairs.append((key, int(n)))
+    return pairs, known
+
+
+def cmd_logs(args) -> int:
+    from . import history, journal, state
+
+    root, run_id = _run_id(args, args.run_id)
+    folder = state.run_dir(root, run_id)
+    out = sys.stdout.buffer
+    offsets: Dict[str, int] = {}
+    shown: List[str] = []
+
+    def show(key: str, n: int, headers: bool) -> None:
+        path = state.log_path(folder, key, n)
+        try:
+            with open(path, "rb") as f:
+                f.seek(offsets.get(path, 0))
+                data = f.read()
+        except OSError:
+            return
+        if not data:
+            return
+        if headers and (not shown or shown[-1] != path):
+            out.write(f"{'' if not shown else chr(10)}==> {key} (attempt {n}) <==\n".encode())
+        shown.append(path)
+        offsets[path] = offsets.get(path, 0) + len(data)
+        out.write(data)
+        out.flush()
+
+    try:
+        pairs, known = _attempt_logs(folder, args.task)
+    except journal.JournalError as e:
+        print(f"flow logs: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if not known:
+        raise UsageError(f"run {run_id} has no task `{args.task}`")
+    if not args.follow:
+        headers = args.task is None or len(pairs) > 1
+        for key, n in pairs:
+            show(key, n, headers)
+        if not pairs:
+            print(f"no output yet for {args.task or 'this run'}", file=sys.stderr)
+        return EXIT_OK
+    path = history.journal_path(folder)
+    while True:
+        live = journal.is_live(path)
+        pairs, _ = _attempt_logs(folder, args.task)
+        for key, n in pairs:
+            show(key, n, True)
+        if not live:
+            return EXIT_OK
+        time.sleep(0.2)
+
+
+def add_logs(p) -> None:
+    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
+    p.add_argument("task", nargs="?", metavar="TASK", help="one task (a foreach task: all its instances)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
+
+
+# ---- prune ---------------------------------------------------------------------
+
+
+def cmd_prune(args) -> int:
+    from . import checkpoint, history
+    from .timeutil import duration_arg
+
+    if args.keep is None and args.older_than is None:
+        raise UsageError("say what to delete: --keep N (per pipeline) and/or --older-than D (like 30d)")
+    if args.keep is not None and args.keep < 0:
+        raise UsageError("--keep must be 0 or more")
+    older = None
+    if args.older_than is not None:
+        older = duration_arg(args.older_than)
+        if older is None:
+            raise UsageError(f"--older-than takes a duration like 30d or 12h, not `{args.older_than}`")
+    root = _root(args)
+    now = time.time()
+    doomed = history.prune(root, args.keep, older, now, args.pipeline, args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for run_id in doomed:
+        print(f"{verb} {run_id}")
+    cached = []
+    if older is not None and not args.dry_run:
+        cached = checkpoint.prune_cache(root, older, now)
+    print(f"{verb} {len(doomed)} run{'s' * (len(doomed) != 1)}"
+          + (f" and {len(cached)} cache entr{'ies' if len(cached) != 1 else 'y'}" if cached else "")
+          + f" in {root}")
+    return EXIT_OK
+
+
+def add_prune(p) -> None:
+    p.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="only this pipeline's runs")
+    p.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs of each pipeline")
+    p.add_argument("--older-than", metavar="D", help="delete runs last written more than D ago (30d, 12h)")
+    p.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
