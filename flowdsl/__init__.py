@@ -13,11 +13,12 @@ __version__ = "0.1.0"
 __all__ = ["check", "__version__"]
 
 
-def check(path, targets=(), loader=None):
+def check(path, targets=(), loader=None, modules=None):
     """Load `path` (following includes) and validate it.
 
     Returns a `loader.Loaded` whose `diagnostics` hold every problem found,
-    syntax errors included, sorted by position.
+    syntax errors included, sorted by position. `modules`, a list, gets the
+    Python files the checks read.
     """
     from .diagnostics import Diagnostic
     from .loader import Loader
@@ -25,6 +26,6 @@ def check(path, targets=(), loader=None):
 
     loaded = (loader or Loader()).load(path)
     if loaded.program is not None:
-        loaded.diagnostics.extend(validate(loaded.program, targets))
+        loaded.diagnostics.extend(validate(loaded.program, targets, modules))
     loaded.diagnostics.sort(key=Diagnostic.sort_key)
     return loaded

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from . import worker
+from . import journal, worker
 from .worker import Attempt, Outcome
 
 # ---- in the runner's process ---------------------------------------------------
@@ -36,7 +36,7 @@ class Reaper:
         pid = os.fork()
         if pid == 0:  # the reaper
             os.close(self.fd)
-            _drop_journals()
+            journal.drop_inherited()
             try:
                 os.setsid()  # not in the terminal's group: a Ctrl-C is the runner's to handle
                 _reap(read_end)
@@ -413,7 +413,7 @@ selectors_READ = 1  # selectors.EVENT_READ, without importing selectors at modul
 def worker_main(conn, parent_pid: int) -> None:
     global _busy, _interrupted
     os.setpgid(0, 0)  # our own group: a timeout kills us and what we started, nothing else
-    _drop_journals()
+    journal.drop_inherited()
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent(parent_pid)
@@ -434,18 +434,6 @@ def worker_main(conn, parent_pid: int) -> None:
         except (OSError, ValueError):
             break
     os._exit(0)
-
-
-def _drop_journals() -> None:
-    """A forked helper lets go of the runner's journal, so its lock dies with the runner alone."""
-    from . import journal
-
-    for fd in list(journal.writer_fds):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    journal.writer_fds.clear()
 
 
 def make_backend(kind: str, workers: int):

@@ -55,20 +55,38 @@ class Fingerprints:
         self.tasks = tasks  # name -> planner.TaskPlan
         self.index = pysource.SourceIndex(list(sys_path))
         self.static: Dict[str, str] = {}
+        self.sources: Dict[str, str] = {}  # callable -> hash: many tasks share one
+        self.definitions: Dict[str, str] = {}  # task -> definition hash known from before
+
+    def know(self, previous: Previous, program_fp: str, earlier_fp: Optional[str]) -> None:
+        """When the program's files are byte for byte those of the earlier run, take its definition hashes."""
+        if program_fp != earlier_fp:
+            return
+        for key, kept in previous.kept.items():
+            if kept.fp:
+                self.definitions[key.split("[", 1)[0]] = kept.fp.split(".", 1)[0]
 
     def static_part(self, name: str) -> str:
         part = self.static.get(name)
         if part is None:
             tp = self.tasks[name]
             task = tp.task
-            definition = repr(_shape([task.action, task.args, task.foreach, tp.settings.output]))
-            part = self.static[name] = f"d{_digest(definition.encode())}.s{self.source(task.action)}"
+            d = self.definitions.get(name)
+            if d is None:
+                d = "d" + _digest(repr(_shape([task.action, task.args, task.foreach, tp.settings.output])).encode())
+            part = self.static[name] = f"{d}.s{self.source(task.action)}"
         return part
 
     def source(self, action: Any) -> str:
         if not isinstance(action, ir.RunAction):
             return "-"
-        ref = action.callable
+        key = str(action.callable)
+        part = self.sources.get(key)
+        if part is None:
+            part = self.sources[key] = self._source(action.callable)
+        return part
+
+    def _source(self, ref: ir.CallableRef) -> str:
         module = self.index.module(ref.module)
         if not isinstance(module, pysource.ModuleSource):
             return "-"  # not ours to follow (installed or standard library)

@@ -106,18 +106,26 @@ def add_validate(p) -> None:
 
 def load_valid(path: str, targets: Sequence[str] = ()):
     """A program with no errors, or None after printing its diagnostics to stderr."""
-    from . import check
+    return load_checked(path, targets)[0]
+
+
+def load_checked(path: str, targets: Sequence[str] = (), cache_dir: Optional[str] = None):
+    """(load_valid's answer, a function that caches the checked program or None).
+
+    With `cache_dir`, a program checked before and unchanged since is loaded from there.
+    """
     from .diagnostics import render_text
+    from .ircache import checked
 
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
-    loaded = check(path, targets)
+    loaded, keep = checked(path, cache_dir, targets)
     errors = [d for d in loaded.diagnostics if d.severity == "error"]
     if errors:
         print(render_text(errors, loaded.sources, color=sys.stderr.isatty()), file=sys.stderr)
         print(f"{path}: {len(errors)} error{'s' * (len(errors) != 1)}; run `flow validate {path}`", file=sys.stderr)
-        return None
-    return loaded.program
+        return None, None
+    return loaded.program, keep
 
 
 def cmd_graph(args) -> int:
@@ -257,7 +265,8 @@ def cmd_run(args) -> int:
     overrides = dict(parse_param(p) for p in args.param)
     if not os.path.isfile(args.file):
         raise UsageError(f"no such file: {args.file}")
-    program = load_valid(args.file)
+    state_root = state_dir(args.file, args.state_dir)
+    program, keep_checked = load_checked(args.file, cache_dir=os.path.join(state_root, "cache", "ir"))
     if program is None:
         return EXIT_FAILED
     names = [t.name for t in program.tasks]
@@ -287,7 +296,6 @@ def cmd_run(args) -> int:
     from .runner import Runner, RunOptions
     from .values import EvalError
 
-    state_root = state_dir(args.file, args.state_dir)
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
                          logical_date=logical, state_dir=args.state_dir)
     out = sys.stderr if args.json else sys.stdout
@@ -324,6 +332,8 @@ def cmd_run(args) -> int:
     except OSError as e:  # the state folder cannot be written (a full disk, permissions)
         print(f"flow run: error: cannot start the run in {state_root}: {e.strerror or e}", file=sys.stderr)
         return EXIT_FAILED
+    if keep_checked is not None:
+        keep_checked(background=True)  # the next run (a resume above all) skips parsing and checking
     if args.detach:
         return detach(runner, args)
     saved_stdout = None

@@ -64,6 +64,16 @@ class WriteError(Exception):
 writer_fds: Set[int] = set()
 
 
+def drop_inherited() -> None:
+    """In a forked helper: let go of the runner's journals, so their locks die with the runner alone."""
+    for fd in list(writer_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    writer_fds.clear()
+
+
 class Writer:
     """Appends records to a journal it holds locked; `create=False` continues an existing one."""
 

@@ -124,8 +124,8 @@ class PlainReporter:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
         if self.counts["kept"]:
             parts += f" ({self.counts['kept']} kept from before)"
-        duration = report.get("duration_s")
-        self.say(f"run {report['run_id']} {report['status']} in {duration}s: {parts}", always=True)
+        took = time.monotonic() - self.t0  # this session's time (a resumed run's report counts from its start)
+        self.say(f"run {report['run_id']} {report['status']} in {took:.2f}s: {parts}", always=True)
 
 
 class LiveReporter(PlainReporter):

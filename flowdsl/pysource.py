@@ -49,6 +49,10 @@ class SourceIndex:
         self.pipeline_dirs = pipeline_dirs
         self._modules: Dict[str, Optional[Union[ModuleSource, str]]] = {}
 
+    def paths(self) -> List[str]:
+        """The module files read so far."""
+        return [m.path for m in self._modules.values() if isinstance(m, ModuleSource)]
+
     def module(self, dotted: str) -> Optional[Union[ModuleSource, str]]:
         """The module's source, OPAQUE if it exists but cannot be read, None if not found."""
         if dotted not in self._modules:

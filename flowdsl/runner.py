@@ -120,6 +120,7 @@ class Runner:
         self.params = self.evaluate_params(self.run_values)
         self.state_root = state.state_dir(self.program.file, o.state_dir)
         self.cache = checkpoint.ResultCache(self.state_root, p.name)
+        program_fp = fingerprint(self.program)
         if o.resume:
             self.run_folder = state.run_dir(self.state_root, run_id)
             path = os.path.join(self.run_folder, "journal.msgpack")
@@ -131,6 +132,7 @@ class Runner:
             for r in records:
                 earlier.apply(r)
             self.previous = checkpoint.Previous(run_id, earlier, o.forced, same_run=True)
+            self.fingerprints.know(self.previous, program_fp, earlier.info.get("fingerprint"))
             self.hook_base = sum(1 for r in records if r["e"] == "hook")
             self.state = earlier
             self.results.state = earlier
@@ -139,6 +141,8 @@ class Runner:
             self.run_folder = state.make_run_dir(self.state_root, run_id)
             self.journal = journal.Writer(os.path.join(self.run_folder, "journal.msgpack"))
             self.previous = checkpoint.Previous(o.earlier_id, o.earlier, o.forced, same_run=False)
+            if o.earlier is not None:
+                self.fingerprints.know(self.previous, program_fp, o.earlier.info.get("fingerprint"))
             self.resumed = None
         results_mode = p.results.value if p.results else "msgpack"
         self.results_mode = results_mode
@@ -152,12 +156,12 @@ class Runner:
         self.capacity = max(1, min(concurrency, workers) if self.options.workers else concurrency)
         self.executor = executor
         if o.resume:
-            self.record({"e": "resume", "t": time.time(), "pid": os.getpid(), "fingerprint": fingerprint(self.program),
+            self.record({"e": "resume", "t": time.time(), "pid": os.getpid(), "fingerprint": program_fp,
                          "tasks": list(self.plan.tasks), "forced": sorted(o.forced)}, sync=True)
         else:
             self.record({
                 "e": "run", "v": journal.VERSION, "run_id": run_id, "pipeline": p.name,
-                "file": self.program.file, "fingerprint": fingerprint(self.program),
+                "file": self.program.file, "fingerprint": program_fp,
                 "params": self.secrets.mask_data(_plain(self.params)), "logical_date": logical.isoformat(),
                 "trigger": o.trigger, "t": time.time(), "pid": os.getpid(),
                 "targets": list(o.targets), "tasks": list(self.plan.tasks),

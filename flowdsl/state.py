@@ -156,7 +156,8 @@ class RunState:
         elif e == "resume":  # a new session of this run: every task starts again from pending
             self.tasks, self.instances, self.hooks = {}, {}, []
             self.status, self.finished, self.reason = "running", None, None
-            self.info = dict(self.info, tasks=r.get("tasks", self.info.get("tasks", [])), pid=r.get("pid"))
+            self.info = dict(self.info, tasks=r.get("tasks", self.info.get("tasks", [])), pid=r.get("pid"),
+                             fingerprint=r.get("fingerprint"))
             for name in self.info["tasks"]:
                 self.task(name)
         elif e == "hook":

@@ -375,6 +375,10 @@ class Validator:
             self.report("E102", f"{what} must be {bounds}, not {e.value}", e.span, hint)
 
 
-def validate(program: ir.Program, targets: Iterable[str] = ()) -> List[Diagnostic]:
-    """Every problem of a loaded program, sorted by position."""
-    return Validator(program, list(targets)).run()
+def validate(program: ir.Program, targets: Iterable[str] = (), modules: Optional[List[str]] = None) -> List[Diagnostic]:
+    """Every problem of a loaded program, sorted by position; `modules` gets the Python files read."""
+    validator = Validator(program, list(targets))
+    diagnostics = validator.run()
+    if modules is not None:
+        modules.extend(validator.sources.paths())
+    return diagnostics
