@@ -114,6 +114,14 @@ def main() -> int:
         if not failed or ok != args.tasks - 1:
             sys.exit(f"the first run should have {args.tasks - 1} successes and `{LAST}` failed; "
                      f"it has {ok} successes, {LAST} failed: {bool(failed)}")
+        # The first run cached its checked program (written in the background,
+        # as for a user's run): make sure the copy holds it.
+        ir_cache = os.path.join(state, "cache", "ir")
+        deadline = time.monotonic() + 10
+        while not (os.path.isdir(ir_cache) and any(n.endswith(".pickle") for n in os.listdir(ir_cache))):
+            if time.monotonic() > deadline:
+                sys.exit("the first run left no cached checked program in .flow/cache/ir")
+            time.sleep(0.05)
         pristine = os.path.join(folder, "pristine")
         shutil.copytree(state, pristine)
         with open(os.path.join(folder, "ok"), "w"):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import os
 import time
 from typing import Any, Dict, Iterable, List, Optional, Set
@@ -102,21 +103,21 @@ class Fingerprints:
     def of(self, name: str, attempt: Attempt) -> str:
         """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs."""
         env = sorted((k, v) for k, v in attempt.env.items() if k.startswith("FLOW_ARG_"))
-        try:
-            inputs = msgpack.packb([attempt.kind, attempt.target, list(attempt.argv or ()), env],
-                                   use_bin_type=True) + _pack_any(attempt.kwargs)
-        except (TypeError, ValueError, OverflowError):
-            inputs = repr((attempt.kind, attempt.target, attempt.argv, env, attempt.kwargs)).encode()
-        return f"{self.static_part(name)}.i{_digest(inputs)}"
+        inputs = [attempt.kind, attempt.target, list(attempt.argv or ()), env, attempt.kwargs]
+        try:  # json's encoder is in C: this runs once per task, also in a 10,000-task resume
+            text = json.dumps(inputs, default=_canonical, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError):
+            text = repr(inputs)
+        return f"{self.static_part(name)}.i{_digest(text.encode('utf-8', 'surrogatepass'))}"
 
 
-def _pack_any(value: Any) -> bytes:
-    from . import codec
-
-    try:
-        return codec.pack(value)
-    except codec.ResultTypeError:
-        return repr(value).encode()
+def _canonical(value: Any) -> Any:
+    """What json cannot hold, as stable text: sets sorted, bytes in hex, the rest by repr."""
+    if isinstance(value, (set, frozenset)):
+        return ["<set>"] + sorted(repr(v) for v in value)
+    if isinstance(value, (bytes, bytearray)):
+        return "<bytes>" + bytes(value).hex()
+    return f"<{type(value).__name__}>{value!r}"
 
 
 def why_changed(old: Optional[str], new: str) -> str:
@@ -131,16 +132,6 @@ def why_changed(old: Optional[str], new: str) -> str:
     return " and ".join(PARTS[k] for k in changed) or "its fingerprint changed"
 
 
-class Kept:
-    """One finished task (or instance) of an earlier session, as a resume may keep it."""
-
-    __slots__ = ("status", "fp", "result", "attempts", "started", "finished")
-
-    def __init__(self, s: state.TaskState) -> None:
-        self.status, self.fp, self.result = s.status, s.fp, s.result
-        self.attempts, self.started, self.finished = s.attempts, s.started, s.finished
-
-
 class Previous:
     """What an earlier run or session of this run left: results to keep, attempt counts to continue."""
 
@@ -148,14 +139,15 @@ class Previous:
                  same_run: bool) -> None:
         self.run_id = run_id
         self.forced = forced  # task names that must run again (--from)
-        self.kept: Dict[str, Kept] = {}
+        # The earlier session's task states, as they were: the resume record
+        # gives the new session fresh ones, so these are not changed after.
+        self.kept: Dict[str, state.TaskState] = {}
         self.attempts: Dict[str, int] = {}
         if earlier is not None:
-            for key, s in earlier.tasks.items():
-                if s.status in ("success", "cached"):
-                    self.kept[key] = Kept(s)
-                if same_run:  # attempt numbers (and so log files) continue
-                    self.attempts[key] = s.attempts
+            tasks = earlier.tasks
+            self.kept = {key: s for key, s in tasks.items() if s.status in ("success", "cached")}
+            if same_run:  # attempt numbers (and so log files) continue
+                self.attempts = {key: s.attempts for key, s in tasks.items()}
 
     def __bool__(self) -> bool:
         return bool(self.kept)

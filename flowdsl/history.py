@@ -51,9 +51,11 @@ def journal_path(folder: str) -> str:
 def load(folder: str) -> state.RunState:
     """The run as its journal tells it, settled (a dead run is interrupted). Raises journal.JournalError."""
     path = journal_path(folder)
-    run = state.RunState()
-    for record in journal.iter_records(path):
-        run.apply(record)
+    run = state.read_snapshot(folder)
+    if run is None:
+        run = state.RunState()
+        for record in journal.iter_records(path):
+            run.apply(record)
     if not run.info:
         raise journal.JournalError(f"{path}: the journal is empty (the run never started)")
     return run.settle(journal.is_live(path))

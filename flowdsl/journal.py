@@ -23,7 +23,8 @@ Records (maps; `e` names the event):
   resume t, pid, fingerprint, from (tasks forced to run again)   (a --resume continues here)
   start  task, n (attempt number), t, fp (the task's fingerprint)
   end    task, n, t, status (success | failed | interrupted | cached), result (bytes), error, retry_at
-  reuse  task, status, n, started, finished, result, fp, run   (kept from an earlier run or session)
+  reuse  task, status, n, started, finished, result, fp, run   (a --from run: kept from an earlier run)
+  keep   tasks                    (a resumed session keeps these as the session before left them)
   skip   task, t, reason
   expand task, count                (a foreach task's instances)
   hook   event, status, error, t

@@ -36,6 +36,7 @@ class PlainReporter:
         self.folder = ""
         self.offsets: Dict[str, int] = {}
         self.counts = {"success": 0, "failed": 0, "skipped": 0, "kept": 0}
+        self.kept_tasks: set = set()
 
     def say(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
@@ -75,7 +76,8 @@ class PlainReporter:
 
     def kept(self, key: str) -> None:
         """A result kept from before (a resume or --from): one line each only with -v."""
-        self.counts["kept"] += "[" not in key
+        self.kept_tasks.add(key.split("[", 1)[0])
+        self.counts["kept"] = len(self.kept_tasks)
         if self.verbose:
             self.say(f"{self.stamp()} keep  {key}")
 

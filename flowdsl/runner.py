@@ -87,6 +87,7 @@ class Runner:
         self.fingerprints = checkpoint.Fingerprints(plan.tasks, self.sys_path)
         self.fresh: Set[str] = set()  # tasks that did not keep an earlier result in this session
         self.hook_base = 0
+        self.kept_keys: List[str] = []  # kept in this turn, for its `keep` record
 
     # ---- setup ------------------------------------------------------------------
 
@@ -125,15 +126,18 @@ class Runner:
             self.run_folder = state.run_dir(self.state_root, run_id)
             path = os.path.join(self.run_folder, "journal.msgpack")
             self.journal = journal.Writer(path, create=False)
-            records, end = journal.scan(path)  # read under the lock: nobody else writes it now
-            if end < self.journal.size:
-                self.journal.truncate(end)  # a torn last record
-            earlier = state.RunState()
-            for r in records:
-                earlier.apply(r)
+            # read under the lock: nobody else writes it now
+            earlier = state.read_snapshot(self.run_folder)
+            if earlier is None:
+                records, end = journal.scan(path)
+                if end < self.journal.size:
+                    self.journal.truncate(end)  # a torn last record
+                earlier = state.RunState()
+                for r in records:
+                    earlier.apply(r)
             self.previous = checkpoint.Previous(run_id, earlier, o.forced, same_run=True)
             self.fingerprints.know(self.previous, program_fp, earlier.info.get("fingerprint"))
-            self.hook_base = sum(1 for r in records if r["e"] == "hook")
+            self.hook_base = earlier.hook_records
             self.state = earlier
             self.results.state = earlier
             self.resumed = earlier.status
@@ -177,13 +181,26 @@ class Runner:
         except OSError:
             pass  # `flow runs` falls back to the journal
 
+    def write_snapshot(self, status: str) -> None:
+        """A run likely to be resumed saves its final state, so the resume need not replay the journal."""
+        path = os.path.join(self.run_folder, state.SNAPSHOT)
+        try:
+            if status == "success":
+                if os.path.exists(path):
+                    os.unlink(path)
+            else:
+                digest = state.journal_digest(os.path.join(self.run_folder, "journal.msgpack"))
+                state.write_json_atomic(path, self.state.snapshot(digest))
+        except (OSError, TypeError, ValueError):
+            pass  # a resume replays the journal instead
+
     def execute(self) -> Dict[str, Any]:
         """Run the opened run to its end; the report."""
         p = self.pipeline
         self.state.info["pid"] = os.getpid()  # a detached run continues in a child
         self.write_summary()
-        self.reporter.run_started(self.state.report(), self.run_folder)
-        kept = len([k for k in self.previous.kept if "[" not in k])
+        self.reporter.run_started({"run_id": self.run_values["id"], "tasks": self.plan.tasks}, self.run_folder)
+        kept = len({k.split("[", 1)[0] for k in self.previous.kept})
         again = f"; {', '.join(self.plan.tasks[t].task.name for t in self.plan.tasks if t in self.previous.forced)}" \
             " run again (--from)" if self.previous.forced else ""
         if self.resumed is not None:
@@ -208,6 +225,7 @@ class Runner:
         self.backend.close()
         try:
             self.journal.close()
+            self.write_snapshot(status)
         except journal.WriteError:
             self.journal.release()
         report = self.state.report(self.secrets)
@@ -227,6 +245,9 @@ class Runner:
             raise Interrupted()
 
     def record(self, r: Dict[str, Any], sync: bool = False) -> None:
+        if self.kept_keys:  # the keeps came first: keep the journal in order
+            self.journal.append({"e": "keep", "tasks": self.kept_keys})
+            self.kept_keys = []
         self.journal.append(r)
         self.state.apply(r)
         if sync:
@@ -234,6 +255,9 @@ class Runner:
 
     def commit(self, sync: bool = False) -> None:
         """Write what is queued; a journal that cannot be written stops the run (it stays resumable)."""
+        if self.kept_keys:
+            self.journal.append({"e": "keep", "tasks": self.kept_keys})
+            self.kept_keys = []
         try:
             if sync:
                 self.journal.sync()
@@ -395,9 +419,13 @@ class Runner:
         if kept.fp != inst.fp:
             self.reporter.note(f"{inst.key} runs again: {checkpoint.why_changed(kept.fp, inst.fp)}")
             return False
-        self.record({"e": "reuse", "task": inst.key, "status": kept.status, "n": kept.attempts,
-                     "started": kept.started, "finished": kept.finished, "result": kept.result,
-                     "fp": inst.fp, "run": prev.run_id})
+        if self.options.resume:  # the result is in this journal already: one `keep` record per turn names it
+            self.kept_keys.append(inst.key)
+            self.state.keep(inst.key)
+        else:
+            self.record({"e": "reuse", "task": inst.key, "status": kept.status, "n": kept.attempts,
+                         "started": kept.started, "finished": kept.finished, "result": kept.result,
+                         "fp": inst.fp, "run": prev.run_id})
         self.reporter.kept(inst.key)
         return True
 

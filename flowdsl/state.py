@@ -5,6 +5,7 @@ Layout (mode 0700, private to its user):
     <state>/runs/<run_id>/journal.msgpack   the checkpoint (held locked while the run lives)
     <state>/runs/<run_id>/summary.json      one line for `flow runs`, rewritten at start and end
     <state>/runs/<run_id>/report.json       the final report
+    <state>/runs/<run_id>/snapshot.json     the state at the end of a session that did not succeed
     <state>/runs/<run_id>/output.log        a detached run's own output
     <state>/runs/<run_id>/logs/<task>.<n>.log  one file per attempt
     <state>/cache/<pipeline>/<fingerprint>.msgpack  results of `cache` tasks
@@ -25,6 +26,29 @@ from typing import Any, Dict, List, Optional
 from . import codec
 
 STATE_ENV = "FLOW_STATE_DIR"
+SNAPSHOT_VERSION = 1
+SNAPSHOT = "snapshot.json"
+
+
+def journal_digest(path: str) -> str:
+    """The journal's bytes, hashed: a snapshot is believed only for exactly the journal it was made from."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def read_snapshot(folder: str) -> Optional[RunState]:
+    """The run state saved at its last session's end, if the journal has not changed since."""
+    try:
+        with open(os.path.join(folder, SNAPSHOT), encoding="utf-8") as f:
+            data = json.load(f)
+        if data.get("v") != SNAPSHOT_VERSION or \
+                data.get("journal") != journal_digest(os.path.join(folder, "journal.msgpack")):
+            return None
+        return RunState.from_snapshot(data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def state_dir(flow_file: Optional[str], override: Optional[str] = None) -> str:
@@ -105,6 +129,8 @@ class RunState:
     def __init__(self) -> None:
         self.info: Dict[str, Any] = {}
         self.tasks: Dict[str, TaskState] = {}
+        self.before: Dict[str, TaskState] = {}  # the previous session's, during a resumed one
+        self.hook_records = 0  # in every session (a resume numbers its hook logs after them)
         self.instances: Dict[str, List[str]] = {}  # foreach task -> instance keys
         self.hooks: List[Dict[str, Any]] = []
         self.status = "running"
@@ -153,7 +179,11 @@ class RunState:
             s.status, s.result, s.error, s.fp = r["status"], r.get("result"), None, r.get("fp")
             s.attempts, s.started, s.finished = r.get("n", 0), r.get("started"), r.get("finished")
             s.reused = r.get("run")
+        elif e == "keep":  # a resumed session keeps these as the session before left them
+            for key in r["tasks"]:
+                self.keep(key)
         elif e == "resume":  # a new session of this run: every task starts again from pending
+            self.before = self.tasks
             self.tasks, self.instances, self.hooks = {}, {}, []
             self.status, self.finished, self.reason = "running", None, None
             self.info = dict(self.info, tasks=r.get("tasks", self.info.get("tasks", [])), pid=r.get("pid"),
@@ -161,9 +191,56 @@ class RunState:
             for name in self.info["tasks"]:
                 self.task(name)
         elif e == "hook":
+            self.hook_records += 1
             self.hooks.append({"event": r["event"], "status": r["status"], "error": r.get("error")})
         elif e == "done":
             self.status, self.finished, self.reason = r["status"], r["t"], r.get("reason")
+
+    # ---- the snapshot: the state at a session's end, for a fast resume --------------
+
+    def snapshot(self, journal: str) -> Dict[str, Any]:
+        """The state as JSON-ready data, valid while the journal's digest is `journal`.
+
+        Replaying 30,000 records through pure-Python msgpack (the zipapp has
+        no C extension) takes 0.4 s; loading this with the C json module a
+        tenth of that.
+        """
+        import base64
+
+        def b64(data: Optional[bytes]) -> Optional[str]:
+            return None if data is None else base64.b64encode(data).decode("ascii")
+
+        info = dict(self.info)
+        if isinstance(info.get("overrides"), bytes):
+            info["overrides"] = b64(info["overrides"])
+        return {"v": SNAPSHOT_VERSION, "journal": journal, "info": info, "status": self.status,
+                "finished": self.finished, "reason": self.reason, "hooks": self.hooks,
+                "hook_records": self.hook_records, "instances": self.instances,
+                "tasks": {k: [t.status, t.attempts, t.started, t.finished, t.error, b64(t.result), t.reason,
+                              t.fp, t.reused] for k, t in self.tasks.items()}}
+
+    @classmethod
+    def from_snapshot(cls, data: Dict[str, Any]) -> RunState:
+        import base64
+
+        run = cls()
+        info = dict(data["info"])
+        if isinstance(info.get("overrides"), str):
+            info["overrides"] = base64.b64decode(info["overrides"])
+        run.info, run.status, run.finished, run.reason = info, data["status"], data["finished"], data["reason"]
+        run.hooks, run.hook_records, run.instances = data["hooks"], data["hook_records"], data["instances"]
+        for key, (status, attempts, started, finished, error, result, reason, fp, reused) in data["tasks"].items():
+            t = run.tasks[key] = TaskState()
+            t.status, t.attempts, t.started, t.finished, t.error = status, attempts, started, finished, error
+            t.result = None if result is None else base64.b64decode(result)
+            t.reason, t.fp, t.reused = reason, fp, reused
+        return run
+
+    def keep(self, key: str) -> None:
+        kept = self.before.get(key)
+        if kept is not None:
+            kept.reused = self.info.get("run_id")
+            self.tasks[key] = kept
 
     def settle(self, live: bool) -> RunState:
         """A run whose process is gone without a `done` record was interrupted, never `running`."""

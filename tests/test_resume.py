@@ -224,3 +224,26 @@ def test_retries_start_afresh_in_a_resumed_session(flow, tmp_path):
     assert logs == ["flaky.1.log", "flaky.2.log", "flaky.3.log", "flaky.4.log"], "no log is overwritten"
     status = json.loads(flow("status", "--json", cwd=tmp_path).stdout)
     assert status["status"] == "failed" and status["tasks"]["flaky"]["attempts"] == 4
+
+
+def test_the_snapshot_agrees_with_the_journal_and_a_stale_one_is_ignored(flow, tmp_path):
+    f, first = failed_first_run(flow, tmp_path)
+    run = state_runs(tmp_path)[0]
+    snapshot = run / "snapshot.json"
+    assert snapshot.exists(), "a run that did not succeed saves its state for a fast resume"
+    from_snapshot = json.loads(flow("status", "--json", cwd=tmp_path).stdout)
+    saved = snapshot.read_bytes()
+    snapshot.unlink()
+    from_journal = json.loads(flow("status", "--json", cwd=tmp_path).stdout)
+    assert from_snapshot == from_journal
+    # a snapshot that no longer matches the journal's digest is not believed
+    data = json.loads(saved)
+    data["tasks"]["extract"][0] = "failed"
+    data["journal"] = "0" * 64
+    snapshot.write_text(json.dumps(data))
+    assert json.loads(flow("status", "--json", cwd=tmp_path).stdout) == from_journal
+    (tmp_path / "fixed").write_text("")
+    proc, report = run_json(flow, f, "--resume")
+    assert proc.returncode == 0, explain(proc)
+    assert sorted(ran(tmp_path)) == ["load", "report", "transform"], "extract was kept: the journal says so"
+    assert not snapshot.exists(), "a run that succeeded has no snapshot"
