@@ -86,7 +86,9 @@ def resume_once(cmd, folder: str, pristine: str) -> dict:
     if [r["task"] for r in starts] != [LAST]:
         sys.exit(f"the resume started {len(starts)} attempts ({[r['task'] for r in starts][:5]}...), "
                  f"expected only `{LAST}`")
-    kept = sum(1 for r in after if r["e"] == "reuse")
+    kept = sum(len(r["tasks"]) for r in after if r["e"] == "keep")
+    if kept != len(records[0]["tasks"]) - 1:
+        sys.exit(f"the resume kept {kept} tasks, expected {len(records[0]['tasks']) - 1}")
     return {"total": total, "record": starts[0]["t"] - wall0, "command": ran - wall0, "kept": kept}
 
 

@@ -72,8 +72,8 @@ def store(cache_dir: str, path: str, targets: Sequence[str], loaded, modules: Li
           background: bool = False) -> None:
     """Keep a checked program without errors. Best effort: a cache that cannot be written is no cache.
 
-    With `background`, a forked grandchild pickles and writes it, so a big
-    run does not wait for that.
+    With `background`, a forked grandchild pickles and writes it at the
+    lowest priority, so a big run neither waits for it nor shares a core with it.
     """
     program = loaded.program
     deps: List[Tuple[str, str, Any]] = [(f, "flow", _stamp(f, "flow")) for f in program.files]
@@ -89,6 +89,7 @@ def store(cache_dir: str, path: str, targets: Sequence[str], loaded, modules: Li
                 from .journal import drop_inherited
 
                 drop_inherited()
+                os.nice(19)  # the run comes first: this only uses what it leaves idle
                 _write(cache_dir, path, entry)
         finally:
             os._exit(0)
