@@ -201,8 +201,8 @@ class Runner:
         self.write_summary()
         self.reporter.run_started({"run_id": self.run_values["id"], "tasks": self.plan.tasks}, self.run_folder)
         kept = len({k.split("[", 1)[0] for k in self.previous.kept})
-        again = f"; {', '.join(self.plan.tasks[t].task.name for t in self.plan.tasks if t in self.previous.forced)}" \
-            " run again (--from)" if self.previous.forced else ""
+        forced = [t for t in self.plan.tasks if t in self.previous.forced]
+        again = f"; {', '.join(forced)} run again (--from)" if forced else ""
         if self.resumed is not None:
             self.reporter.note(f"resuming a {self.resumed} run: {kept} finished task{'s' * (kept != 1)} "
                                f"may be kept{again}")
@@ -245,9 +245,7 @@ class Runner:
             raise Interrupted()
 
     def record(self, r: Dict[str, Any], sync: bool = False) -> None:
-        if self.kept_keys:  # the keeps came first: keep the journal in order
-            self.journal.append({"e": "keep", "tasks": self.kept_keys})
-            self.kept_keys = []
+        self.queue_keeps()  # the keeps came first: the journal keeps the order
         self.journal.append(r)
         self.state.apply(r)
         if sync:
@@ -255,9 +253,7 @@ class Runner:
 
     def commit(self, sync: bool = False) -> None:
         """Write what is queued; a journal that cannot be written stops the run (it stays resumable)."""
-        if self.kept_keys:
-            self.journal.append({"e": "keep", "tasks": self.kept_keys})
-            self.kept_keys = []
+        self.queue_keeps()
         try:
             if sync:
                 self.journal.sync()
@@ -270,6 +266,12 @@ class Runner:
                 self.reporter.note(f"{e}: the run stops; free some space, then `flow run --resume`")
             if self.stop_reason is None:
                 self.stop_reason = str(e)
+
+    def queue_keeps(self) -> None:
+        """The tasks a resumed session kept since the last record, as one `keep` record."""
+        if self.kept_keys:
+            self.journal.append({"e": "keep", "tasks": self.kept_keys})
+            self.kept_keys = []
 
     # ---- the loop -----------------------------------------------------------------
 
