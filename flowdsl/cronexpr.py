@@ -2,13 +2,14 @@
 
 `flow validate` checks every cron schedule, and importing croniter (with
 dateutil) costs a fifth of a cold start; reading the syntax does not need
-it. Fire times are computed by croniter, in the scheduler.
+it. `fields` gives the values each field allows, for `slots` to compute
+fire times with (so what validates and what fires are one reading).
 """
 
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Tuple
+from typing import FrozenSet, List, Optional, Tuple
 
 MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -83,3 +84,35 @@ def _part_problem(part: str, low: int, high: int, names) -> Optional[str]:
         if b < a:
             return f"the range {first}-{last} runs backwards"
     return None
+
+
+def fields(expr: str) -> Tuple[Tuple[int, ...], Tuple[int, ...], FrozenSet[int], FrozenSet[int], FrozenSet[int],
+                               bool, bool]:
+    """(minutes, hours, days of month, months, weekdays 0-6 with 0 Sunday, day `*`, weekday `*`).
+
+    Minutes and hours come sorted; a field written with a leading `*`
+    (`*`, `*/2`) counts as unrestricted for cron's day-of-month/day-of-week
+    either/or rule. Raises ValueError for an expression `problem` rejects.
+    """
+    why = problem(expr)
+    if why:
+        raise ValueError(why)
+    parts = expand(expr).lower().split()
+    values = []
+    for value, (_, low, high, names) in zip(parts, FIELDS):
+        allowed = set()
+        for part in value.split(","):
+            base, _, step_text = part.partition("/")
+            step = int(step_text) if step_text else 1
+            if base == "*":
+                first, last = low, high
+            else:
+                a, _, b = base.partition("-")
+                first = _number(a, low, high, names)[0]
+                last = _number(b, low, high, names)[0] if b else (high if step_text else first)
+            allowed.update(range(first, last + 1, step))
+        values.append(allowed)
+    minutes, hours, days, months, weekdays = values
+    weekdays = {d % 7 for d in weekdays}
+    return (tuple(sorted(minutes)), tuple(sorted(hours)), frozenset(days), frozenset(months), frozenset(weekdays),
+            parts[2].startswith("*"), parts[4].startswith("*"))

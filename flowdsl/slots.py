@@ -1,0 +1,163 @@
+"""Schedule slots: the instants a schedule fires at, computed without a clock.
+
+Every function takes its times as arguments (aware datetimes), so that the
+scheduler, `flow tick --now` and the tests all ask the same questions.
+
+* `cron` is evaluated on the wall clock of its time zone. A wall time that
+  a daylight-saving gap skips fires once, at the first instant after the
+  gap; a wall time that a repeated hour shows twice fires once, at its first
+  occurrence. Slots that land on the same instant fire once.
+* `every D [from T]` is exact on the UTC time line: T + k*D (T defaults to
+  the Unix epoch), whatever the clocks of any zone do.
+* `at T` is one slot.
+* A window `(start, end)` drops every slot outside it (both ends included).
+
+The cron fields are read by `cronexpr` (the validator's reader), so what
+`flow validate` accepts and what fires are one grammar.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterator, List, NamedTuple, Optional, Set, Tuple
+
+from . import cronexpr
+
+UTC = dt.timezone.utc
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+Window = Tuple[Optional[dt.datetime], Optional[dt.datetime]]
+
+
+class Slot(NamedTuple):
+    at: dt.datetime  # the instant, in UTC
+    logical: dt.datetime  # the same instant in the schedule's time zone: run.logical_date
+    moved: bool = False  # a cron wall time moved to the end of a DST gap
+
+
+class CronRule:
+    def __init__(self, expr: str, tz: str = "UTC") -> None:
+        from .timeutil import zone
+
+        self.expr = expr
+        self.zone = zone(tz)
+        self.minutes, self.hours, self.days, self.months, self.weekdays, self.day_star, self.weekday_star = \
+            cronexpr.fields(expr)
+
+    def day_matches(self, day: dt.date) -> bool:
+        if day.month not in self.months:
+            return False
+        dom = day.day in self.days
+        dow = (day.isoweekday() % 7) in self.weekdays  # cron: 0 is Sunday
+        if self.day_star or self.weekday_star:  # cron: restricted fields are either/or, `*` never counts
+            return dom and dow
+        return dom or dow
+
+    def after(self, start: dt.datetime) -> Iterator[Slot]:
+        """Slots after `start`, in order, forever (or until none can come)."""
+        local = start.astimezone(self.zone).replace(tzinfo=None)
+        day = local.date() - dt.timedelta(days=1)  # a gap can move yesterday's wall time past `start`
+        empty_years = 0
+        while empty_years < 8:  # `0 0 31 2 *` never fires: stop looking after eight years of nothing
+            year = day.year
+            found = False
+            while day.year == year:
+                if self.day_matches(day):
+                    found = True
+                    seen: Set[dt.datetime] = set()
+                    for hour in self.hours:
+                        for minute in self.minutes:
+                            slot = self.resolve(dt.datetime.combine(day, dt.time(hour, minute)))
+                            if slot.at > start and slot.at not in seen:
+                                seen.add(slot.at)
+                                yield slot
+                day += dt.timedelta(days=1)
+            empty_years = 0 if found else empty_years + 1
+
+    def resolve(self, wall: dt.datetime) -> Slot:
+        """The instant a wall-clock time of this zone fires at."""
+        first = wall.replace(tzinfo=self.zone, fold=0)
+        at = first.astimezone(UTC)
+        if at.astimezone(self.zone).replace(tzinfo=None) == wall:
+            return Slot(at, at.astimezone(self.zone))  # exists (fold=0: the first of a repeated hour)
+        # In a gap: fold=0 reads it with the offset from before the gap, which lands
+        # after the gap's end; fold=1 with the offset after, which lands before its
+        # start. The end of the gap, the first instant after it, lies between them.
+        low = wall.replace(tzinfo=self.zone, fold=1).astimezone(UTC)
+        high = at
+        if low > high:
+            low, high = high, low
+        while high - low > dt.timedelta(seconds=1):
+            mid = low + (high - low) / 2
+            if _offset(mid, self.zone) == _offset(high, self.zone):
+                high = mid
+            else:
+                low = mid
+        high = high.replace(microsecond=0)
+        return Slot(high, high.astimezone(self.zone), moved=True)
+
+    def __repr__(self) -> str:
+        return f"cron {self.expr!r} in {self.zone}"
+
+
+def _offset(t: dt.datetime, zone) -> Optional[dt.timedelta]:
+    return t.astimezone(zone).utcoffset()
+
+
+class EveryRule:
+    def __init__(self, interval: dt.timedelta, anchor: Optional[dt.datetime] = None) -> None:
+        if interval <= dt.timedelta(0):
+            raise ValueError("an interval must be positive")
+        self.step = _micros(interval)
+        self.anchor = anchor or EPOCH
+
+    def after(self, start: dt.datetime) -> Iterator[Slot]:
+        k = (_micros(start - self.anchor)) // self.step + 1  # the first k with anchor + k*step > start
+        while True:
+            at = (self.anchor + dt.timedelta(microseconds=k * self.step)).astimezone(UTC)
+            yield Slot(at, at)
+            k += 1
+
+
+class AtRule:
+    def __init__(self, when: dt.datetime) -> None:
+        self.when = when
+
+    def after(self, start: dt.datetime) -> Iterator[Slot]:
+        if self.when > start:
+            at = self.when.astimezone(UTC)
+            yield Slot(at, self.when)
+
+
+def _micros(delta: dt.timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _inside(slot: Slot, window: Optional[Window]) -> bool:
+    if window is None:
+        return True
+    start, end = window
+    return (start is None or slot.at >= start) and (end is None or slot.at <= end)
+
+
+def between(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] = None) -> List[Slot]:
+    """The slots in (start, end], oldest first."""
+    out = []
+    for slot in rule.after(start):
+        if slot.at > end:
+            break
+        if _inside(slot, window):
+            out.append(slot)
+    return out
+
+
+def upcoming(rule, after: dt.datetime, count: int, window: Optional[Window] = None) -> List[Slot]:
+    """The next `count` slots after `after` (fewer if the rule or the window ends)."""
+    out: List[Slot] = []
+    for slot in rule.after(after):
+        if window is not None and window[1] is not None and slot.at > window[1]:
+            break
+        if _inside(slot, window):
+            out.append(slot)
+            if len(out) == count:
+                break
+    return out
