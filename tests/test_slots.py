@@ -149,3 +149,55 @@ def test_agrees_with_croniter_in_utc():
         expected = [it.get_next(dt.datetime).replace(tzinfo=UTC) for _ in range(20)]
         got = [s.at for s in slots.upcoming(cron(expr), start, 20)]
         assert got == expected, expr
+
+
+def _oracle(expr: str, tz: str, start: dt.datetime, end: dt.datetime) -> list:
+    """The rules applied the slow way: every UTC minute of the range, read on the zone's wall clock."""
+    from zoneinfo import ZoneInfo
+
+    from flowdsl import cronexpr
+
+    zone = ZoneInfo(tz)
+    minutes, hours, days, months, weekdays, day_star, weekday_star = cronexpr.fields(expr)
+
+    def matches(wall: dt.datetime) -> bool:
+        if wall.minute not in minutes or wall.hour not in hours or wall.month not in months:
+            return False
+        dom, dow = wall.day in days, (wall.isoweekday() % 7) in weekdays
+        return (dom and dow) if (day_star or weekday_star) else (dom or dow)
+
+    fired, seen_walls = [], set()
+    t = start - dt.timedelta(hours=3)
+    previous_wall = None
+    while t <= end + dt.timedelta(hours=3):
+        wall = t.astimezone(zone).replace(tzinfo=None)
+        if previous_wall is not None and wall - previous_wall > dt.timedelta(minutes=1):
+            # clocks jumped forward: every skipped wall minute that matches fires now, once
+            skipped = previous_wall + dt.timedelta(minutes=1)
+            while skipped < wall:
+                if matches(skipped):
+                    fired.append(t)
+                    break
+                skipped += dt.timedelta(minutes=1)
+        if matches(wall) and wall not in seen_walls:  # a repeated wall minute fires the first time only
+            fired.append(t)
+        seen_walls.add(wall)
+        previous_wall = wall
+        t += dt.timedelta(minutes=1)
+    return sorted({f for f in fired if start < f <= end})
+
+
+@pytest.mark.parametrize("tz, around", [
+    ("Europe/Berlin", utc(2026, 3, 29, 1)), ("Europe/Berlin", utc(2026, 10, 25, 1)),
+    ("America/New_York", utc(2026, 3, 8, 7)), ("America/New_York", utc(2026, 11, 1, 6)),
+    ("Australia/Lord_Howe", utc(2026, 10, 3, 15, 30)), ("Australia/Lord_Howe", utc(2026, 4, 4, 15)),
+])
+def test_matches_a_minute_by_minute_oracle_around_transitions(tz, around):
+    rng = random.Random(tz + around.isoformat())
+    exprs = ["* * * * *", "*/5 * * * *", "30 * * * *", "15,45 1-3 * * *", "0 2 * * *", "59 1 * * *",
+             "*/7 2 * * 0", "10 */2 * * *"]
+    exprs += [f"{rng.randrange(60)} {rng.randrange(24)} * * *" for _ in range(6)]
+    start, end = around - dt.timedelta(hours=6), around + dt.timedelta(hours=6)
+    for expr in exprs:
+        got = [s.at for s in slots.between(cron(expr, tz), start, end)]
+        assert got == _oracle(expr, tz, start, end), (expr, tz)
