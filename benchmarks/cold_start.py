@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from benchkit import ensure_pyz
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join("examples", "orders", "orders.flow")
 GOAL_MS = 80.0
@@ -67,9 +69,7 @@ def main() -> int:
     ap.add_argument("--pyz", default=os.path.join(ROOT, "dist", "flow.pyz"))
     ap.add_argument("--system", action="store_true", help="run the interpreters as they are, not from a fresh venv")
     args = ap.parse_args()
-    pyz = os.path.abspath(args.pyz)
-    if not os.path.exists(pyz):
-        subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", pyz], check=True)
+    pyz = ensure_pyz(args.pyz)
     rel = os.path.relpath(pyz, ROOT)
     print(f"cold start, median of {args.runs} interleaved runs: `python {rel} validate {EXAMPLE}` vs `python -c pass`")
     for python in args.python or [sys.executable]:

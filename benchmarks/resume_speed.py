@@ -32,6 +32,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchkit import ensure_pyz  # noqa: E402
+
 from flowdsl import journal  # noqa: E402
 
 GOAL_S = 1.0
@@ -100,10 +102,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.tasks < 2:
         ap.error("--tasks must be at least 2")
-    pyz = os.path.abspath(args.pyz)
-    if not os.path.exists(pyz):
-        print(f"building {os.path.relpath(pyz, ROOT)}...", file=sys.stderr)
-        subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", pyz], check=True)
+    pyz = ensure_pyz(args.pyz)
     cmd = [sys.executable, pyz]
     folder = tempfile.mkdtemp(prefix="flow-resume-bench-")
     try:

@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import msgpack  # noqa: E402
+from benchkit import ensure_pyz  # noqa: E402
 
 from flowdsl import journal  # noqa: E402
 
@@ -125,10 +126,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    pyz = os.path.abspath(args.pyz)
-    if not os.path.exists(pyz):
-        print(f"building {os.path.relpath(pyz, ROOT)}...", file=sys.stderr)
-        subprocess.run([sys.executable, os.path.join(ROOT, "build_zipapp.py"), "--output", pyz], check=True)
+    pyz = ensure_pyz(args.pyz)
     cmd = [sys.executable, pyz]
     folder = tempfile.mkdtemp(prefix="flow-runs-bench-")
     try:

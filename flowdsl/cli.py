@@ -216,7 +216,7 @@ def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str
 
 def resume_options(args, program, state_root: str, options) -> None:
     """--resume [RUN_ID]: the run to continue, with its own params, targets and logical date."""
-    from . import codec, history, journal
+    from . import codec, history, journal, state
     from .timeutil import parse_iso
 
     if args.param or args.target or args.logical_date:
@@ -229,7 +229,7 @@ def resume_options(args, program, state_root: str, options) -> None:
         raise UsageError(f"nothing to resume: {e}") from None
     if history.pipeline_of(run_id) != name:
         raise UsageError(f"run {run_id} is not a run of {name}")
-    head = journal.head(history.journal_path(os.path.join(state_root, "runs", run_id)))
+    head = journal.head(state.journal_path(state.run_dir(state_root, run_id)))
     options.run_id, options.resume = run_id, True
     options.params = codec.unpack(head["overrides"]) if head.get("overrides") else {}
     options.targets = list(head.get("targets") or ())
@@ -239,14 +239,14 @@ def resume_options(args, program, state_root: str, options) -> None:
 
 def earlier_run(program, state_root: str, options, say) -> None:
     """--from without --resume: keep what the latest run of the pipeline finished."""
-    from . import history, journal
+    from . import history, journal, state
 
     run_id = history.latest(state_root, program.pipeline.name)
     if run_id is None:
         say(f"no earlier run of {program.pipeline.name} in {state_root}: every task runs")
         return
     try:
-        options.earlier = history.load(os.path.join(state_root, "runs", run_id))
+        options.earlier = history.load(state.run_dir(state_root, run_id))
         options.earlier_id = run_id
     except journal.JournalError as e:
         say(f"cannot keep results of {run_id} ({e}): every task runs")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import journal, state
+from .state import journal_path
 
 
 class NoSuchRun(Exception):
@@ -44,18 +45,26 @@ def pipeline_of(run_id: str) -> str:
     return run_id.rsplit("-", 2)[0]
 
 
-def journal_path(folder: str) -> str:
-    return os.path.join(folder, "journal.msgpack")
+def replay(folder: str) -> Tuple[state.RunState, Optional[int]]:
+    """The run's state, and where the journal's last whole record ends (None: the journal is whole).
+
+    From the snapshot while the journal is the one it was made from, else by
+    replaying the journal. Raises journal.JournalError.
+    """
+    run = state.read_snapshot(folder)
+    if run is not None:
+        return run, None
+    records, end = journal.scan(journal_path(folder))
+    run = state.RunState()
+    for record in records:
+        run.apply(record)
+    return run, end
 
 
 def load(folder: str) -> state.RunState:
     """The run as its journal tells it, settled (a dead run is interrupted). Raises journal.JournalError."""
     path = journal_path(folder)
-    run = state.read_snapshot(folder)
-    if run is None:
-        run = state.RunState()
-        for record in journal.iter_records(path):
-            run.apply(record)
+    run, _ = replay(folder)
     if not run.info:
         raise journal.JournalError(f"{path}: the journal is empty (the run never started)")
     return run.settle(journal.is_live(path))

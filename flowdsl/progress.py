@@ -35,7 +35,7 @@ class PlainReporter:
         self.t0 = time.monotonic()
         self.folder = ""
         self.offsets: Dict[str, int] = {}
-        self.counts = {"success": 0, "failed": 0, "skipped": 0, "kept": 0}
+        self.counts = {"success": 0, "failed": 0, "skipped": 0}
         self.kept_tasks: set = set()
 
     def say(self, text: str, always: bool = False) -> None:
@@ -77,7 +77,6 @@ class PlainReporter:
     def kept(self, key: str) -> None:
         """A result kept from before (a resume or --from): one line each only with -v."""
         self.kept_tasks.add(key.split("[", 1)[0])
-        self.counts["kept"] = len(self.kept_tasks)
         if self.verbose:
             self.say(f"{self.stamp()} keep  {key}")
 
@@ -124,8 +123,8 @@ class PlainReporter:
         for k in top:
             by[tasks[k]["status"]] = by.get(tasks[k]["status"], 0) + 1
         parts = ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
-        if self.counts["kept"]:
-            parts += f" ({self.counts['kept']} kept from before)"
+        if self.kept_tasks:
+            parts += f" ({len(self.kept_tasks)} kept from before)"
         took = time.monotonic() - self.t0  # this session's time (a resumed run's report counts from its start)
         self.say(f"run {report['run_id']} {report['status']} in {took:.2f}s: {parts}", always=True)
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from . import checkpoint, codec, ir, journal, planner, state, values
+from . import checkpoint, codec, history, ir, journal, planner, state, values
 from .backends import make_backend
 from .values import EvalError, Scope, Secrets, evaluate
 from .worker import Attempt, Interrupted, Outcome
@@ -72,7 +72,6 @@ class Runner:
         self.folder = os.path.dirname(os.path.abspath(self.program.file))
         base = self.folder
         self.sys_path = tuple([base] + [os.path.normpath(os.path.join(base, p.text)) for p in self.pipeline.pythonpath])
-        self.results = LazyResults(self.state, plan.program.pipeline.results)
         self.remaining: Dict[str, int] = {}
         self.downstream: Dict[str, List[str]] = {name: [] for name in plan.tasks}
         self.ready: deque = deque()
@@ -124,26 +123,18 @@ class Runner:
         program_fp = fingerprint(self.program)
         if o.resume:
             self.run_folder = state.run_dir(self.state_root, run_id)
-            path = os.path.join(self.run_folder, "journal.msgpack")
-            self.journal = journal.Writer(path, create=False)
-            # read under the lock: nobody else writes it now
-            earlier = state.read_snapshot(self.run_folder)
-            if earlier is None:
-                records, end = journal.scan(path)
-                if end < self.journal.size:
-                    self.journal.truncate(end)  # a torn last record
-                earlier = state.RunState()
-                for r in records:
-                    earlier.apply(r)
+            self.journal = journal.Writer(state.journal_path(self.run_folder), create=False)
+            earlier, end = history.replay(self.run_folder)  # under the lock: nobody else writes it now
+            if end is not None and end < self.journal.size:
+                self.journal.truncate(end)  # a torn last record
             self.previous = checkpoint.Previous(run_id, earlier, o.forced, same_run=True)
             self.fingerprints.know(self.previous, program_fp, earlier.info.get("fingerprint"))
             self.hook_base = earlier.hook_records
             self.state = earlier
-            self.results.state = earlier
             self.resumed = earlier.status
         else:
             self.run_folder = state.make_run_dir(self.state_root, run_id)
-            self.journal = journal.Writer(os.path.join(self.run_folder, "journal.msgpack"))
+            self.journal = journal.Writer(state.journal_path(self.run_folder))
             self.previous = checkpoint.Previous(o.earlier_id, o.earlier, o.forced, same_run=False)
             if o.earlier is not None:
                 self.fingerprints.know(self.previous, program_fp, o.earlier.info.get("fingerprint"))
@@ -171,9 +162,9 @@ class Runner:
                 "targets": list(o.targets), "tasks": list(self.plan.tasks),
                 "results": results_mode, "executor": executor, "overrides": _pack_params(o.params),
             }, sync=True)
+        self.results = LazyResults(self.state, p.results)
         if self.journal_error is not None:
             raise self.journal_error
-        self.write_summary()
 
     def write_summary(self) -> None:
         try:
@@ -189,7 +180,7 @@ class Runner:
                 if os.path.exists(path):
                     os.unlink(path)
             else:
-                digest = state.journal_digest(os.path.join(self.run_folder, "journal.msgpack"))
+                digest = state.journal_digest(state.journal_path(self.run_folder))
                 state.write_json_atomic(path, self.state.snapshot(digest))
         except (OSError, TypeError, ValueError):
             pass  # a resume replays the journal instead

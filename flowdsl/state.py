@@ -44,7 +44,7 @@ def read_snapshot(folder: str) -> Optional[RunState]:
         with open(os.path.join(folder, SNAPSHOT), encoding="utf-8") as f:
             data = json.load(f)
         if data.get("v") != SNAPSHOT_VERSION or \
-                data.get("journal") != journal_digest(os.path.join(folder, "journal.msgpack")):
+                data.get("journal") != journal_digest(journal_path(folder)):
             return None
         return RunState.from_snapshot(data)
     except (OSError, ValueError, KeyError, TypeError):
@@ -88,6 +88,10 @@ def make_run_dir(state: str, run_id: str) -> str:
     os.makedirs(os.path.join(path, "logs"), mode=0o700)
     os.chmod(path, 0o700)
     return path
+
+
+def journal_path(folder: str) -> str:
+    return os.path.join(folder, "journal.msgpack")
 
 
 def log_path(folder: str, key: str, attempt: int) -> str:

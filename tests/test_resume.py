@@ -67,6 +67,15 @@ def failed_first_run(flow, tmp_path):
     return f, report
 
 
+def succeeded_first_run(flow, tmp_path):
+    f = write_project(tmp_path, PIPELINE, MODULE)
+    (tmp_path / "fixed").write_text("")
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    ran(tmp_path)
+    return f, report
+
+
 def test_resume_runs_only_what_did_not_succeed(flow, tmp_path):
     f, first = failed_first_run(flow, tmp_path)
     (tmp_path / "fixed").write_text("")
@@ -148,11 +157,7 @@ def test_changed_source_and_comment_only_changes(flow, tmp_path):
 
 
 def test_a_changed_shell_command_says_its_definition_changed(flow, tmp_path):
-    f = write_project(tmp_path, PIPELINE, MODULE)
-    (tmp_path / "fixed").write_text("")
-    proc, first = run_json(flow, f)
-    assert proc.returncode == 0, explain(proc)
-    ran(tmp_path)
+    f, first = succeeded_first_run(flow, tmp_path)
     f.write_text(f.read_text().replace("echo report >>", "echo report  >>"))
     proc, report = run_json(flow, f, "--resume")
     assert "report runs again: its definition changed" in proc.stderr, explain(proc)
@@ -161,11 +166,7 @@ def test_a_changed_shell_command_says_its_definition_changed(flow, tmp_path):
 
 
 def test_from_reruns_a_task_and_its_dependents_keeping_the_rest(flow, tmp_path):
-    f = write_project(tmp_path, PIPELINE, MODULE)
-    (tmp_path / "fixed").write_text("")
-    proc, first = run_json(flow, f)
-    assert proc.returncode == 0, explain(proc)
-    ran(tmp_path)
+    f, first = succeeded_first_run(flow, tmp_path)
     proc, report = run_json(flow, f, "--from", "transform")
     assert proc.returncode == 0, explain(proc)
     assert report["run_id"] != first["run_id"], "--from starts a new run"
