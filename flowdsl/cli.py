@@ -356,48 +356,18 @@ def cmd_run(args) -> int:
 
 
 def detach(runner, args) -> int:
-    """Fork the opened run into its own session; print its id and return at once.
-
-    The child inherits the journal's lock (one open file, two descriptors),
-    so the run is never seen as dead between the fork and the parent's exit.
-    Its own output goes to `output.log` in the run's folder.
-    """
+    """Fork the opened run into its own session (see `launch`); print its id and return at once."""
     import json
 
-    from .progress import PlainReporter
+    from .launch import start
 
+    pid = start(runner, quiet=args.quiet, verbose=args.verbose)
     run_id = runner.run_values["id"]
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        runner.journal.release()
-        if args.json:
-            print(json.dumps({"run_id": run_id, "folder": runner.run_folder, "pid": pid}))
-        else:
-            print(run_id)
-        return EXIT_OK
-    code = EXIT_BUG
-    try:
-        os.setsid()  # no terminal, no hangup when the shell that started it goes
-        null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(os.path.join(runner.run_folder, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.dup2(null, 0)
-        os.dup2(log, 1)
-        os.dup2(log, 2)
-        os.close(null)
-        os.close(log)
-        runner.reporter = PlainReporter(sys.stdout, args.quiet, args.verbose)
-        report = runner.execute()
-        code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)
-    except BaseException as e:  # noqa: BLE001  (a detached run has nobody else to tell)
-        code = report_bug(e)
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+    if args.json:
+        print(json.dumps({"run_id": run_id, "folder": runner.run_folder, "pid": pid}))
+    else:
+        print(run_id)
+    return EXIT_OK
 
 
 def add_run(p) -> None:
@@ -425,6 +395,10 @@ VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, he
     "validate": ("cli", "validate", "check .flow files; never imports user code"),
     "graph": ("cli", "graph", "print a pipeline's task graph"),
     "run": ("cli", "run", "run a pipeline and wait for it"),
+    "tick": ("cli_schedule", "tick", "start the scheduled runs that are due (for cron, every minute)"),
+    "schedule": ("cli_schedule", "schedule", "each pipeline's schedules and next fire times"),
+    "backfill": ("cli_schedule", "backfill", "one run per schedule slot in a range of dates"),
+    "init": ("cli_init", "init", "a starter project: a pipeline, its tasks module and the crontab line"),
     "runs": ("cli_history", "runs", "list runs, newest first"),
     "status": ("cli_history", "status", "one run's tasks: state, attempts, duration, error"),
     "logs": ("cli_history", "logs", "the captured output of a run or one task"),

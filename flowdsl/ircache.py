@@ -79,21 +79,38 @@ def store(cache_dir: str, path: str, targets: Sequence[str], loaded, modules: Li
     deps: List[Tuple[str, str, Any]] = [(f, "flow", _stamp(f, "flow")) for f in program.files]
     deps += [(m, "py", _stamp(m, "py")) for m in sorted(set(modules))]
     entry = {"targets": list(targets), "deps": deps, "program": program, "warnings": loaded.diagnostics}
-    if background and hasattr(os, "fork"):
-        pid = os.fork()
-        if pid:
-            os.waitpid(pid, 0)  # the child forks again and is gone at once
-            return
-        try:
-            if os.fork() == 0:
-                from .journal import drop_inherited
+    if background:
+        in_background(lambda: _write(cache_dir, path, entry))
+    else:
+        _write(cache_dir, path, entry)
 
-                drop_inherited()
-                os.nice(19)  # the run comes first: this only uses what it leaves idle
-                _write(cache_dir, path, entry)
-        finally:
-            os._exit(0)
-    _write(cache_dir, path, entry)
+
+def keep_all(keeps: Sequence) -> None:
+    """Call each function that `checked` returned, in one background process."""
+    in_background(lambda: [keep(background=False) for keep in keeps])
+
+
+def in_background(work) -> None:
+    """Do `work` in a forked grandchild at the lowest priority, so nobody waits for it or shares a core with it."""
+    if not hasattr(os, "fork"):
+        work()
+        return
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)  # the child forks again and is gone at once
+        return
+    try:
+        if os.fork() == 0:
+            from .journal import drop_inherited
+
+            drop_inherited()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):  # whoever reads our output (cron, a pipe) need not wait for this
+                os.dup2(null, fd)
+            os.nice(19)  # the run comes first: this only uses what it leaves idle
+            work()
+    finally:
+        os._exit(0)
 
 
 def _write(cache_dir: str, path: str, entry: dict) -> None:

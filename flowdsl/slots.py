@@ -56,6 +56,8 @@ class CronRule:
         """Slots after `start`, in order, forever (or until none can come)."""
         local = start.astimezone(self.zone).replace(tzinfo=None)
         day = local.date() - dt.timedelta(days=1)  # a gap can move yesterday's wall time past `start`
+        # No offset change moves a wall time by three hours: earlier ones cannot come after `start`.
+        earliest = local - dt.timedelta(hours=3)
         empty_years = 0
         while empty_years < 8:  # `0 0 31 2 *` never fires: stop looking after eight years of nothing
             year = day.year
@@ -65,6 +67,8 @@ class CronRule:
                     found = True
                     seen: Set[dt.datetime] = set()
                     for hour in self.hours:
+                        if dt.datetime.combine(day, dt.time(hour, 59)) < earliest:
+                            continue
                         for minute in self.minutes:
                             slot = self.resolve(dt.datetime.combine(day, dt.time(hour, minute)))
                             if slot.at > start and slot.at not in seen:

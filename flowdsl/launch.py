@@ -1,0 +1,157 @@
+"""Starting runs away from the command that decided on them.
+
+`flow run --detach`, `flow tick` and `flow backfill` open a run here (its
+folder, journal and first record exist before anything forks) and fork it:
+the child, in its own session unless told otherwise, writes its output to
+`output.log` in the run's folder and runs to the end. The child inherits the
+journal's lock (one open file, two descriptors), so the run is never seen as
+dead between the fork and the parent's exit.
+
+A run may have to wait before it starts: for the runs it queues behind
+(`overlap queue`), or for the runs it replaces to stop (`overlap replace`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from typing import Callable, Iterable, List, Optional, Sequence
+
+REPLACE_GRACE = 30.0  # seconds a replaced run gets to stop after SIGTERM, before SIGKILL
+
+
+class CannotStart(Exception):
+    """The run could not be opened (its params, the state folder, the executor)."""
+
+
+def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], run_id: Optional[str] = None):
+    """A Runner for a whole-pipeline run, opened. Raises CannotStart."""
+    from .journal import JournalError
+    from .planner import make_plan
+    from .progress import PlainReporter
+    from .runner import Runner, RunOptions
+    from .values import EvalError
+
+    executor = program.pipeline.executor.kind if program.pipeline.executor else "process"
+    if executor == "dask":
+        raise CannotStart("the dask executor is not available in this release")
+    options = RunOptions(executor=executor, logical_date=logical_date, trigger=trigger,
+                         state_dir=state_dir, run_id=run_id)
+    runner = Runner(make_plan(program, []), options, PlainReporter(sys.stdout))
+    try:
+        runner.open()
+    except (JournalError, EvalError) as e:
+        raise CannotStart(str(e)) from None
+    except OSError as e:
+        raise CannotStart(f"cannot create the run: {e.strerror or e}") from None
+    return runner
+
+
+def start(runner, *, session: bool = True, before: Optional[Callable] = None,
+          close: Iterable[int] = (), quiet: bool = False, verbose: bool = False) -> int:
+    """Fork the opened run; the parent gets the child's pid and gives up the journal.
+
+    The child closes `close` (descriptors it must not keep, such as a lock),
+    calls `before(reporter)` and runs; its exit code is the run's.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        runner.journal.release()
+        return pid
+    from .cli import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, report_bug
+    from .progress import PlainReporter
+
+    code = EXIT_BUG
+    try:
+        for fd in close:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if session:
+            os.setsid()  # no terminal, no hangup when the shell or cron job that started it goes
+        null = os.open(os.devnull, os.O_RDONLY)
+        log = os.open(os.path.join(runner.run_folder, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(null)
+        os.close(log)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        runner.reporter = PlainReporter(sys.stdout, quiet, verbose)
+        runner.state.info["pid"] = os.getpid()  # what `overlap replace` signals, even while this run waits
+        runner.write_summary()
+        if before is not None:
+            before(runner.reporter)
+        report = runner.execute()
+        code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)
+    except BaseException as e:  # noqa: BLE001  (a detached run has nobody else to tell)
+        code = report_bug(e) if not isinstance(e, (KeyboardInterrupt, SystemExit)) else EXIT_INTERRUPTED
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def live_runs(state_root: str, pipeline: str) -> List[str]:
+    """The runs of `pipeline` whose runner is alive, oldest first."""
+    from . import history, journal, state
+
+    live = [run_id for run_id in history.run_ids(state_root) if history.pipeline_of(run_id) == pipeline
+            and journal.is_live(state.journal_path(state.run_dir(state_root, run_id)))]
+    return live[::-1]
+
+
+def wait_for(state_root: str, run_ids: Sequence[str]) -> Callable:
+    """A `before` that waits until each of `run_ids` has ended (`overlap queue`)."""
+    def before(reporter) -> None:
+        from . import journal, state
+
+        for run_id in run_ids:
+            reporter.note(f"waiting for {run_id} to end (overlap queue)")
+            while journal.is_live(state.journal_path(state.run_dir(state_root, run_id))):
+                time.sleep(0.2)
+    return before
+
+
+def stop_runs(state_root: str, run_ids: Sequence[str]) -> Callable:
+    """SIGTERM each run now; a `before` that waits for them to stop (`overlap replace`).
+
+    A replaced run ends `interrupted` and can be resumed. One that has not
+    stopped REPLACE_GRACE seconds later is killed.
+    """
+    from . import history
+
+    pids = {}
+    for run_id in run_ids:
+        pid = history.summary(state_root, run_id).get("pid")
+        if isinstance(pid, int) and pid > 1:
+            pids[run_id] = pid
+            _signal(pid, signal.SIGTERM)
+
+    def before(reporter) -> None:
+        from . import journal, state
+
+        for run_id in run_ids:
+            reporter.note(f"stopping {run_id} (overlap replace)")
+            deadline = time.monotonic() + REPLACE_GRACE
+            path = state.journal_path(state.run_dir(state_root, run_id))
+            while journal.is_live(path):
+                if time.monotonic() > deadline and run_id in pids:
+                    _signal(pids.pop(run_id), signal.SIGKILL)
+                time.sleep(0.1)
+    return before
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass

@@ -1,0 +1,96 @@
+"""What a pipeline's schedules say about a span of time: no clock, no files.
+
+`flow tick`, `flow schedule` and `flow backfill` ask their questions here:
+
+* `entries(pipeline)` turns the `schedule` statements of a checked program
+  into rules (`slots.CronRule`, `EveryRule`, `AtRule`), each with the label
+  it is reported under (`cron 0 5 * * 1-5`, `every 15m`, `at 2026-12-01T00:00`);
+* `owned(...)` gives the slots of all of them in `(start, end]`, merged and
+  oldest first; slots of two schedules on one instant are one slot;
+* `by_catchup(...)` picks from the slots a tick owns those that fire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import List, NamedTuple, Optional, Tuple
+
+from . import ir, slots
+from .timeutil import parse_iso
+
+GRACE = dt.timedelta(seconds=60)  # `catchup none` fires a slot this recent; a first tick owns this much
+
+
+class Entry(NamedTuple):
+    label: str  # the schedule as written: `cron 0 5 * * 1-5`
+    zone: str  # the time zone its slots are shown (and logical dates given) in
+    rule: object  # slots.CronRule | slots.EveryRule | slots.AtRule
+
+
+class Due(NamedTuple):
+    slot: slots.Slot
+    entry: Entry
+
+
+def entries(pipeline: ir.Pipeline) -> List[Entry]:
+    """The pipeline's schedules as rules (the program is checked: every value is valid)."""
+    out = []
+    for s in pipeline.schedules:
+        if s.kind == "cron":
+            expr = s.expr.text
+            tz = s.option.text if s.option is not None else "UTC"
+            out.append(Entry(f"cron {expr}", tz, slots.CronRule(expr, tz)))
+        elif s.kind == "every":
+            seconds = s.expr.seconds if isinstance(s.expr, ir.Duration) else float(s.expr.value)
+            anchor = parse_iso(s.option.text) if s.option is not None else None
+            label = f"every {s.expr.text if isinstance(s.expr, ir.Duration) else seconds}"
+            if s.option is not None:
+                label += f" from {s.option.text}"
+            out.append(Entry(label, "UTC", slots.EveryRule(dt.timedelta(seconds=seconds), anchor)))
+        else:
+            when = parse_iso(s.expr.text)
+            out.append(Entry(f"at {s.expr.text}", _zone_name(when), slots.AtRule(when)))
+    return out
+
+
+def _zone_name(when: dt.datetime) -> str:
+    offset = when.utcoffset()
+    if not offset:
+        return "UTC"
+    return when.strftime("%z")[:3] + ":" + when.strftime("%z")[3:]
+
+
+def window(pipeline: ir.Pipeline) -> Optional[slots.Window]:
+    w = pipeline.window
+    if w is None:
+        return None
+    return parse_iso(w.start.text), (parse_iso(w.end.text) if w.end is not None else None)
+
+
+def owned(schedule: List[Entry], start: dt.datetime, end: dt.datetime,
+          win: Optional[slots.Window] = None) -> List[Due]:
+    """Every slot in (start, end], oldest first; one slot per instant (the first schedule's)."""
+    found = {}
+    for entry in schedule:
+        for slot in slots.between(entry.rule, start, end, win):
+            found.setdefault(slot.at, Due(slot, entry))
+    return [found[at] for at in sorted(found)]
+
+
+def by_catchup(due: List[Due], mode: str, now: dt.datetime) -> Tuple[List[Due], List[Due]]:
+    """(the slots that fire, the slots dropped): `all` fires each, `latest` the newest,
+    `none` only one within GRACE before `now`."""
+    if mode == "all" or not due:
+        return due, []
+    if mode == "latest":
+        return due[-1:], due[:-1]
+    recent = [d for d in due if d.slot.at > now - GRACE]
+    return recent[-1:], [d for d in due if d not in recent[-1:]]
+
+
+def catchup_mode(pipeline: ir.Pipeline) -> str:
+    return pipeline.catchup.value if pipeline.catchup is not None else "latest"
+
+
+def overlap_mode(pipeline: ir.Pipeline) -> str:
+    return pipeline.overlap.value if pipeline.overlap is not None else "skip"

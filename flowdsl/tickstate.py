@@ -1,0 +1,152 @@
+"""The tick state: which slots of which pipeline have been dealt with.
+
+One file per state folder, `<state>/tick.json`, changed only under an
+exclusive `flock` on `<state>/tick.lock` and replaced atomically (written
+beside it, fsynced, renamed), so a crash leaves the old or the new state,
+never half of one. Per pipeline it keeps:
+
+* `last_tick`: the `now` of the last tick that looked at the pipeline; the
+  next tick owns `(last_tick, now]`, so no two ticks own one slot;
+* `claims`: the newest slots fired, each with the run id chosen for it
+  before its run starts. A claim whose run was never started (the tick
+  died in between) is started by the next tick, so no slot is lost;
+* `skipped`: the newest slots dropped (by `catchup` or `overlap`) and why.
+
+A file that cannot be read as such a state raises `Damaged`, whose message
+says how to recover (see the README, "Scheduling").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+VERSION = 1
+KEEP = 50  # claims and skips remembered per pipeline
+FILE, LOCK = "tick.json", "tick.lock"
+
+
+class Damaged(Exception):
+    """The tick state cannot be read: nothing in its state folder may fire until it is fixed."""
+
+
+def path(state_root: str) -> str:
+    return os.path.join(state_root, FILE)
+
+
+def recovery(state_root: str) -> str:
+    p = path(state_root)
+    return (f"move it aside (`mv {p} {p}.damaged`): the next tick then starts afresh, owning only the "
+            f"last minute, and never fires a slot that already has a run")
+
+
+class TickState:
+    """The tick state of one state folder, held under its lock (or read without it, for a dry run)."""
+
+    def __init__(self, state_root: str, locked: bool = True) -> None:
+        self.root = state_root
+        self.fd = -1
+        if locked:
+            from .state import ensure_private_dir
+
+            ensure_private_dir(state_root)
+            self.fd = os.open(os.path.join(state_root, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)  # ticks started together take turns here
+        try:
+            self.data = read(state_root)
+        except Damaged:
+            self.release()
+            raise
+
+    def pipeline(self, name: str) -> Dict[str, Any]:
+        return self.data["pipelines"].setdefault(name, {"last_tick": None, "claims": [], "skipped": []})
+
+    def known(self, name: str) -> Optional[Dict[str, Any]]:
+        return self.data["pipelines"].get(name)
+
+    def save(self) -> None:
+        if self.fd < 0:
+            raise RuntimeError("the tick state is saved only under its lock")
+        for entry in self.data["pipelines"].values():
+            entry["claims"] = entry["claims"][-KEEP:]
+            entry["skipped"] = entry["skipped"][-KEEP:]
+        target = path(self.root)
+        tmp = f"{target}.tmp{os.getpid()}"
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
+            f.write(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        dirfd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> TickState:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def read(state_root: str) -> Dict[str, Any]:
+    """The state as data; an empty one if there is none yet. Raises Damaged."""
+    p = path(state_root)
+    try:
+        with open(p, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return {"version": VERSION, "pipelines": {}}
+    except OSError as e:
+        raise Damaged(f"{p}: cannot read the tick state: {e.strerror or e}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+        _check(data)
+    except (ValueError, TypeError, KeyError) as e:
+        raise Damaged(f"{p}: the tick state is damaged ({e}); nothing in {state_root} fires until it is "
+                      f"fixed. To recover, {recovery(state_root)}") from None
+    return data
+
+
+def _check(data: Any) -> None:
+    if not isinstance(data, dict) or not isinstance(data.get("pipelines"), dict):
+        raise ValueError("not a tick state")
+    if data.get("version") != VERSION:
+        raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+    for name, entry in data["pipelines"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("claims"), list) \
+                or not isinstance(entry.get("skipped"), list):
+            raise ValueError(f"the entry of {name!r} is malformed")
+        last = entry.get("last_tick")
+        if last is not None:
+            parse_time(last)
+        for claim in entry["claims"]:
+            if not isinstance(claim, dict) or not isinstance(claim.get("run_id"), str):
+                raise ValueError(f"a claim of {name!r} is malformed")
+            parse_time(claim["slot"])
+
+
+def parse_time(text: Any) -> dt.datetime:
+    if not isinstance(text, str):
+        raise ValueError(f"{text!r} is not a time")
+    t = dt.datetime.fromisoformat(text)
+    if t.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return t
+
+
+def stamp(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat()
+
+
+def claimed_slots(entry: Dict[str, Any]) -> List[dt.datetime]:
+    return [parse_time(c["slot"]) for c in entry["claims"]]
