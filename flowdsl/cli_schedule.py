@@ -209,7 +209,7 @@ def cmd_schedule(args) -> int:
                                  next=[s.logical.isoformat() for s in upcoming],
                                  moved=[s.logical.isoformat() for s in upcoming if s.moved]))
             for w in p.warnings:
-                print(f"warning: {w.span.file}:{w.span.line}:{w.span.column}: {w.message} ({w.hint})",
+                print(f"{w.span}: warning: {w.message} ({w.hint})",
                       file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -226,7 +226,7 @@ def print_schedule(rows: List[dict], now: dt.datetime) -> None:
     if not rows:
         print("no pipelines found")
         return
-    table, moved_any = [], False
+    table, moved_any, shown = [], False, set()
     for r in rows:
         times = []
         for t in r["next"]:
@@ -239,9 +239,12 @@ def print_schedule(rows: List[dict], now: dt.datetime) -> None:
             nxt = "none: the window has ended" if r["window"] and r["window"][1] else "none"
         else:
             nxt = "\n".join(times)
-        rules = f"catchup {r['catchup']}\noverlap {r['overlap']}"
-        if r["window"]:
-            rules += f"\nwindow {r['window'][0]}" + (f"\n  to {r['window'][1]}" if r["window"][1] else "")
+        rules = ""
+        if r["file"] not in shown:  # once per pipeline
+            shown.add(r["file"])
+            rules = f"catchup {r['catchup']}\noverlap {r['overlap']}"
+            if r["window"]:
+                rules += f"\nwindow {r['window'][0]}" + (f"\n  to {r['window'][1]}" if r["window"][1] else "")
         table.append([r["pipeline"], r["schedule"] or "-", r["tz"] or "-", nxt, rules])
     print(tabulate(table, headers=["pipeline", "schedule", "zone", "next", "rules"], tablefmt="simple"))
     if moved_any:
@@ -364,7 +367,8 @@ def backfill(program, due, args) -> int:
         print(f"{len(queue)} slot{'s' * (len(queue) != 1)} not run, from {queue[0].slot.logical.isoformat()}: "
               f"backfill them with --start {queue[0].slot.logical.isoformat()}", file=sys.stderr)
     if args.json:
-        print(json.dumps(done, indent=2))
+        order = {d.slot.logical.isoformat(): i for i, d in enumerate(due)}
+        print(json.dumps(sorted(done, key=lambda item: order[item["logical_date"]]), indent=2))
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK
