@@ -19,6 +19,8 @@ from . import ir, slots
 from .timeutil import parse_iso
 
 GRACE = dt.timedelta(seconds=60)  # `catchup none` fires a slot this recent; a first tick owns this much
+MAX_FIRE = 100  # runs one tick starts for one pipeline (`catchup all`): the next tick goes on from there
+MAX_REPORT = 100  # slots dropped by `catchup` that a tick lists (the newest)
 
 
 class Entry(NamedTuple):
@@ -67,14 +69,26 @@ def window(pipeline: ir.Pipeline) -> Optional[slots.Window]:
     return parse_iso(w.start.text), (parse_iso(w.end.text) if w.end is not None else None)
 
 
-def owned(schedule: List[Entry], start: dt.datetime, end: dt.datetime,
-          win: Optional[slots.Window] = None) -> List[Due]:
-    """Every slot in (start, end], oldest first; one slot per instant (the first schedule's)."""
+def owned(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
+          oldest: Optional[int] = None, newest: Optional[int] = None) -> List[Due]:
+    """The slots in (start, end], oldest first; one slot per instant (the first schedule's).
+
+    `oldest=N` keeps only the oldest N, `newest=N` only the newest N: either
+    way a long span (a machine off for a year, `every 1s`) costs no more
+    than N slots per schedule.
+    """
     found = {}
     for entry in schedule:
-        for slot in slots.between(entry.rule, start, end, win):
+        if newest is not None:
+            got = slots.newest(entry.rule, start, end, win, newest)
+        else:
+            got = slots.between(entry.rule, start, end, win, oldest)
+        for slot in got:
             found.setdefault(slot.at, Due(slot, entry))
-    return [found[at] for at in sorted(found)]
+    ordered = [found[at] for at in sorted(found)]
+    if newest is not None:
+        return ordered[-newest:]
+    return ordered[:oldest] if oldest is not None else ordered
 
 
 def by_catchup(due: List[Due], mode: str, now: dt.datetime) -> Tuple[List[Due], List[Due]]:

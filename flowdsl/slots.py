@@ -77,6 +77,32 @@ class CronRule:
                 day += dt.timedelta(days=1)
             empty_years = 0 if found else empty_years + 1
 
+    def before(self, end: dt.datetime) -> Iterator[Slot]:
+        """Slots at or before `end`, newest first, back to the year 1 (or eight empty years)."""
+        local = end.astimezone(self.zone).replace(tzinfo=None)
+        day = local.date() + dt.timedelta(days=1)
+        latest = local + dt.timedelta(hours=3)  # a later wall time cannot come before `end`
+        empty_years = 0
+        while empty_years < 8:
+            year = day.year
+            found = False
+            while day.year == year:
+                if self.day_matches(day):
+                    found = True
+                    seen: Set[dt.datetime] = set()
+                    for hour in reversed(self.hours):
+                        if dt.datetime.combine(day, dt.time(hour, 0)) > latest:
+                            continue
+                        for minute in reversed(self.minutes):
+                            slot = self.resolve(dt.datetime.combine(day, dt.time(hour, minute)))
+                            if slot.at <= end and slot.at not in seen:
+                                seen.add(slot.at)
+                                yield slot
+                if day == dt.date.min:
+                    return
+                day -= dt.timedelta(days=1)
+            empty_years = 0 if found else empty_years + 1
+
     def resolve(self, wall: dt.datetime) -> Slot:
         """The instant a wall-clock time of this zone fires at."""
         first = wall.replace(tzinfo=self.zone, fold=0)
@@ -121,6 +147,16 @@ class EveryRule:
             yield Slot(at, at)
             k += 1
 
+    def before(self, end: dt.datetime) -> Iterator[Slot]:
+        k = _micros(end - self.anchor) // self.step  # the last k with anchor + k*step <= end
+        while True:
+            try:
+                at = (self.anchor + dt.timedelta(microseconds=k * self.step)).astimezone(UTC)
+            except OverflowError:
+                return
+            yield Slot(at, at)
+            k -= 1
+
 
 class AtRule:
     def __init__(self, when: dt.datetime) -> None:
@@ -130,6 +166,10 @@ class AtRule:
         if self.when > start:
             at = self.when.astimezone(UTC)
             yield Slot(at, self.when)
+
+    def before(self, end: dt.datetime) -> Iterator[Slot]:
+        if self.when <= end:
+            yield Slot(self.when.astimezone(UTC), self.when)
 
 
 def _micros(delta: dt.timedelta) -> int:
@@ -143,15 +183,34 @@ def _inside(slot: Slot, window: Optional[Window]) -> bool:
     return (start is None or slot.at >= start) and (end is None or slot.at <= end)
 
 
-def between(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] = None) -> List[Slot]:
-    """The slots in (start, end], oldest first."""
-    out = []
+def between(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] = None,
+            limit: Optional[int] = None) -> List[Slot]:
+    """The slots in (start, end], oldest first; with `limit`, only the oldest `limit` of them."""
+    if window is not None and window[0] is not None and window[0] > start:
+        start = window[0] - dt.timedelta(microseconds=1)
+    out: List[Slot] = []
     for slot in rule.after(start):
-        if slot.at > end:
+        if slot.at > end or limit is not None and len(out) >= limit:
             break
         if _inside(slot, window):
             out.append(slot)
     return out
+
+
+def newest(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] = None,
+           count: int = 1) -> List[Slot]:
+    """The newest `count` slots in (start, end], oldest first (without walking the whole span)."""
+    if window is not None and window[1] is not None and window[1] < end:
+        end = window[1]
+    out: List[Slot] = []
+    for slot in rule.before(end):
+        if slot.at <= start or len(out) >= count:
+            break
+        if _inside(slot, window):
+            out.append(slot)
+        elif window is not None and window[0] is not None and slot.at < window[0]:
+            break
+    return out[::-1]
 
 
 def upcoming(rule, after: dt.datetime, count: int, window: Optional[Window] = None) -> List[Slot]:

@@ -42,7 +42,7 @@ class Pipeline:
 class Launch:
     pipeline: Pipeline
     due: Due
-    run_id: str
+    claim: Dict[str, Any]  # its claim in the tick state
     before: Optional[Callable] = None
     pid: Optional[int] = None
 
@@ -133,16 +133,26 @@ class Ticker:
         orphans = self.orphans(p, entry, schedule)
         last = tickstate.parse_time(entry["last_tick"]) if entry["last_tick"] else None
         start = last if last is not None else self.now - scheduler.GRACE
-        due = scheduler.owned(schedule, start, self.now, scheduler.window(pipeline)) if start < self.now else []
+        catchup = scheduler.catchup_mode(pipeline)
+        upto, due = self.now, []
+        if start < self.now:
+            win = scheduler.window(pipeline)
+            if catchup == "all":  # oldest first, a bounded number per tick; the next tick goes on
+                due = scheduler.owned(schedule, start, self.now, win, oldest=scheduler.MAX_FIRE + 1)
+                if len(due) > scheduler.MAX_FIRE:
+                    due = due[:scheduler.MAX_FIRE]
+                    upto = due[-1].slot.at
+            else:  # only the newest matter (and the few dropped ones listed)
+                due = scheduler.owned(schedule, start, self.now, win, newest=scheduler.MAX_REPORT + 1)
         if due:
             claimed = set(tickstate.claimed_slots(entry))
             if last is None:  # a new (or recovered) tick state: slots with a scheduled run are taken
                 claimed |= scheduled_instants(self.root, name)
             due = [d for d in due if d.slot.at not in claimed]
-        if last is None or self.now > last:
-            entry["last_tick"] = tickstate.stamp(self.now)
+        if last is None or upto > last:
+            entry["last_tick"] = tickstate.stamp(upto)
         entry["file"] = os.path.abspath(p.file)
-        fire, dropped = scheduler.by_catchup(due, scheduler.catchup_mode(pipeline), self.now)
+        fire, dropped = scheduler.by_catchup(due, catchup, self.now)
         for d in dropped:
             self.skip(entry, name, d, "catchup")
         fire = orphans + fire
@@ -172,7 +182,7 @@ class Ticker:
                                "schedule": d.entry.label, "run_id": run_id, "started": False,
                                "tick": tickstate.stamp(self.now)}
                 entry["claims"].append(known_claim)
-            out.append(Launch(p, d, known_claim["run_id"], before))
+            out.append(Launch(p, d, known_claim, before))
         return out
 
     def orphans(self, p: Pipeline, entry: Dict[str, Any], schedule) -> List[Due]:
@@ -210,12 +220,11 @@ class Ticker:
     def launch(self, launch: Launch) -> None:
         from .launch import CannotStart, open_run, start
 
-        entry = self.state.pipeline(launch.pipeline.program.pipeline.name)
-        claim = next(c for c in entry["claims"] if c["run_id"] == launch.run_id)
-        fired = self.fired_entry(launch, launch.run_id)
+        claim = launch.claim
+        fired = self.fired_entry(launch, claim["run_id"])
         try:
             runner = open_run(launch.pipeline.program, trigger="schedule", logical_date=launch.due.slot.logical,
-                              state_dir=self.state_override, run_id=launch.run_id)
+                              state_dir=self.state_override, run_id=claim["run_id"])
         except CannotStart as e:
             claim["started"] = True
             claim["error"] = str(e)

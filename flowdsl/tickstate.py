@@ -71,7 +71,8 @@ class TickState:
         if self.fd < 0:
             raise RuntimeError("the tick state is saved only under its lock")
         for entry in self.data["pipelines"].values():
-            entry["claims"] = entry["claims"][-KEEP:]
+            recent = entry["claims"][-KEEP:]  # and every claim whose run has not started yet
+            entry["claims"] = [c for c in entry["claims"][:-KEEP] if not c.get("started", True)] + recent
             entry["skipped"] = entry["skipped"][-KEEP:]
         target = path(self.root)
         tmp = f"{target}.tmp{os.getpid()}"

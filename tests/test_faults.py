@@ -76,7 +76,8 @@ def test_sigkill_at_a_random_moment_then_resume(flow, pyz, tmp_path, trial):
     finally:
         proc.communicate()
     runs = state_runs(tmp_path)
-    if not runs:  # killed before the run folder existed: nothing to resume, start again
+    if not runs or not (runs[0] / "journal.msgpack").exists() or not journal_records(runs[0] / "journal.msgpack"):
+        # killed before the run's first record was written: nothing to resume, start again
         proc, report = run_json(flow, f)
         assert report["status"] == "success", explain(proc)
         return

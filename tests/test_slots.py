@@ -201,3 +201,24 @@ def test_matches_a_minute_by_minute_oracle_around_transitions(tz, around):
     for expr in exprs:
         got = [s.at for s in slots.between(cron(expr, tz), start, end)]
         assert got == _oracle(expr, tz, start, end), (expr, tz)
+
+
+def test_newest_walks_back_from_the_end_and_agrees_with_between():
+    rules = [cron("*/7 3-5 * * 1-5", "Europe/Berlin"), cron("30 2 * * *", "Europe/Berlin"),
+             cron("45 1 * * *", "Australia/Lord_Howe"), slots.EveryRule(dt.timedelta(minutes=90)),
+             slots.AtRule(utc(2026, 3, 29, 1, 30))]
+    start, end = utc(2026, 3, 20), utc(2026, 4, 10)
+    window = (utc(2026, 3, 22), utc(2026, 4, 8))
+    for rule in rules:
+        for win in (None, window):
+            every = slots.between(rule, start, end, win)
+            for count in (1, 3, 50, 10_000):
+                assert slots.newest(rule, start, end, win, count) == every[-count:], (rule, win, count)
+            assert slots.between(rule, start, end, win, limit=5) == every[:5]
+
+
+def test_a_year_of_every_second_is_bounded():
+    rule = slots.EveryRule(dt.timedelta(seconds=1))
+    got = slots.newest(rule, utc(2025, 1, 1), utc(2026, 1, 1), None, 3)
+    assert [s.at for s in got] == [utc(2025, 12, 31, 23, 59, 58), utc(2025, 12, 31, 23, 59, 59), utc(2026, 1, 1)]
+    assert len(slots.between(rule, utc(2025, 1, 1), utc(2026, 1, 1), None, limit=101)) == 101

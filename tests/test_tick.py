@@ -105,6 +105,30 @@ def test_catchup_none_fires_nothing_once_the_minute_has_passed(flow, tmp_path):
     assert out["fired"] == [] and len(out["skipped"]) == 4
 
 
+def test_a_long_gap_is_caught_up_a_hundred_runs_per_tick_and_none_is_lost(flow, tmp_path):
+    f = project(tmp_path, "schedule every 1m", "catchup all\n        overlap allow")
+    tick(flow, f, "2026-11-22T07:00:00Z")
+    first = tick(flow, f, "2026-11-22T09:00:00Z")  # 120 slots owned: the oldest 100 fire
+    assert len(first["fired"]) == 100 and first["fired"][0]["logical_date"] == "2026-11-22T07:01:00+00:00"
+    second = tick(flow, f, "2026-11-22T09:00:00Z")  # the same minute again: the tick goes on where that one stopped
+    assert fired_dates(second)[0] == "2026-11-22T08:41:00+00:00" and len(second["fired"]) == 20
+    assert tick(flow, f, "2026-11-22T09:00:00Z")["fired"] == []
+    settle(tmp_path, timeout=120)
+    runs = runs_json(flow, tmp_path)
+    assert len({r["logical_date"] for r in runs}) == len(runs) == 121
+
+
+def test_a_year_without_ticks_fires_only_the_latest(flow, tmp_path):
+    f = project(tmp_path, 'schedule cron "* * * * *"\n        schedule every 1s')
+    tick(flow, f, "2025-11-22T10:00:00.5Z", "--dry-run")
+    tick(flow, f, "2025-11-22T10:00:00.5Z")
+    settle(tmp_path)
+    out = tick(flow, f, "2026-11-22T10:00:30Z")
+    assert fired_dates(out) == ["2026-11-22T10:00:30+00:00"]
+    assert len(out["skipped"]) == 100 and out["skipped"][-1]["logical_date"] == "2026-11-22T10:00:29+00:00"
+    settle(tmp_path)
+
+
 def test_the_runs_of_one_tick_are_not_overlaps_and_start_oldest_first(flow, tmp_path):
     f = project(tmp_path, 'schedule every 10m', "catchup all\n        overlap skip")
     tick(flow, f, "2026-11-22T10:00:00Z")
