@@ -186,6 +186,22 @@ def test_runs_on_a_bare_interpreter(which, pyz, bare_python, tmp_path):
         assert re.search(r"broken\.flow:2:\d+:.* E\d{3} ", bad.stdout + bad.stderr), bad.stdout + bad.stderr
 
 
+@pytest.mark.parametrize("which", ["3.9", "newest"])
+def test_ticks_on_a_bare_interpreter(which, pyz, bare_python, tmp_path):
+    python = bare_python(which)
+    f = tmp_path / "nightly.flow"
+    f.write_text('pipeline nightly {\n    schedule cron "30 2 * * *" tz "Europe/Berlin"\n    catchup all\n}\n'
+                 'task a { sh "echo {run.logical_date} {run.trigger} >> ran" }\n')
+    out = run_pyz(python, pyz, "tick", tmp_path, "--now", "2026-03-29T01:00:30Z", "--wait", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    fired = json.loads(out.stdout)["fired"]
+    assert [(x["logical_date"], x["status"]) for x in fired] == [("2026-03-29T03:00:00+02:00", "success")]
+    assert (tmp_path / "ran").read_text().split() == ["2026-03-29T03:00:00+02:00", "schedule"]
+    out = run_pyz(python, pyz, "schedule", f, "--now", "2026-10-24T12:00:00Z", "--next", "2", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)[0]["next"] == ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+
+
 # Runs the archive's own __main__.py in-process, then reports where modules came from.
 PROBE = textwrap.dedent("""
     import json, runpy, sys
