@@ -18,14 +18,22 @@ from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, flow_files
 
 
 def now_arg(text: Optional[str]) -> dt.datetime:
-    from .timeutil import parse_iso
-
     if text is None:
         return dt.datetime.now(dt.timezone.utc)
+    return time_arg("--now", text)
+
+
+def time_arg(flag: str, text: str) -> dt.datetime:
+    """An ISO datetime from the command line, within the years slots can be computed for."""
+    from .timeutil import parse_iso
+
     try:
-        return parse_iso(text)
+        t = parse_iso(text)
     except ValueError as e:
-        raise UsageError(f"--now: {e}") from None
+        raise UsageError(f"{flag}: {e}") from None
+    if not 2 <= t.year <= 9998:
+        raise UsageError(f"{flag}: {text} is outside the years 2 to 9998")
+    return t
 
 
 def load_pipelines(paths: List[str], state_override: Optional[str], errors: list, store: bool = True):
@@ -265,12 +273,7 @@ def add_schedule(p) -> None:
 
 def range_arg(flag: str, text: str, end: bool) -> dt.datetime:
     """An ISO datetime; a date alone at --end means the end of that day (both ends are included)."""
-    from .timeutil import parse_iso
-
-    try:
-        t = parse_iso(text)
-    except ValueError as e:
-        raise UsageError(f"{flag}: {e}") from None
+    t = time_arg(flag, text)
     if end and "T" not in text.strip().upper() and len(text.strip()) == 10:
         t += dt.timedelta(days=1, microseconds=-1)
     return t

@@ -26,9 +26,10 @@ class CannotStart(Exception):
     """The run could not be opened (its params, the state folder, the executor)."""
 
 
-def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], run_id: Optional[str] = None):
-    """A Runner for a whole-pipeline run, opened. Raises CannotStart."""
-    from .journal import JournalError
+def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], run_id: Optional[str] = None,
+             resume: bool = False):
+    """A Runner for a whole-pipeline run, opened (`resume`: the existing run `run_id`). Raises CannotStart."""
+    from .journal import Busy, JournalError
     from .planner import make_plan
     from .progress import PlainReporter
     from .runner import Runner, RunOptions
@@ -38,10 +39,12 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
     if executor == "dask":
         raise CannotStart("the dask executor is not available in this release")
     options = RunOptions(executor=executor, logical_date=logical_date, trigger=trigger,
-                         state_dir=state_dir, run_id=run_id)
+                         state_dir=state_dir, run_id=run_id, resume=resume)
     runner = Runner(make_plan(program, []), options, PlainReporter(sys.stdout))
     try:
         runner.open()
+    except Busy:
+        raise CannotStart(f"run {run_id} is still running") from None
     except (JournalError, EvalError) as e:
         raise CannotStart(str(e)) from None
     except OSError as e:
@@ -60,6 +63,10 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
     sys.stderr.flush()
     pid = os.fork()
     if pid:
+        # the run's own pid, on disk before anyone can look (a tick holds its lock until its runs
+        # are started): what `overlap replace` signals
+        runner.state.info["pid"] = pid
+        runner.write_summary()
         runner.journal.release()
         return pid
     from .cli import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, report_bug
@@ -132,7 +139,7 @@ def stop_runs(state_root: str, run_ids: Sequence[str]) -> Callable:
     pids = {}
     for run_id in run_ids:
         pid = history.summary(state_root, run_id).get("pid")
-        if isinstance(pid, int) and pid > 1:
+        if isinstance(pid, int) and pid > 1 and pid != os.getpid():
             pids[run_id] = pid
             _signal(pid, signal.SIGTERM)
 

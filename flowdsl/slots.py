@@ -188,8 +188,10 @@ def between(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window]
     """The slots in (start, end], oldest first; with `limit`, only the oldest `limit` of them."""
     if window is not None and window[0] is not None and window[0] > start:
         start = window[0] - dt.timedelta(microseconds=1)
+    if window is not None and window[1] is not None and window[1] < end:
+        end = window[1]
     out: List[Slot] = []
-    for slot in rule.after(start):
+    for slot in _safely(rule.after(start)):
         if slot.at > end or limit is not None and len(out) >= limit:
             break
         if _inside(slot, window):
@@ -203,7 +205,7 @@ def newest(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] 
     if window is not None and window[1] is not None and window[1] < end:
         end = window[1]
     out: List[Slot] = []
-    for slot in rule.before(end):
+    for slot in _safely(rule.before(end)):
         if slot.at <= start or len(out) >= count:
             break
         if _inside(slot, window):
@@ -213,10 +215,18 @@ def newest(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] 
     return out[::-1]
 
 
+def _safely(found: Iterator[Slot]) -> Iterator[Slot]:
+    """The slots until the calendar ends (year 1 or 9999)."""
+    try:
+        yield from found
+    except OverflowError:
+        return
+
+
 def upcoming(rule, after: dt.datetime, count: int, window: Optional[Window] = None) -> List[Slot]:
     """The next `count` slots after `after` (fewer if the rule or the window ends)."""
     out: List[Slot] = []
-    for slot in rule.after(after):
+    for slot in _safely(rule.after(after)):
         if window is not None and window[1] is not None and slot.at > window[1]:
             break
         if _inside(slot, window):

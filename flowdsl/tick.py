@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import scheduler, tickstate
+from .journal import is_live
 from .launch import live_runs
 from .scheduler import Due
 
@@ -98,6 +99,7 @@ class Ticker:
         self.dry_run = dry_run
         self.wait = wait
         self.state = tickstate.TickState(root, locked=not dry_run)
+        self.to_resume: set = set()  # run ids of claims whose runs were opened by a tick that died
 
     def tick(self, pipelines: List[Pipeline]) -> None:
         launches: List[Launch] = []
@@ -193,9 +195,12 @@ class Ticker:
         for claim in entry["claims"]:
             if claim.get("started", True):
                 continue
-            if os.path.isdir(state.run_dir(self.root, claim["run_id"])):
-                claim["started"] = True  # it was opened: it ran or can be resumed
-                continue
+            folder = state.run_dir(self.root, claim["run_id"])
+            if os.path.isdir(folder):
+                if is_live(state.journal_path(folder)) or os.path.exists(os.path.join(folder, "summary.json")):
+                    claim["started"] = True  # it was forked and is running, or has run
+                    continue
+                self.to_resume.add(claim["run_id"])  # opened, never forked: run it now
             at = tickstate.parse_time(claim["slot"])
             logical = dt.datetime.fromisoformat(claim.get("logical_date") or claim["slot"])
             label = claim.get("schedule", "")
@@ -224,14 +229,15 @@ class Ticker:
         fired = self.fired_entry(launch, claim["run_id"])
         try:
             runner = open_run(launch.pipeline.program, trigger="schedule", logical_date=launch.due.slot.logical,
-                              state_dir=self.state_override, run_id=claim["run_id"])
+                              state_dir=self.state_override, run_id=claim["run_id"],
+                              resume=claim["run_id"] in self.to_resume)
         except CannotStart as e:
             claim["started"] = True
             claim["error"] = str(e)
             self.outcome.error(launch.pipeline.file, f"cannot start the run of {fired['logical_date']}: {e}")
             return
-        claim["started"] = True
         pid = start(runner, session=not self.wait, before=launch.before, close=[self.state.fd])
+        claim["started"] = True
         self.outcome.fired.append(fired)
         self.outcome.launched.append((pid, fired))
 

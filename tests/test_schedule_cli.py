@@ -142,7 +142,8 @@ def test_backfill_usage_errors(flow, tmp_path):
                  [f, "--start", "soon", "--end", "2026-11-01"],
                  [m, "--start", "2026-11-01", "--end", "2026-11-02"],
                  [tmp_path / "none.flow", "--start", "2026-11-01", "--end", "2026-11-02"],
-                 [f, "--start", "2026-11-01"]):
+                 [f, "--start", "2026-11-01"], [f, "--start", "0001-01-01", "--end", "2026-11-01"],
+                 [f, "--start", "9999-12-30", "--end", "9999-12-31"]):
         proc = flow("backfill", *args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, explain(proc)
     assert not (tmp_path / ".flow" / "runs").exists()

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_pipelines.runkit import explain, wait_until, write_project  # noqa: E402
+from run_pipelines.runkit import ROOT, explain, wait_until, write_project  # noqa: E402
 
 QUICK = """
     pipeline {name} {{
@@ -295,6 +295,33 @@ def test_a_claim_whose_run_never_started_starts_on_the_next_tick(flow, tmp_path)
     assert [r["run_id"] for r in runs_json(flow, tmp_path)] == ["p-20261122T100000000-abcd"]
 
 
+def test_a_run_opened_by_a_tick_that_died_before_forking_it_runs_on_the_next_tick(flow, tmp_path):
+    f = project(tmp_path, 'schedule cron "0 * * * *"')
+    tick(flow, f, "2026-11-22T09:30:00Z")
+    run_id = "p-20261122T100000000-dead"
+    opener = (  # what the tick did before it died: claim saved, run opened, no fork
+        "import sys, datetime as dt\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from flowdsl import check\n"
+        "from flowdsl.launch import open_run\n"
+        f"program = check({str(f)!r}).program\n"
+        "when = dt.datetime(2026, 11, 22, 10, tzinfo=dt.timezone.utc)\n"
+        f"open_run(program, trigger='schedule', logical_date=when, state_dir=None, run_id={run_id!r})\n")
+    subprocess.run([sys.executable, "-c", opener], check=True, cwd=tmp_path)
+    state = tmp_path / ".flow" / "tick.json"
+    data = json.loads(state.read_text())
+    data["pipelines"]["p"]["last_tick"] = "2026-11-22T10:00:30+00:00"
+    data["pipelines"]["p"]["claims"].append({
+        "slot": "2026-11-22T10:00:00+00:00", "logical_date": "2026-11-22T10:00:00+00:00",
+        "schedule": "cron 0 * * * *", "run_id": run_id, "started": False, "tick": "2026-11-22T10:00:30+00:00"})
+    state.write_text(json.dumps(data))
+    out = tick(flow, f, "2026-11-22T10:01:30Z", "--wait")
+    assert [(x["run_id"], x["status"]) for x in out["fired"]] == [(run_id, "success")]
+    assert [(r["run_id"], r["status"], r["trigger"]) for r in runs_json(flow, tmp_path)] == [
+        (run_id, "success", "schedule")]
+    assert tick(flow, f, "2026-11-22T10:02:30Z")["fired"] == []
+
+
 # ---- damage and bad files ------------------------------------------------------------------
 
 
@@ -343,7 +370,8 @@ def test_nothing_due_prints_nothing(flow, tmp_path):
 
 def test_tick_usage_errors(flow, tmp_path):
     f = project(tmp_path, 'schedule cron "0 3 * * *"')
-    for args in (["--now", "yesterday"], ["--every", "5s"], ["--loop", "--now", "2026-11-22T10:00:00Z"],
+    for args in (["--now", "yesterday"], ["--now", "0001-01-01T00:00"], ["--now", "9999-12-31T23:59:59"],
+                 ["--every", "5s"], ["--loop", "--now", "2026-11-22T10:00:00Z"],
                  ["--loop", "--every", "soon"]):
         proc = flow("tick", f, *args)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, explain(proc)
