@@ -109,17 +109,17 @@ def load_valid(path: str, targets: Sequence[str] = ()):
     return load_checked(path, targets)[0]
 
 
-def load_checked(path: str, targets: Sequence[str] = (), cache_dir: Optional[str] = None):
+def load_checked(path: str, targets: Sequence[str] = (), state_root: Optional[str] = None):
     """(load_valid's answer, a function that caches the checked program or None).
 
-    With `cache_dir`, a program checked before and unchanged since is loaded from there.
+    With `state_root`, a program checked before and unchanged since is loaded from its cache there.
     """
     from .diagnostics import render_text
-    from .ircache import checked
+    from .ircache import checked, folder
 
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
-    loaded, keep = checked(path, cache_dir, targets)
+    loaded, keep = checked(path, folder(state_root) if state_root else None, targets)
     errors = [d for d in loaded.diagnostics if d.severity == "error"]
     if errors:
         print(render_text(errors, loaded.sources, color=sys.stderr.isatty()), file=sys.stderr)
@@ -266,7 +266,7 @@ def cmd_run(args) -> int:
     if not os.path.isfile(args.file):
         raise UsageError(f"no such file: {args.file}")
     state_root = state_dir(args.file, args.state_dir)
-    program, keep_checked = load_checked(args.file, cache_dir=os.path.join(state_root, "cache", "ir"))
+    program, keep_checked = load_checked(args.file, state_root=state_root)
     if program is None:
         return EXIT_FAILED
     names = [t.name for t in program.tasks]
@@ -352,7 +352,12 @@ def cmd_run(args) -> int:
             os.close(saved_stdout)
     if args.json:
         print(json.dumps(report, indent=2))
-    return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)
+    return exit_code(report["status"])
+
+
+def exit_code(status: str) -> int:
+    """A run's exit code from its final status."""
+    return {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(status, EXIT_FAILED)
 
 
 def detach(runner, args) -> int:

@@ -8,7 +8,6 @@ loads the pipeline files and prints.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import sys
 import time
@@ -43,7 +42,7 @@ def load_pipelines(paths: List[str], state_override: Optional[str], errors: list
     out; so is a file that another one includes (it is part of that one).
     """
     from .diagnostics import render_text
-    from .ircache import checked, keep_all
+    from .ircache import checked, folder, keep_all
     from .state import state_dir
     from .tick import Pipeline
 
@@ -53,7 +52,7 @@ def load_pipelines(paths: List[str], state_override: Optional[str], errors: list
     keeps = []
     for path in dict.fromkeys(named + found):
         root = state_dir(path, state_override)
-        result, keep = checked(path, os.path.join(root, "cache", "ir"))
+        result, keep = checked(path, folder(root))
         loaded[path] = (root, result)
         if result.program is not None:
             included.update(os.path.realpath(f) for f in result.program.files[1:])
@@ -109,6 +108,8 @@ def tick_once(args, now: dt.datetime) -> int:
     if args.wait and outcome.launched:
         failed |= wait_runs(outcome, quiet=args.json)
     if args.json:
+        import json
+
         print(json.dumps(outcome.as_json(), indent=2))
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -127,21 +128,13 @@ def print_tick(outcome, dry_run: bool) -> None:
 
 def wait_runs(outcome, quiet: bool) -> bool:
     """Wait for the runs of a `--wait` tick; True if one did not succeed."""
-    failed = False
-    names = {0: "success", 130: "interrupted"}
+    from .launch import wait
+
     for pid, fired in outcome.launched:
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except InterruptedError:
-                continue
-        code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
-        fired["status"] = names.get(code, "failed")
-        failed |= code != 0
+        fired["status"] = wait(pid)
         if not quiet:
             print(f"{fired['pipeline']} {fired['logical_date']}: {fired['status']} (run {fired['run_id']})")
-    return failed
+    return any(fired["status"] != "success" for _, fired in outcome.launched)
 
 
 def loop(args, every: float) -> int:
@@ -220,6 +213,8 @@ def cmd_schedule(args) -> int:
                 print(f"{w.span}: warning: {w.message} ({w.hint})",
                       file=sys.stderr)
     if args.json:
+        import json
+
         print(json.dumps(rows, indent=2))
     else:
         print_schedule(rows, now)
@@ -290,10 +285,7 @@ def cmd_backfill(args) -> int:
     end = range_arg("--end", args.end, end=True)
     if end < start:
         raise UsageError(f"--end {args.end} is before --start {args.start}")
-    if not os.path.isfile(args.file):
-        raise UsageError(f"no such file: {args.file}")
-    root = state_dir(args.file, args.state_dir)
-    program, _ = load_checked(args.file, cache_dir=os.path.join(root, "cache", "ir"))
+    program, _ = load_checked(args.file, state_root=state_dir(args.file, args.state_dir))
     if program is None:
         return EXIT_FAILED
     pipeline = program.pipeline
@@ -303,6 +295,8 @@ def cmd_backfill(args) -> int:
     due = scheduler.owned(entries, start - dt.timedelta(microseconds=1), end, scheduler.window(pipeline))
     if args.dry_run:
         if args.json:
+            import json
+
             print(json.dumps([{"logical_date": d.slot.logical.isoformat(), "schedule": d.entry.label,
                                "run_id": None} for d in due], indent=2))
         else:
@@ -318,63 +312,62 @@ def cmd_backfill(args) -> int:
 
 def backfill(program, due, args) -> int:
     """Start the runs oldest first, `--parallel` at a time, and wait for them all."""
-    from .launch import CannotStart, open_run, start
+    from .launch import CannotStart, open_run, start, status_of
 
     out = sys.stderr if args.json else sys.stdout
     name = program.pipeline.name
     running: Dict[int, dict] = {}
     done: List[dict] = []
-    failed = interrupted = False
     queue = list(due)
+    stop = None  # why no more runs start: an interrupt, or a run that could not be opened
 
-    def reap(block: bool) -> None:
-        nonlocal failed, interrupted
-        pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
-        if pid == 0 or pid not in running:
-            return
-        code = os.waitstatus_to_exitcode(status) if hasattr(os, "waitstatus_to_exitcode") else status >> 8
-        item = running.pop(pid)
-        item["status"] = {0: "success", 130: "interrupted"}.get(code, "failed")
-        failed |= code != 0
-        interrupted |= code == 130
-        done.append(item)
-        print(f"{name} {item['logical_date']}: {item['status']} (run {item['run_id']})", file=out, flush=True)
+    def reap() -> None:
+        pid, status = os.waitpid(-1, 0)
+        item = running.pop(pid, None)
+        if item is not None:  # not some other child of ours
+            item["status"] = status_of(status)
+            done.append(item)
+            print(f"{name} {item['logical_date']}: {item['status']} (run {item['run_id']})", file=out, flush=True)
 
     try:
-        while queue and not interrupted:
+        while queue and stop is None:
             while len(running) >= args.parallel:
-                reap(block=True)
-            if interrupted:
+                reap()
+            if any(item["status"] == "interrupted" for item in done):
+                stop = "interrupted"
                 break
-            d = queue.pop(0)
+            d = queue[0]
             item = {"logical_date": d.slot.logical.isoformat(), "schedule": d.entry.label, "run_id": None}
             try:
                 runner = open_run(program, trigger="backfill", logical_date=d.slot.logical,
                                   state_dir=args.state_dir)
             except CannotStart as e:
                 print(f"flow backfill: error: cannot start the run of {item['logical_date']}: {e}", file=sys.stderr)
-                return EXIT_FAILED
+                stop = "failed"
+                break
+            queue.pop(0)
             item["run_id"] = runner.run_values["id"]
             print(f"{name} {item['logical_date']}: started run {item['run_id']}", file=out, flush=True)
             running[start(runner, session=False, quiet=args.quiet)] = item
-        while running:
-            reap(block=True)
     except KeyboardInterrupt:
-        interrupted = True
-        while running:
-            try:
-                reap(block=True)
-            except KeyboardInterrupt:
-                continue
+        stop = "interrupted"
+    while running:
+        try:
+            reap()
+        except KeyboardInterrupt:  # the runs got it too: they are stopping
+            stop = "interrupted"
     if queue:
         print(f"{len(queue)} slot{'s' * (len(queue) != 1)} not run, from {queue[0].slot.logical.isoformat()}: "
               f"backfill them with --start {queue[0].slot.logical.isoformat()}", file=sys.stderr)
     if args.json:
+        import json
+
         order = {d.slot.logical.isoformat(): i for i, d in enumerate(due)}
         print(json.dumps(sorted(done, key=lambda item: order[item["logical_date"]]), indent=2))
-    if interrupted:
+    statuses = {item["status"] for item in done}
+    if stop == "interrupted" or "interrupted" in statuses:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if stop or statuses - {"success"} else EXIT_OK
 
 
 def add_backfill(p) -> None:

@@ -27,6 +27,11 @@ from . import __version__
 FORMAT = 1
 
 
+def folder(state_root: str) -> str:
+    """Where a state folder keeps its checked programs."""
+    return os.path.join(state_root, "cache", "ir")
+
+
 def entry_path(cache_dir: str, path: str) -> str:
     # the path as given is part of the key: the program keeps it (in every span)
     key = f"{os.path.abspath(path)}\0{path}\0{__version__}\0{FORMAT}\0{sys.version_info[:2]}"

@@ -69,7 +69,7 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
         runner.write_summary()
         runner.journal.release()
         return pid
-    from .cli import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, report_bug
+    from .cli import EXIT_BUG, EXIT_INTERRUPTED, exit_code, report_bug
     from .progress import PlainReporter
 
     code = EXIT_BUG
@@ -96,7 +96,7 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
         if before is not None:
             before(runner.reporter)
         report = runner.execute()
-        code = {"success": EXIT_OK, "interrupted": EXIT_INTERRUPTED}.get(report["status"], EXIT_FAILED)
+        code = exit_code(report["status"])
     except BaseException as e:  # noqa: BLE001  (a detached run has nobody else to tell)
         code = report_bug(e) if not isinstance(e, (KeyboardInterrupt, SystemExit)) else EXIT_INTERRUPTED
     finally:
@@ -105,6 +105,16 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def status_of(wait_status: int) -> str:
+    """A forked run's final status, from its exit code (see `cli.exit_code`)."""
+    return {0: "success", 130: "interrupted"}.get(os.waitstatus_to_exitcode(wait_status), "failed")
+
+
+def wait(pid: int) -> str:
+    """Wait for a run that `start` forked; its final status."""
+    return status_of(os.waitpid(pid, 0)[1])
 
 
 def live_runs(state_root: str, pipeline: str) -> List[str]:

@@ -43,12 +43,9 @@ def entries(pipeline: ir.Pipeline) -> List[Entry]:
             tz = s.option.text if s.option is not None else "UTC"
             out.append(Entry(f"cron {expr}", tz, slots.CronRule(expr, tz)))
         elif s.kind == "every":
-            seconds = s.expr.seconds if isinstance(s.expr, ir.Duration) else float(s.expr.value)
             anchor = parse_iso(s.option.text) if s.option is not None else None
-            label = f"every {s.expr.text if isinstance(s.expr, ir.Duration) else seconds}"
-            if s.option is not None:
-                label += f" from {s.option.text}"
-            out.append(Entry(label, "UTC", slots.EveryRule(dt.timedelta(seconds=seconds), anchor)))
+            label = f"every {s.expr.text}" + (f" from {s.option.text}" if s.option is not None else "")
+            out.append(Entry(label, "UTC", slots.EveryRule(dt.timedelta(seconds=s.expr.seconds), anchor)))
         else:
             when = parse_iso(s.expr.text)
             out.append(Entry(f"at {s.expr.text}", _zone_name(when), slots.AtRule(when)))

@@ -25,6 +25,8 @@ from . import cronexpr
 
 UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+DAY = dt.timedelta(days=1)
+SHIFT = dt.timedelta(hours=3)  # more than any daylight-saving change moves a wall time
 Window = Tuple[Optional[dt.datetime], Optional[dt.datetime]]
 
 
@@ -55,52 +57,40 @@ class CronRule:
     def after(self, start: dt.datetime) -> Iterator[Slot]:
         """Slots after `start`, in order, forever (or until none can come)."""
         local = start.astimezone(self.zone).replace(tzinfo=None)
-        day = local.date() - dt.timedelta(days=1)  # a gap can move yesterday's wall time past `start`
-        # No offset change moves a wall time by three hours: earlier ones cannot come after `start`.
-        earliest = local - dt.timedelta(hours=3)
-        empty_years = 0
-        while empty_years < 8:  # `0 0 31 2 *` never fires: stop looking after eight years of nothing
-            year = day.year
-            found = False
-            while day.year == year:
-                if self.day_matches(day):
-                    found = True
-                    seen: Set[dt.datetime] = set()
-                    for hour in self.hours:
-                        if dt.datetime.combine(day, dt.time(hour, 59)) < earliest:
-                            continue
-                        for minute in self.minutes:
-                            slot = self.resolve(dt.datetime.combine(day, dt.time(hour, minute)))
-                            if slot.at > start and slot.at not in seen:
-                                seen.add(slot.at)
-                                yield slot
-                day += dt.timedelta(days=1)
-            empty_years = 0 if found else empty_years + 1
+        # A gap can move yesterday's wall time past `start`, but no offset change moves one by three hours.
+        return self._walk(local.date() - DAY, DAY, local - SHIFT, lambda at: at > start)
 
     def before(self, end: dt.datetime) -> Iterator[Slot]:
         """Slots at or before `end`, newest first, back to the year 1 (or eight empty years)."""
         local = end.astimezone(self.zone).replace(tzinfo=None)
-        day = local.date() + dt.timedelta(days=1)
-        latest = local + dt.timedelta(hours=3)  # a later wall time cannot come before `end`
+        return self._walk(local.date() + DAY, -DAY, local + SHIFT, lambda at: at <= end)
+
+    def _walk(self, day: dt.date, step: dt.timedelta, bound: dt.datetime, keep) -> Iterator[Slot]:
+        """The slots `keep` accepts, day by day from `day` in the direction of `step`, in that order.
+
+        Hours wholly on the far side of `bound` (a wall time) are not resolved at all.
+        Raises OverflowError at the calendar's ends (`between` and friends stop there).
+        """
+        forward = step > dt.timedelta(0)
+        hours = self.hours if forward else self.hours[::-1]
+        minutes = self.minutes if forward else self.minutes[::-1]
         empty_years = 0
-        while empty_years < 8:
-            year = day.year
-            found = False
+        while empty_years < 8:  # `0 0 31 2 *` never fires: stop looking after eight years of nothing
+            year, found = day.year, False
             while day.year == year:
                 if self.day_matches(day):
                     found = True
                     seen: Set[dt.datetime] = set()
-                    for hour in reversed(self.hours):
-                        if dt.datetime.combine(day, dt.time(hour, 0)) > latest:
+                    for hour in hours:
+                        if (dt.datetime.combine(day, dt.time(hour, 59)) < bound if forward
+                                else dt.datetime.combine(day, dt.time(hour, 0)) > bound):
                             continue
-                        for minute in reversed(self.minutes):
+                        for minute in minutes:
                             slot = self.resolve(dt.datetime.combine(day, dt.time(hour, minute)))
-                            if slot.at <= end and slot.at not in seen:
+                            if keep(slot.at) and slot.at not in seen:
                                 seen.add(slot.at)
                                 yield slot
-                if day == dt.date.min:
-                    return
-                day -= dt.timedelta(days=1)
+                day += step
             empty_years = 0 if found else empty_years + 1
 
     def resolve(self, wall: dt.datetime) -> Slot:

@@ -45,7 +45,6 @@ class Launch:
     due: Due
     claim: Dict[str, Any]  # its claim in the tick state
     before: Optional[Callable] = None
-    pid: Optional[int] = None
 
 
 @dataclass
@@ -146,11 +145,12 @@ class Ticker:
                     upto = due[-1].slot.at
             else:  # only the newest matter (and the few dropped ones listed)
                 due = scheduler.owned(schedule, start, self.now, win, newest=scheduler.MAX_REPORT + 1)
+        claims = {tickstate.parse_time(c["slot"]): c for c in entry["claims"]}
         if due:
-            claimed = set(tickstate.claimed_slots(entry))
+            taken = set(claims)
             if last is None:  # a new (or recovered) tick state: slots with a scheduled run are taken
-                claimed |= scheduled_instants(self.root, name)
-            due = [d for d in due if d.slot.at not in claimed]
+                taken |= scheduled_instants(self.root, name)
+            due = [d for d in due if d.slot.at not in taken]
         if last is None or upto > last:
             entry["last_tick"] = tickstate.stamp(upto)
         entry["file"] = os.path.abspath(p.file)
@@ -177,14 +177,13 @@ class Ticker:
             before = stop_runs(self.root, live)
         out = []
         for d in fire:
-            known_claim = next((c for c in entry["claims"] if tickstate.parse_time(c["slot"]) == d.slot.at), None)
-            if known_claim is None:
-                run_id = new_run_id(name)
-                known_claim = {"slot": tickstate.stamp(d.slot.at), "logical_date": d.slot.logical.isoformat(),
-                               "schedule": d.entry.label, "run_id": run_id, "started": False,
-                               "tick": tickstate.stamp(self.now)}
-                entry["claims"].append(known_claim)
-            out.append(Launch(p, d, known_claim, before))
+            claim = claims.get(d.slot.at)  # an orphan's own claim
+            if claim is None:
+                claim = {"slot": tickstate.stamp(d.slot.at), "logical_date": d.slot.logical.isoformat(),
+                         "schedule": d.entry.label, "run_id": new_run_id(name), "started": False,
+                         "tick": tickstate.stamp(self.now)}
+                entry["claims"].append(claim)
+            out.append(Launch(p, d, claim, before))
         return out
 
     def orphans(self, p: Pipeline, entry: Dict[str, Any], schedule) -> List[Due]:

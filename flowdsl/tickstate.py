@@ -22,7 +22,7 @@ import datetime as dt
 import fcntl
 import json
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 VERSION = 1
 KEEP = 50  # claims and skips remembered per pipeline
@@ -147,7 +147,3 @@ def parse_time(text: Any) -> dt.datetime:
 
 def stamp(t: dt.datetime) -> str:
     return t.astimezone(dt.timezone.utc).isoformat()
-
-
-def claimed_slots(entry: Dict[str, Any]) -> List[dt.datetime]:
-    return [parse_time(c["slot"]) for c in entry["claims"]]
