@@ -2,10 +2,10 @@
 
     python3 benchmarks/journal_cost.py [--sizes 100,1000,10000] [--repeat 5] [--turn 4]
 
-In-process, like the runner: a `flowdsl.journal.Writer` in a temporary
+In-process, like the runner: a `flowdsl.store.journal.Writer` in a temporary
 folder gets the `run` record (fsynced, as the runner does), then per task a
 `start` and an `end` record (result: `codec.encode_result({"rows": i})`),
-each applied to a `flowdsl.state.RunState` as it is appended; one
+each applied to a `flowdsl.store.state.RunState` as it is appended; one
 `group_commit()` per turn of `--turn` tasks (a runner at concurrency 4
 commits the ends of one turn with the starts of the next), then the `done`
 record and `close()`. Wall time therefore includes the group-commit fsyncs
@@ -32,7 +32,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from flowdsl import codec, journal, state  # noqa: E402
+from flowdsl.store import codec, journal, state  # noqa: E402
 
 
 def write_journal(folder: str, n: int, turn: int) -> dict:

@@ -34,7 +34,7 @@ sys.path.insert(0, ROOT)
 
 from benchkit import ensure_pyz  # noqa: E402
 
-from flowdsl import journal  # noqa: E402
+from flowdsl.store import journal  # noqa: E402
 
 GOAL_S = 1.0
 LAST = "last"

@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import noop_tasks  # noqa: E402
 
 from flowdsl import check  # noqa: E402
-from flowdsl.planner import make_plan  # noqa: E402
-from flowdsl.runner import Runner, RunOptions  # noqa: E402
+from flowdsl.lang.planner import make_plan  # noqa: E402
+from flowdsl.run.runner import Runner, RunOptions  # noqa: E402
 
 WORKERS = 2
 

@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 import msgpack  # noqa: E402
 from benchkit import ensure_pyz  # noqa: E402
 
-from flowdsl import journal  # noqa: E402
+from flowdsl.store import journal  # noqa: E402
 
 GOAL_S = 0.5
 PIPELINE = "tiny"

@@ -20,9 +20,9 @@ def check(path, targets=(), loader=None, modules=None):
     syntax errors included, sorted by position. `modules`, a list, gets the
     Python files the checks read.
     """
-    from .diagnostics import Diagnostic
-    from .loader import Loader
-    from .validator import validate
+    from .lang.diagnostics import Diagnostic
+    from .lang.loader import Loader
+    from .lang.validator import validate
 
     loaded = (loader or Loader()).load(path)
     if loaded.program is not None:

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from flowdsl.diagnostics import CATALOGUE
+from flowdsl.lang.diagnostics import CATALOGUE
 
 PROBLEMS = textwrap.dedent("""\
     pipeline p {

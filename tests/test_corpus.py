@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 import flowdsl
-from flowdsl.diagnostics import CATALOGUE
-from flowdsl.ir import to_data
+from flowdsl.lang.diagnostics import CATALOGUE
+from flowdsl.lang.ir import to_data
 
 DATA = Path(__file__).resolve().parent / "data"
 VALID = DATA / "valid"

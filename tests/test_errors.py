@@ -1,4 +1,4 @@
-"""The friendly syntax errors: `flowdsl.parser.EXAMPLES` is the table and the test.
+"""The friendly syntax errors: `flowdsl.lang.parser.EXAMPLES` is the table and the test.
 
 Like lark's GRAMMAR_ERRORS and tests/test_grammar.py::test_errors, every example
 must fail to parse with a message that holds its label, and (section 6 of the
@@ -7,8 +7,8 @@ reference) a hint that says what was expected.
 
 import pytest
 
-from flowdsl.diagnostics import FlowSyntaxError
-from flowdsl.parser import EXAMPLES, parse
+from flowdsl.lang.diagnostics import FlowSyntaxError
+from flowdsl.lang.parser import EXAMPLES, parse
 
 CASES = [(label, example) for label, examples in EXAMPLES.items() for example in examples]
 

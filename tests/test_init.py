@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from flowdsl import cli_init
+from flowdsl.cli import init as cli_init
 
 
 def files_of(folder):

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowdsl
-from flowdsl import graph
-from flowdsl.diagnostics import CATALOGUE, render_github, render_json, render_sarif, render_text
+from flowdsl.cli import graph
+from flowdsl.lang.diagnostics import CATALOGUE, render_github, render_json, render_sarif, render_text
 
 VALID = Path(__file__).resolve().parent / "data" / "valid"
 SOURCES = sorted(VALID.rglob("*.flow"))

@@ -95,11 +95,11 @@ def test_contents(pyz):
         infos = zf.infolist()
         names = [i.filename for i in infos]
         main = zf.read("__main__.py").decode()
-        tables = zf.read("flowdsl/_tables.py").decode()
+        tables = zf.read("flowdsl/lang/_tables.py").decode()
         lark_init = zf.read("lark/__init__.py").decode()
     assert not [n for n in names if n.lower().endswith((".so", ".pyd", ".dll", ".dylib"))]
     assert not [n for n in names if ".dist-info/" in n or "__pycache__" in n]
-    for needed in ("__main__.py", "flowdsl/cli.py", "flowdsl/grammar/flow.lark", "flowdsl/_tables.py",
+    for needed in ("__main__.py", "flowdsl/cli/command.py", "flowdsl/grammar/flow.lark", "flowdsl/lang/_tables.py",
                    "msgpack/fallback.py", "six.py"):
         assert needed in names
     for package in BUNDLED:
@@ -118,7 +118,7 @@ def test_contents(pyz):
     for tag in trees:
         tree = {n[len(f"__pyc__/{tag}/"):] for n in names if n.startswith(f"__pyc__/{tag}/")}
         assert not [n for n in tree if n.endswith(".py")]
-        assert {"flowdsl/grammar/flow.lark", "flowdsl/_tables.pyc", "lark/grammars/common.lark"} <= tree
+        assert {"flowdsl/grammar/flow.lark", "flowdsl/lang/_tables.pyc", "lark/grammars/common.lark"} <= tree
         assert {s + "c" for s in sources} <= tree
 
 
@@ -225,7 +225,8 @@ PROBE = textwrap.dedent("""
     print(json.dumps({
         "exit": code,
         "files": {m: getattr(sys.modules.get(m), "__file__", None)
-                  for m in ("flowdsl.cli", "flowdsl.parser", "flowdsl._tables", "lark", "lark.lark", "msgpack")},
+                  for m in ("flowdsl.cli", "flowdsl.lang.parser", "flowdsl.lang._tables", "lark", "lark.lark",
+                            "msgpack")},
         "croniter": "croniter" in sys.modules,
         "build_modules": build_modules,
         "lark_builds": built == ["start", "start"],
@@ -254,7 +255,7 @@ def test_bytecode_trees_are_used(which, pyz, bare_python, tmp_path):
     tree = os.path.join(str(pyz), "__pyc__", tag) + os.sep
     for module, file in report["files"].items():
         assert file and file.startswith(tree) and file.endswith(".pyc"), (module, file)
-    assert not report["croniter"]  # cron syntax is checked by flowdsl.cronexpr: validate never needs croniter
+    assert not report["croniter"]  # cron syntax is checked by flowdsl.lang.cronexpr: validate never needs croniter
     assert report["build_modules"] == []  # the frozen tables need none of lark's grammar compiler
     assert report["lark_builds"]
     assert report["msgpack_fallback"] and report["msgpack_roundtrip"]
@@ -268,4 +269,4 @@ def test_bytecode_trees_are_used(which, pyz, bare_python, tmp_path):
         assert other["exit"] == 0 and other["lark_builds"] and other["msgpack_fallback"]
         for module, file in other["files"].items():
             assert file == os.path.join(str(pyz), *module.split(".")) + (
-                os.sep + "__init__.py" if module in ("lark", "msgpack") else ".py"), (module, file)
+                os.sep + "__init__.py" if module in ("flowdsl.cli", "lark", "msgpack") else ".py"), (module, file)

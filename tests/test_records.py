@@ -4,8 +4,8 @@ import pickle
 
 import pytest
 
-from flowdsl import ir
-from flowdsl.records import fields
+from flowdsl.lang import ir
+from flowdsl.lang.records import fields
 
 
 def span(line=1):

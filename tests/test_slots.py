@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from flowdsl import slots  # noqa: E402
+from flowdsl.schedule import slots  # noqa: E402
 
 UTC = dt.timezone.utc
 
@@ -155,7 +155,7 @@ def _oracle(expr: str, tz: str, start: dt.datetime, end: dt.datetime) -> list:
     """The rules applied the slow way: every UTC minute of the range, read on the zone's wall clock."""
     from zoneinfo import ZoneInfo
 
-    from flowdsl import cronexpr
+    from flowdsl.lang import cronexpr
 
     zone = ZoneInfo(tz)
     minutes, hours, days, months, weekdays, day_star, weekday_star = cronexpr.fields(expr)

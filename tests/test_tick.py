@@ -303,7 +303,7 @@ def test_a_run_opened_by_a_tick_that_died_before_forking_it_runs_on_the_next_tic
         "import sys, datetime as dt\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from flowdsl import check\n"
-        "from flowdsl.launch import open_run\n"
+        "from flowdsl.schedule.launch import open_run\n"
         f"program = check({str(f)!r}).program\n"
         "when = dt.datetime(2026, 11, 22, 10, tzinfo=dt.timezone.utc)\n"
         f"open_run(program, trigger='schedule', logical_date=when, state_dir=None, run_id={run_id!r})\n")

@@ -125,10 +125,10 @@ def state_runs(folder: Path) -> List[Path]:
 
 
 def journal_records(path: Path) -> List[dict]:
-    """The journal decoded with flowdsl.journal.read (the project's own reader)."""
+    """The journal decoded with flowdsl.store.journal.read (the project's own reader)."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
-    from flowdsl import journal
+    from flowdsl.store import journal
 
     return journal.read(str(path))
 

@@ -13,17 +13,17 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .cli import EXIT_FAILED, EXIT_OK, UsageError
+from .command import EXIT_FAILED, EXIT_OK, UsageError
 
 
 def _root(args) -> str:
-    from . import state
+    from ..store import state
 
     return state.state_dir(None, args.state_dir)
 
 
 def _run_id(args, given: Optional[str]) -> Tuple[str, str]:
-    from . import history
+    from ..store import history
 
     root = _root(args)
     try:
@@ -42,7 +42,7 @@ def _when(iso: Optional[str]) -> str:
     """An ISO timestamp shortened for a table, in local time."""
     if not iso:
         return "-"
-    from .timeutil import parse_iso
+    from ..lang.timeutil import parse_iso
 
     return parse_iso(iso).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -67,7 +67,7 @@ def _first_line(text: Optional[str], width: int = 60) -> str:
 def cmd_runs(args) -> int:
     import json
 
-    from . import history
+    from ..store import history
 
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
@@ -98,7 +98,7 @@ def add_runs(p) -> None:
 
 
 def load_report(folder: str) -> Dict[str, Any]:
-    from . import history, journal
+    from ..store import history, journal
 
     try:
         return history.load(folder).report()
@@ -113,7 +113,7 @@ class Damaged(Exception):
 def cmd_status(args) -> int:
     import json
 
-    from . import state
+    from ..store import state
 
     root, run_id = _run_id(args, args.run_id)
     try:
@@ -157,7 +157,7 @@ def add_status(p) -> None:
 
 def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int]], bool]:
     """(the run's (task, attempt) pairs in the order they started, whether the task is known)."""
-    from . import history, journal
+    from ..store import history, journal
 
     pairs, known = [], task is None
     for r in journal.iter_records(history.journal_path(folder)):
@@ -179,7 +179,7 @@ def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int
 
 
 def cmd_logs(args) -> int:
-    from . import history, journal, state
+    from ..store import history, journal, state
 
     root, run_id = _run_id(args, args.run_id)
     folder = state.run_dir(root, run_id)
@@ -240,8 +240,8 @@ def add_logs(p) -> None:
 
 
 def cmd_prune(args) -> int:
-    from . import checkpoint, history
-    from .timeutil import duration_arg
+    from ..lang.timeutil import duration_arg
+    from ..store import checkpoint, history
 
     if args.keep is None and args.older_than is None:
         raise UsageError("say what to delete: --keep N (per pipeline) and/or --older-than D (like 30d)")

@@ -27,9 +27,10 @@ from typing import Any, Dict, Iterable, List, Optional, Set
 
 import msgpack
 
-from . import ir, pysource, state
-from .records import fields, is_record
-from .worker import Attempt
+from ..lang import ir, pysource
+from ..lang.records import fields, is_record
+from ..run.worker import Attempt
+from . import state
 
 PARTS = {"d": "its definition changed", "s": "its callable's source changed", "i": "its inputs changed"}
 

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Dict, Optional, TextIO
 
-from . import state
+from ..store import state
 
 
 def _error_line(error: Optional[Dict[str, Any]]) -> str:

@@ -24,8 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..store.journal import is_live
 from . import scheduler, tickstate
-from .journal import is_live
 from .launch import live_runs
 from .scheduler import Due
 
@@ -188,7 +188,8 @@ class Ticker:
 
     def orphans(self, p: Pipeline, entry: Dict[str, Any], schedule) -> List[Due]:
         """Claims a tick made and died before starting: their runs start now."""
-        from . import slots, state
+        from ..store import state
+        from . import slots
 
         out = []
         for claim in entry["claims"]:
@@ -242,14 +243,14 @@ class Ticker:
 
 
 def new_run_id(name: str) -> str:
-    from .state import new_run_id as make
+    from ..store.state import new_run_id as make
 
     return make(name, dt.datetime.now(dt.timezone.utc))
 
 
 def scheduled_instants(root: str, name: str) -> set:
     """The slots that runs started by earlier ticks were for (a tick state begun afresh must not repeat them)."""
-    from . import history
+    from ..store import history
 
     out = set()
     for line in history.runs(root, name):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Iterator, List, NamedTuple, Optional, Set, Tuple
 
-from . import cronexpr
+from ..lang import cronexpr
 
 UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
@@ -38,7 +38,7 @@ class Slot(NamedTuple):
 
 class CronRule:
     def __init__(self, expr: str, tz: str = "UTC") -> None:
-        from .timeutil import zone
+        from ..lang.timeutil import zone
 
         self.expr = expr
         self.zone = zone(tz)

@@ -14,7 +14,7 @@ import re
 import sys
 from typing import Dict, List, Tuple
 
-from .cli import EXIT_FAILED, EXIT_OK, UsageError
+from .command import EXIT_FAILED, EXIT_OK, UsageError
 
 FALLBACK = "hello"
 # Words a pipeline may not be named after: the language's reserved names and
@@ -193,7 +193,7 @@ def plan(folder: str, tz: str) -> Tuple[str, Dict[str, str]]:
 def cmd_init(args) -> int:
     import json
 
-    from .timeutil import zone
+    from ..lang.timeutil import zone
 
     try:
         zone(args.tz)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import List, NamedTuple, Optional, Tuple
 
-from . import ir, slots
-from .timeutil import parse_iso
+from ..lang import ir
+from ..lang.timeutil import parse_iso
+from . import slots
 
 GRACE = dt.timedelta(seconds=60)  # `catchup none` fires a slot this recent; a first tick owns this much
 MAX_FIRE = 100  # runs one tick starts for one pipeline (`catchup all`): the next tick goes on from there

@@ -1,7 +1,7 @@
 """The parser: `.flow` text to IR blocks, and syntax errors in plain words.
 
 The LALR tables are built once: the zipapp carries them as the generated
-module `flowdsl._tables` (made by build_zipapp.py); a checkout or a wheel
+module `flowdsl.lang._tables` (made by build_zipapp.py); a checkout or a wheel
 builds them from `grammar/flow.lark` on first use and lets lark cache them.
 The builder runs inside the parser, so no parse tree is ever made.
 """
@@ -22,7 +22,7 @@ _LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True,
 
 def grammar_text() -> str:
     """The grammar, from the package (wheel, zipapp) or the checkout's grammar/."""
-    here = os.path.dirname(__file__)
+    here = os.path.dirname(os.path.dirname(__file__))  # the package: flowdsl/grammar/ is its data
     inside = os.path.join(here, "grammar", GRAMMAR_FILE)
     loader = globals().get("__loader__")
     try:

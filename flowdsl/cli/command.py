@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import __version__
+from .. import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 70, 130
 
@@ -40,9 +40,9 @@ def flow_files(paths: Sequence[str]) -> Tuple[List[str], List[str]]:
 
 
 def cmd_validate(args) -> int:
-    from . import check
-    from .diagnostics import count, render_github, render_json, render_sarif, render_text
-    from .loader import Loader
+    from .. import check
+    from ..lang.diagnostics import count, render_github, render_json, render_sarif, render_text
+    from ..lang.loader import Loader
 
     named, found = flow_files(args.paths)
     loader = Loader()
@@ -114,8 +114,8 @@ def load_checked(path: str, targets: Sequence[str] = (), state_root: Optional[st
 
     With `state_root`, a program checked before and unchanged since is loaded from its cache there.
     """
-    from .diagnostics import render_text
-    from .ircache import checked, folder
+    from ..lang.diagnostics import render_text
+    from ..store.ircache import checked, folder
 
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
@@ -148,9 +148,9 @@ def add_graph(p) -> None:
 
 def parse_param(text: str) -> Tuple[str, object]:
     """`k=v`: v read as a .flow literal, anything else the string itself."""
-    from .diagnostics import FlowSyntaxError
-    from .parser import parse
-    from .values import EvalError, Scope, evaluate
+    from ..lang.diagnostics import FlowSyntaxError
+    from ..lang.parser import parse
+    from ..run.values import EvalError, Scope, evaluate
 
     key, sep, raw = text.partition("=")
     if not sep or not key.strip().isidentifier():
@@ -162,7 +162,7 @@ def parse_param(text: str) -> Tuple[str, object]:
     params = module.pipeline.params if module.pipeline else None
     if problems or module.tasks or params is None or len(params.entries) != 1:
         return key.strip(), raw
-    from . import planner
+    from ..lang import planner
 
     if any(True for _ in planner.iter_refs(params.entries[0].value)):
         return key.strip(), raw
@@ -206,7 +206,7 @@ LATEST = "\0latest"  # `--resume` given without a run id
 
 def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str) -> None:
     """Every task named by --target or --from exists; else a usage error with a suggestion."""
-    from .diagnostics import did_you_mean
+    from ..lang.diagnostics import did_you_mean
 
     for t in given:
         if t not in names:
@@ -216,8 +216,8 @@ def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str
 
 def resume_options(args, program, state_root: str, options) -> None:
     """--resume [RUN_ID]: the run to continue, with its own params, targets and logical date."""
-    from . import codec, history, journal, state
-    from .timeutil import parse_iso
+    from ..lang.timeutil import parse_iso
+    from ..store import codec, history, journal, state
 
     if args.param or args.target or args.logical_date:
         raise UsageError("--resume continues a run with the params, targets and logical date it started with; "
@@ -239,7 +239,7 @@ def resume_options(args, program, state_root: str, options) -> None:
 
 def earlier_run(program, state_root: str, options, say) -> None:
     """--from without --resume: keep what the latest run of the pipeline finished."""
-    from . import history, journal, state
+    from ..store import history, journal, state
 
     run_id = history.latest(state_root, program.pipeline.name)
     if run_id is None:
@@ -255,8 +255,8 @@ def earlier_run(program, state_root: str, options, say) -> None:
 def cmd_run(args) -> int:
     import json
 
-    from .planner import downstream_closure, make_plan
-    from .state import state_dir
+    from ..lang.planner import downstream_closure, make_plan
+    from ..store.state import state_dir
 
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
@@ -275,7 +275,7 @@ def cmd_run(args) -> int:
     declared = [e.key for e in program.pipeline.params.entries] if program.pipeline.params else []
     for key in overrides:
         if key not in declared:
-            from .diagnostics import did_you_mean
+            from ..lang.diagnostics import did_you_mean
 
             hint = did_you_mean(key, declared) or (
                 "declared: " + ", ".join(declared) if declared else "it declares none")
@@ -285,16 +285,16 @@ def cmd_run(args) -> int:
         raise UsageError("the dask executor is not available in this release; use process, thread or inline")
     logical = None
     if args.logical_date:
-        from .timeutil import parse_iso
+        from ..lang.timeutil import parse_iso
 
         try:
             logical = parse_iso(args.logical_date)
         except ValueError as e:
             raise UsageError(f"--logical-date: {e}") from None
-    from .journal import Busy, JournalError
-    from .progress import make_reporter
-    from .runner import Runner, RunOptions
-    from .values import EvalError
+    from ..run.progress import make_reporter
+    from ..run.runner import Runner, RunOptions
+    from ..run.values import EvalError
+    from ..store.journal import Busy, JournalError
 
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
                          logical_date=logical, state_dir=args.state_dir)
@@ -364,7 +364,7 @@ def detach(runner, args) -> int:
     """Fork the opened run into its own session (see `launch`); print its id and return at once."""
     import json
 
-    from .launch import start
+    from ..schedule.launch import start
 
     pid = start(runner, quiet=args.quiet, verbose=args.verbose)
     run_id = runner.run_values["id"]
@@ -397,17 +397,17 @@ def add_run(p) -> None:
 # ---- the verb table and main -------------------------------------------------
 
 VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, help)
-    "validate": ("cli", "validate", "check .flow files; never imports user code"),
-    "graph": ("cli", "graph", "print a pipeline's task graph"),
-    "run": ("cli", "run", "run a pipeline and wait for it"),
-    "tick": ("cli_schedule", "tick", "start the scheduled runs that are due (for cron, every minute)"),
-    "schedule": ("cli_schedule", "schedule", "each pipeline's schedules and next fire times"),
-    "backfill": ("cli_schedule", "backfill", "one run per schedule slot in a range of dates"),
-    "init": ("cli_init", "init", "a starter project: a pipeline, its tasks module and the crontab line"),
-    "runs": ("cli_history", "runs", "list runs, newest first"),
-    "status": ("cli_history", "status", "one run's tasks: state, attempts, duration, error"),
-    "logs": ("cli_history", "logs", "the captured output of a run or one task"),
-    "prune": ("cli_history", "prune", "delete old runs"),
+    "validate": ("command", "validate", "check .flow files; never imports user code"),
+    "graph": ("command", "graph", "print a pipeline's task graph"),
+    "run": ("command", "run", "run a pipeline and wait for it"),
+    "tick": ("schedule", "tick", "start the scheduled runs that are due (for cron, every minute)"),
+    "schedule": ("schedule", "schedule", "each pipeline's schedules and next fire times"),
+    "backfill": ("schedule", "backfill", "one run per schedule slot in a range of dates"),
+    "init": ("init", "init", "a starter project: a pipeline, its tasks module and the crontab line"),
+    "runs": ("history", "runs", "list runs, newest first"),
+    "status": ("history", "status", "one run's tasks: state, attempts, duration, error"),
+    "logs": ("history", "logs", "the captured output of a run or one task"),
+    "prune": ("history", "prune", "delete old runs"),
 }
 
 

@@ -50,7 +50,7 @@ class TickState:
         self.root = state_root
         self.fd = -1
         if locked:
-            from .state import ensure_private_dir
+            from ..store.state import ensure_private_dir
 
             ensure_private_dir(state_root)
             self.fd = os.open(os.path.join(state_root, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -22,7 +22,7 @@ import pickle
 import sys
 from typing import Any, List, Optional, Sequence, Tuple
 
-from . import __version__
+from .. import __version__
 
 FORMAT = 1
 
@@ -51,7 +51,7 @@ def _stamp(path: str, kind: str) -> Any:
 
 class _IROnly(pickle.Unpickler):
     def find_class(self, module: str, name: str):
-        if module in ("flowdsl.ir", "flowdsl.diagnostics"):
+        if module in ("flowdsl.lang.ir", "flowdsl.lang.diagnostics"):
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not part of a checked program")
 
@@ -68,7 +68,7 @@ def load(cache_dir: str, path: str, targets: Sequence[str]):
     for dep, kind, stamp in entry["deps"]:
         if _stamp(dep, kind) != stamp:
             return None
-    from .loader import Loaded
+    from ..lang.loader import Loaded
 
     return Loaded(entry["program"], list(entry["warnings"]))
 
@@ -141,7 +141,7 @@ def checked(path: str, cache_dir: Optional[str], targets: Sequence[str] = ()):
     The caller calls the function once it is sure to go on (a usage error
     found later must leave no state behind).
     """
-    from . import check
+    from .. import check
 
     if cache_dir is not None:
         cached = load(cache_dir, path, targets)

@@ -17,7 +17,8 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from . import journal, worker
+from ..store import journal
+from . import worker
 from .worker import Attempt, Outcome
 
 # ---- in the runner's process ---------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Dict, List
 
-from . import ir, planner
+from ..lang import ir, planner
 
 
 def describe_action(task_or_hook) -> str:

@@ -21,7 +21,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import codec
+from ..store import codec
 from .values import mask
 
 STDERR_TAIL = 2000  # characters of stderr kept in a failed shell task's error

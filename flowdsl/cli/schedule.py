@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from .cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, flow_files
+from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, flow_files
 
 
 def now_arg(text: Optional[str]) -> dt.datetime:
@@ -24,7 +24,7 @@ def now_arg(text: Optional[str]) -> dt.datetime:
 
 def time_arg(flag: str, text: str) -> dt.datetime:
     """An ISO datetime from the command line, within the years slots can be computed for."""
-    from .timeutil import parse_iso
+    from ..lang.timeutil import parse_iso
 
     try:
         t = parse_iso(text)
@@ -41,10 +41,10 @@ def load_pipelines(paths: List[str], state_override: Optional[str], errors: list
     A file with errors goes to `errors` (its diagnostics to stderr) and is left
     out; so is a file that another one includes (it is part of that one).
     """
-    from .diagnostics import render_text
-    from .ircache import checked, folder, keep_all
-    from .state import state_dir
-    from .tick import Pipeline
+    from ..lang.diagnostics import render_text
+    from ..schedule.tick import Pipeline
+    from ..store.ircache import checked, folder, keep_all
+    from ..store.state import state_dir
 
     named, found = flow_files(paths or ["."])
     loaded: Dict[str, tuple] = {}
@@ -79,7 +79,7 @@ def load_pipelines(paths: List[str], state_override: Optional[str], errors: list
 
 
 def cmd_tick(args) -> int:
-    from .timeutil import duration_arg
+    from ..lang.timeutil import duration_arg
 
     if args.every is not None and not args.loop:
         raise UsageError("--every goes with --loop")
@@ -94,7 +94,7 @@ def cmd_tick(args) -> int:
 
 
 def tick_once(args, now: dt.datetime) -> int:
-    from .tick import run_tick
+    from ..schedule.tick import run_tick
 
     errors: list = []
     by_root = load_pipelines(args.paths, args.state_dir, errors, store=not args.dry_run)
@@ -128,7 +128,7 @@ def print_tick(outcome, dry_run: bool) -> None:
 
 def wait_runs(outcome, quiet: bool) -> bool:
     """Wait for the runs of a `--wait` tick; True if one did not succeed."""
-    from .launch import wait
+    from ..schedule.launch import wait
 
     for pid, fired in outcome.launched:
         fired["status"] = wait(pid)
@@ -186,7 +186,7 @@ def add_tick(p) -> None:
 
 
 def cmd_schedule(args) -> int:
-    from . import scheduler, slots
+    from ..schedule import scheduler, slots
 
     if args.next < 1:
         raise UsageError("--next must be at least 1")
@@ -275,9 +275,9 @@ def range_arg(flag: str, text: str, end: bool) -> dt.datetime:
 
 
 def cmd_backfill(args) -> int:
-    from . import scheduler
-    from .cli import load_checked
-    from .state import state_dir
+    from ..schedule import scheduler
+    from ..store.state import state_dir
+    from .command import load_checked
 
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")
@@ -312,7 +312,7 @@ def cmd_backfill(args) -> int:
 
 def backfill(program, due, args) -> int:
     """Start the runs oldest first, `--parallel` at a time, and wait for them all."""
-    from .launch import CannotStart, open_run, start, status_of
+    from ..schedule.launch import CannotStart, open_run, start, status_of
 
     out = sys.stderr if args.json else sys.stdout
     name = program.pipeline.name

@@ -22,7 +22,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from . import checkpoint, codec, history, ir, journal, planner, state, values
+from ..lang import ir, planner
+from ..store import checkpoint, codec, history, journal, state
+from . import values
 from .backends import make_backend
 from .values import EvalError, Scope, Secrets, evaluate
 from .worker import Attempt, Interrupted, Outcome

@@ -29,11 +29,11 @@ class CannotStart(Exception):
 def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], run_id: Optional[str] = None,
              resume: bool = False):
     """A Runner for a whole-pipeline run, opened (`resume`: the existing run `run_id`). Raises CannotStart."""
-    from .journal import Busy, JournalError
-    from .planner import make_plan
-    from .progress import PlainReporter
-    from .runner import Runner, RunOptions
-    from .values import EvalError
+    from ..lang.planner import make_plan
+    from ..run.progress import PlainReporter
+    from ..run.runner import Runner, RunOptions
+    from ..run.values import EvalError
+    from ..store.journal import Busy, JournalError
 
     executor = program.pipeline.executor.kind if program.pipeline.executor else "process"
     if executor == "dask":
@@ -69,8 +69,8 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
         runner.write_summary()
         runner.journal.release()
         return pid
-    from .cli import EXIT_BUG, EXIT_INTERRUPTED, exit_code, report_bug
-    from .progress import PlainReporter
+    from ..cli.command import EXIT_BUG, EXIT_INTERRUPTED, exit_code, report_bug
+    from ..run.progress import PlainReporter
 
     code = EXIT_BUG
     try:
@@ -119,7 +119,7 @@ def wait(pid: int) -> str:
 
 def live_runs(state_root: str, pipeline: str) -> List[str]:
     """The runs of `pipeline` whose runner is alive, oldest first."""
-    from . import history, journal, state
+    from ..store import history, journal, state
 
     live = [run_id for run_id in history.run_ids(state_root) if history.pipeline_of(run_id) == pipeline
             and journal.is_live(state.journal_path(state.run_dir(state_root, run_id)))]
@@ -129,7 +129,7 @@ def live_runs(state_root: str, pipeline: str) -> List[str]:
 def wait_for(state_root: str, run_ids: Sequence[str]) -> Callable:
     """A `before` that waits until each of `run_ids` has ended (`overlap queue`)."""
     def before(reporter) -> None:
-        from . import journal, state
+        from ..store import journal, state
 
         for run_id in run_ids:
             reporter.note(f"waiting for {run_id} to end (overlap queue)")
@@ -144,7 +144,7 @@ def stop_runs(state_root: str, run_ids: Sequence[str]) -> Callable:
     A replaced run ends `interrupted` and can be resumed. One that has not
     stopped REPLACE_GRACE seconds later is killed.
     """
-    from . import history
+    from ..store import history
 
     pids = {}
     for run_id in run_ids:
@@ -154,7 +154,7 @@ def stop_runs(state_root: str, run_ids: Sequence[str]) -> Callable:
             _signal(pid, signal.SIGTERM)
 
     def before(reporter) -> None:
-        from . import journal, state
+        from ..store import journal, state
 
         for run_id in run_ids:
             reporter.note(f"stopping {run_id} (overlap replace)")

@@ -1,0 +1,1 @@
+"""Text to checked IR: grammar, builder, IR, loader, validator, diagnostics, plans; imports nothing else of flow."""

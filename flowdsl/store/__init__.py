@@ -1,0 +1,1 @@
+"""The state folder: journals, run state, history, checkpoints, result codecs, caches."""
