@@ -3,6 +3,9 @@
 `flow` runs `python3 <pyz> ARGS...` in a subprocess. The pyz is built once
 per test session into a temporary folder (or taken from $FLOW_PYZ, which
 .ci/run sets after building it once).
+
+The tests live beside the stage they test (lang/, store/, run/, schedule/,
+cli/); the zipapp and the package's layout are tested here at the top.
 """
 
 import os
@@ -14,6 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
+sys.path.insert(0, str(ROOT / "tests"))  # runkit, the end-to-end helpers, for the tests of every stage
 
 
 @pytest.fixture(scope="session")

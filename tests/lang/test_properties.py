@@ -19,7 +19,7 @@ import flowdsl
 from flowdsl.cli import graph
 from flowdsl.lang.diagnostics import CATALOGUE, render_github, render_json, render_sarif, render_text
 
-VALID = Path(__file__).resolve().parent / "data" / "valid"
+VALID = Path(__file__).resolve().parents[1] / "data" / "valid"
 SOURCES = sorted(VALID.rglob("*.flow"))
 TEXTS = [p.read_bytes() for p in SOURCES]
 TOKEN = re.compile(rb'\s+|"(?:[^"\\\n]|\\.)*"|[A-Za-z0-9_.:]+|.', re.S)

@@ -1,12 +1,8 @@
 """Edge rules of `flow run` chosen where the reference is terse."""
 
 import stat
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, run_json, state_runs, write_project  # noqa: E402
+from runkit import explain, run_json, state_runs, write_project
 
 
 def test_no_output_is_the_empty_string_in_every_output_mode(flow, tmp_path):

@@ -1,13 +1,9 @@
 """flow run, end to end: a task past its timeout is killed (with what it started), and
 a pipeline timeout stops the whole run."""
 
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, kill_marked, marked_processes, new_marker, run_json, wait_until, write_project  # noqa: E402
+from runkit import explain, kill_marked, marked_processes, new_marker, run_json, wait_until, write_project
 
 SLEEPY = {
     "sleepy.py": """

@@ -3,15 +3,11 @@
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import (  # noqa: E402
+from runkit import (
     explain,
     journal_records,
     kill_marked,

@@ -1,13 +1,10 @@
 """The cache of checked programs: used while true, never stale, never a way to run code."""
 
 import pickle
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, run_json, write_project  # noqa: E402
+from runkit import explain, run_json, write_project
 
 PIPE = """
     pipeline cached {}

@@ -1,4 +1,4 @@
-"""Helpers for the end-to-end tests of `flow run` (tests/test_run_*.py).
+"""Helpers for the end-to-end tests of `flow run` (tests/run/test_run_*.py and the other end-to-end tests).
 
 Each test writes its pipeline and task modules into pytest's tmp_path, runs
 the CLI through the `flow` fixture (the built zipapp in a subprocess) and
@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write_project(folder: Path, flow_text: str, modules: Dict[str, str] | None = None,

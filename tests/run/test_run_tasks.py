@@ -1,12 +1,9 @@
 """flow run, end to end: what tasks do. Class lifecycle, async functions, foreach,
 concurrency, `when` and skips, references to missing keys, result types."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_pipelines.runkit import explain, max_overlap, run_json, write_project  # noqa: E402
+from runkit import explain, max_overlap, run_json, write_project
 
 LIFECYCLE = {
     "life.py": """

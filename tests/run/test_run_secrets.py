@@ -2,13 +2,10 @@
 and its value is never written anywhere under the state folder."""
 
 import json
-import sys
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, run_json, state_runs, write_project  # noqa: E402
+from runkit import explain, run_json, state_runs, write_project
 
 MODULE = {
     "leaky.py": """

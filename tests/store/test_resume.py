@@ -5,12 +5,9 @@ exactly which tasks executed in each session.
 """
 
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, journal_records, run_json, state_runs, write_project  # noqa: E402
+from runkit import explain, journal_records, run_json, state_runs, write_project
 
 MODULE = {
     "steps.py": """

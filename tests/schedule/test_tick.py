@@ -8,10 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import ROOT, explain, wait_until, write_project  # noqa: E402
+from runkit import ROOT, explain, wait_until, write_project
 
 QUICK = """
     pipeline {name} {{

@@ -1,11 +1,8 @@
 """flow run, end to end: retries, their delays (really waited) and the `on` filter."""
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_pipelines.runkit import explain, gaps, run_json, times, write_project  # noqa: E402
+from runkit import explain, gaps, run_json, times, write_project
 
 FLAKY = {
     "flaky.py": """

@@ -3,11 +3,8 @@ FLOW_ARG_* variables, no shell for exec, output modes, failures."""
 
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, run_json, write_project  # noqa: E402
+from runkit import explain, run_json, write_project
 
 # Each piece would create a file named pwned* if it ever became shell code.
 HOSTILE_PY = "up; touch pwned_up1 && $(touch pwned_up2) `touch pwned_up3` 'sq' \"dq\" * \\ $HOME\nsecond line"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "orders" / "orders.flow"
 GRAPH = ROOT / "tests" / "data" / "graph"
 FANOUT = GRAPH / "fanout.flow"

@@ -4,15 +4,10 @@ values, the working folder, executors, -v, --dry-run and the state folder."""
 import json
 import re
 import stat
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, journal_records, run_json, spawn_run, state_runs, write_project  # noqa: E402
+from runkit import explain, journal_records, run_json, spawn_run, state_runs, write_project
 
 SHOW = {
     "show.py": """

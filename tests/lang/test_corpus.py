@@ -26,7 +26,7 @@ import flowdsl
 from flowdsl.lang.diagnostics import CATALOGUE
 from flowdsl.lang.ir import to_data
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 VALID = DATA / "valid"
 INVALID = DATA / "invalid"
 

@@ -16,10 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import (  # noqa: E402
+from runkit import (
     explain,
     journal_records,
     kill_marked,
@@ -102,7 +99,7 @@ def test_sigkill_at_a_random_moment_then_resume(flow, pyz, tmp_path, trial):
 
 
 def kill_marked_alive(marker: str) -> bool:
-    from run_pipelines.runkit import marked_processes
+    from runkit import marked_processes
 
     return bool(marked_processes(marker))
 

@@ -8,9 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, run_json, spawn_run, state_runs, wait_until, write_project  # noqa: E402
+from runkit import explain, run_json, spawn_run, state_runs, wait_until, write_project
 
 TWO = """
     pipeline {name} {{}}

@@ -1,12 +1,8 @@
 """`flow schedule` (next fire times, DST marks, cron-step warnings) and `flow backfill`, end to end."""
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from run_pipelines.runkit import explain, write_project  # noqa: E402
+from runkit import explain, write_project
 
 BERLIN = """
     pipeline berlin {
