@@ -1,11 +1,13 @@
 """Cold start of the zipapp: `flow.pyz validate` against the bare interpreter.
 
-    python3 benchmarks/cold_start.py [--python PATH]... [--runs 20] [--pyz dist/flow.pyz] [--system]
+    python3 benchmarks/cold_start.py [--python PATH]... [--runs 20] [--pyz dist/flow.pyz]... [--system]
 
 Times `python dist/flow.pyz validate examples/orders/orders.flow` and
 `python -c pass`, each a fresh process, interleaved run by run so that both
 see the same machine load, and prints both medians, the difference in ms
 and the ratio. The goal: at most 80 ms more than the bare interpreter.
+Given several `--pyz` (an older build beside the new one, say), all of them
+are interleaved in the same runs, so that the builds compare fairly.
 
 By default each interpreter runs from a fresh venv without pip (made in a
 temporary folder): a stock CPython with nothing installed, which is what the
@@ -37,23 +39,25 @@ def timed(cmd, env) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def measure(python: str, pyz: str, runs: int) -> dict:
+def measure(python: str, pyzs: list, runs: int) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     bare = [python, "-c", "pass"]
-    flow = [python, pyz, "validate", EXAMPLE]
-    check = subprocess.run(flow, cwd=ROOT, env=env, capture_output=True, text=True)
-    if check.returncode != 0:
-        raise SystemExit(f"{' '.join(flow)} exited {check.returncode}:\n{check.stdout}{check.stderr}")
+    flows = [[python, pyz, "validate", EXAMPLE] for pyz in pyzs]
+    for flow in flows:
+        check = subprocess.run(flow, cwd=ROOT, env=env, capture_output=True, text=True)
+        if check.returncode != 0:
+            raise SystemExit(f"{' '.join(flow)} exited {check.returncode}:\n{check.stdout}{check.stderr}")
     for _ in range(2):  # warm the file cache; not counted
-        timed(bare, env)
-        timed(flow, env)
-    a, b = [], []
+        for cmd in [bare, *flows]:
+            timed(cmd, env)
+    a, b = [], [[] for _ in flows]
     for _ in range(runs):
         a.append(timed(bare, env))
-        b.append(timed(flow, env))
+        for times, flow in zip(b, flows):
+            times.append(timed(flow, env))
     version = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
                              capture_output=True, text=True).stdout.strip()
-    return {"version": version, "bare": statistics.median(a), "flow": statistics.median(b)}
+    return {"version": version, "bare": statistics.median(a), "flows": [statistics.median(t) for t in b]}
 
 
 def in_venv(python: str, folder: str) -> str:
@@ -66,20 +70,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--python", action="append", help="an interpreter to measure (repeatable; default: this one)")
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--pyz", default=os.path.join(ROOT, "dist", "flow.pyz"))
+    ap.add_argument("--pyz", action="append", help="a zipapp to time (repeatable; default: dist/flow.pyz)")
     ap.add_argument("--system", action="store_true", help="run the interpreters as they are, not from a fresh venv")
     args = ap.parse_args()
-    pyz = ensure_pyz(args.pyz)
-    rel = os.path.relpath(pyz, ROOT)
-    print(f"cold start, median of {args.runs} interleaved runs: `python {rel} validate {EXAMPLE}` vs `python -c pass`")
+    pyzs = [os.path.abspath(p) for p in args.pyz] if args.pyz else [ensure_pyz(os.path.join(ROOT, "dist", "flow.pyz"))]
+    print(f"cold start, median of {args.runs} interleaved runs: `python PYZ validate {EXAMPLE}` vs `python -c pass`")
     for python in args.python or [sys.executable]:
         with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
             exe = python if args.system else in_venv(python, os.path.join(tmp, "venv"))
-            r = measure(exe, pyz, args.runs)
-        diff = r["flow"] - r["bare"]
-        verdict = "ok" if diff <= GOAL_MS else "MISSED"
-        print(f"  Python {r['version']:8} bare {r['bare']:6.1f} ms   flow.pyz {r['flow']:6.1f} ms   "
-              f"+{diff:5.1f} ms   x{r['flow'] / r['bare']:.1f}   (goal +{GOAL_MS:.0f} ms: {verdict})")
+            r = measure(exe, pyzs, args.runs)
+        for pyz, flow in zip(pyzs, r["flows"]):
+            diff = flow - r["bare"]
+            verdict = "ok" if diff <= GOAL_MS else "MISSED"
+            print(f"  Python {r['version']:8} bare {r['bare']:6.1f} ms   {os.path.relpath(pyz)} {flow:6.1f} ms   "
+                  f"+{diff:5.1f} ms   x{flow / r['bare']:.1f}   (goal +{GOAL_MS:.0f} ms: {verdict})")
     return 0
 
 

@@ -1,12 +1,15 @@
-"""flow: pipelines written in the `.flow` language, checked, planned and run.
+"""flow: pipelines written in the `.flow` language, checked, planned, run and scheduled.
 
-The whole chain, one stage per module:
+One subpackage per stage, each importing only those listed before it:
 
-    text --parser/builder--> IR --validator--> diagnostics --planner--> graph
-                (loader follows includes)
+    lang/      text to checked IR: parser, builder, IR, loader, validator, planner
+    store/     the state folder: journals, run state, history, checkpoints, caches
+    run/       the runner loop, its backends and workers
+    schedule/  slots, the tick state, one tick, launching runs
+    cli/       the `flow` command, one module per verb family
 
-`check(path)` runs the front half; the CLI (`flowdsl.cli`) is built on it.
-Imports stay inside functions: `flow validate` must start fast.
+`check(path)` runs the front half (text to diagnostics); `flowdsl.cli.main`
+is the command. Imports stay inside functions: `flow validate` must start fast.
 """
 
 __version__ = "0.1.0"
@@ -14,18 +17,7 @@ __all__ = ["check", "__version__"]
 
 
 def check(path, targets=(), loader=None, modules=None):
-    """Load `path` (following includes) and validate it.
+    """Load `path` (following includes) and validate it: see `flowdsl.lang.check`."""
+    from .lang.check import check as front
 
-    Returns a `loader.Loaded` whose `diagnostics` hold every problem found,
-    syntax errors included, sorted by position. `modules`, a list, gets the
-    Python files the checks read.
-    """
-    from .lang.diagnostics import Diagnostic
-    from .lang.loader import Loader
-    from .lang.validator import validate
-
-    loaded = (loader or Loader()).load(path)
-    if loaded.program is not None:
-        loaded.diagnostics.extend(validate(loaded.program, targets, modules))
-    loaded.diagnostics.sort(key=Diagnostic.sort_key)
-    return loaded
+    return front(path, targets, loader, modules)

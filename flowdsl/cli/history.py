@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .command import EXIT_FAILED, EXIT_OK, UsageError
+from ..run.exitcodes import EXIT_FAILED, EXIT_OK
+from .inputs import UsageError
 
 
 def _root(args) -> str:

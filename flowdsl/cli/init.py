@@ -14,7 +14,8 @@ import re
 import sys
 from typing import Dict, List, Tuple
 
-from .command import EXIT_FAILED, EXIT_OK, UsageError
+from ..run.exitcodes import EXIT_FAILED, EXIT_OK
+from .inputs import UsageError
 
 FALLBACK = "hello"
 # Words a pipeline may not be named after: the language's reserved names and

@@ -13,7 +13,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from .command import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, UsageError, flow_files
+from ..run.exitcodes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from .inputs import UsageError, flow_files
 
 
 def now_arg(text: Optional[str]) -> dt.datetime:
@@ -277,7 +278,7 @@ def range_arg(flag: str, text: str, end: bool) -> dt.datetime:
 def cmd_backfill(args) -> int:
     from ..schedule import scheduler
     from ..store.state import state_dir
-    from .command import load_checked
+    from .inputs import load_checked
 
     if args.parallel < 1:
         raise UsageError("--parallel must be at least 1")

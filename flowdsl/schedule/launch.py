@@ -69,7 +69,7 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
         runner.write_summary()
         runner.journal.release()
         return pid
-    from ..cli.command import EXIT_BUG, EXIT_INTERRUPTED, exit_code, report_bug
+    from ..run.exitcodes import EXIT_BUG, EXIT_INTERRUPTED, exit_code, report_bug
     from ..run.progress import PlainReporter
 
     code = EXIT_BUG
@@ -108,7 +108,7 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
 
 
 def status_of(wait_status: int) -> str:
-    """A forked run's final status, from its exit code (see `cli.exit_code`)."""
+    """A forked run's final status, from its exit code (see `run.exitcodes.exit_code`)."""
     return {0: "success", 130: "interrupted"}.get(os.waitstatus_to_exitcode(wait_status), "failed")
 
 

@@ -29,7 +29,6 @@ import msgpack
 
 from ..lang import ir, pysource
 from ..lang.records import fields, is_record
-from ..run.worker import Attempt
 from . import state
 
 PARTS = {"d": "its definition changed", "s": "its callable's source changed", "i": "its inputs changed"}
@@ -101,8 +100,8 @@ class Fingerprints:
         except OSError:
             return "-"
 
-    def of(self, name: str, attempt: Attempt) -> str:
-        """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs."""
+    def of(self, name: str, attempt: Any) -> str:
+        """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs (a `run.worker.Attempt`)."""
         env = sorted((k, v) for k, v in attempt.env.items() if k.startswith("FLOW_ARG_"))
         inputs = [attempt.kind, attempt.target, list(attempt.argv or ()), env, attempt.kwargs]
         try:  # json's encoder is in C: this runs once per task, also in a 10,000-task resume

@@ -24,7 +24,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 from .. import __version__
 
-FORMAT = 1
+FORMAT = 2  # 2: the IR's classes moved to flowdsl.lang (entries of format 1 name flowdsl.ir)
 
 
 def folder(state_root: str) -> str:
@@ -141,7 +141,7 @@ def checked(path: str, cache_dir: Optional[str], targets: Sequence[str] = ()):
     The caller calls the function once it is sure to go on (a usage error
     found later must leave no state behind).
     """
-    from .. import check
+    from ..lang.check import check
 
     if cache_dir is not None:
         cached = load(cache_dir, path, targets)

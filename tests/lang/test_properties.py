@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import flowdsl
-from flowdsl.cli import graph
+from flowdsl.cli import drawing
 from flowdsl.lang.diagnostics import CATALOGUE, render_github, render_json, render_sarif, render_text
 
 VALID = Path(__file__).resolve().parents[1] / "data" / "valid"
@@ -116,7 +116,7 @@ def check_sane(path: Path, data: bytes):
     # and `flow graph` must draw whatever validates
     if loaded.program is not None and not any(d.severity == "error" for d in loaded.diagnostics):
         for fmt in ("ascii", "json", "dot", "mermaid"):
-            assert graph.render(loaded.program, fmt)
+            assert drawing.render(loaded.program, fmt)
     return loaded
 
 

@@ -71,3 +71,28 @@ def test_a_tampered_entry_runs_no_code(flow, tmp_path):
     entry.write_bytes(b"garbage")
     proc, report = run_json(flow, f)
     assert proc.returncode == 0 and report["tasks"]["a"]["result"] == 2
+
+
+def test_an_entry_naming_the_old_module_paths_is_ignored(flow, tmp_path, monkeypatch):
+    """Entries written before the IR moved to flowdsl.lang name `flowdsl.ir`: never loaded, checked afresh."""
+    import sys
+    import types
+
+    from flowdsl.store import ircache
+
+    f = write_project(tmp_path, PIPE, MOD)
+    old_ir = types.ModuleType("flowdsl.ir")
+
+    class Program:
+        pass
+
+    Program.__module__, Program.__qualname__ = "flowdsl.ir", "Program"
+    old_ir.Program = Program
+    monkeypatch.setitem(sys.modules, "flowdsl.ir", old_ir)
+    cache_dir = ircache.folder(str(tmp_path / ".flow"))
+    Path(cache_dir).mkdir(parents=True)
+    entry = Path(ircache.entry_path(cache_dir, str(f)))
+    entry.write_bytes(pickle.dumps({"targets": [], "deps": [], "program": Program(), "warnings": []}))
+    assert ircache.load(cache_dir, str(f), []) is None  # the restricted unpickler refuses the old path
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0 and report["tasks"]["a"]["result"] == 2, explain(proc)

@@ -1,0 +1,50 @@
+"""What the verbs read from the command line: usage errors, `.flow` paths, checked programs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+
+class UsageError(Exception):
+    """A wrong command line: printed as one line, exit 2."""
+
+
+def flow_files(paths: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(files named directly, files found in folders); a missing path is a usage error."""
+    named, found = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found.extend(os.path.join(root, f) for f in sorted(files) if f.endswith(".flow"))
+        elif os.path.exists(path):
+            named.append(path)
+        else:
+            raise UsageError(f"no such file or folder: {path}")
+    return named, found
+
+
+def load_valid(path: str, targets: Sequence[str] = ()):
+    """A program with no errors, or None after printing its diagnostics to stderr."""
+    return load_checked(path, targets)[0]
+
+
+def load_checked(path: str, targets: Sequence[str] = (), state_root: Optional[str] = None):
+    """(load_valid's answer, a function that caches the checked program or None).
+
+    With `state_root`, a program checked before and unchanged since is loaded from its cache there.
+    """
+    from ..lang.diagnostics import render_text
+    from ..store.ircache import checked, folder
+
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    loaded, keep = checked(path, folder(state_root) if state_root else None, targets)
+    errors = [d for d in loaded.diagnostics if d.severity == "error"]
+    if errors:
+        print(render_text(errors, loaded.sources, color=sys.stderr.isatty()), file=sys.stderr)
+        print(f"{path}: {len(errors)} error{'s' * (len(errors) != 1)}; run `flow validate {path}`", file=sys.stderr)
+        return None, None
+    return loaded.program, keep

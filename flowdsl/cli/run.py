@@ -1,0 +1,253 @@
+"""`flow run`: params, targets, resume and --from, the dry run, detaching; the run itself is run.runner's."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence, Tuple
+
+from ..run.exitcodes import EXIT_FAILED, EXIT_OK, exit_code
+from .inputs import UsageError, load_checked
+
+
+def parse_param(text: str) -> Tuple[str, object]:
+    """`k=v`: v read as a .flow literal, anything else the string itself."""
+    from ..lang.diagnostics import FlowSyntaxError
+    from ..lang.parser import parse
+    from ..run.values import EvalError, Scope, evaluate
+
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip().isidentifier():
+        raise UsageError(f"--param takes NAME=VALUE, not `{text}`")
+    try:
+        module, problems = parse("pipeline p { params { v = " + raw + " } }", "<--param>")
+    except FlowSyntaxError:
+        return key.strip(), raw
+    params = module.pipeline.params if module.pipeline else None
+    if problems or module.tasks or params is None or len(params.entries) != 1:
+        return key.strip(), raw
+    from ..lang import planner
+
+    if any(True for _ in planner.iter_refs(params.entries[0].value)):
+        return key.strip(), raw
+    try:
+        return key.strip(), evaluate(params.entries[0].value, Scope(params={}, run={}, environ={}))
+    except EvalError:
+        return key.strip(), raw
+
+
+def dry_run_lines(plan, program, targets) -> list:
+    """The plan in words: what runs in which order, and why."""
+    from .drawing import describe_action, describe_expr
+
+    lines = []
+    selected = set(plan.tasks)
+    for i, (name, tp) in enumerate(plan.tasks.items(), 1):
+        task = tp.task
+        when = tp.settings.when.value if tp.settings.when else "success"
+        ups = ", ".join(tp.upstream)
+        why = {"success": f"after {ups} succeed" if ups else "at the start",
+               "failure": f"only if one of {ups} fails" if ups else "never: no upstream can fail",
+               "always": f"once {ups} finish, whatever happened" if ups else "at the start"}[when]
+        extra = []
+        if task.foreach is not None:
+            extra.append(f"once per item of {describe_expr(task.foreach.items)}")
+        r = tp.settings.retry
+        if r is not None and isinstance(r.count.value, int) and r.count.value:
+            extra.append(f"up to {r.count.value} retries")
+        if tp.settings.timeout is not None:
+            extra.append(f"timeout {tp.settings.timeout.text}")
+        detail = f" ({'; '.join(extra)})" if extra else ""
+        lines.append(f"{i:>3}. {name}: {describe_action(task)} — runs {why}{detail}")
+    for task in program.tasks:
+        if task.name not in selected:
+            lines.append(f"  -  {task.name}: does not run (not needed by {', '.join(targets)})")
+    return lines
+
+
+LATEST = "\0latest"  # `--resume` given without a run id
+
+
+def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str) -> None:
+    """Every task named by --target or --from exists; else a usage error with a suggestion."""
+    from ..lang.diagnostics import did_you_mean
+
+    for t in given:
+        if t not in names:
+            hint = did_you_mean(t, names)
+            raise UsageError(f"{flag} `{t}` names no task of {file}" + (f"; {hint}" if hint else ""))
+
+
+def resume_options(args, program, state_root: str, options) -> None:
+    """--resume [RUN_ID]: the run to continue, with its own params, targets and logical date."""
+    from ..lang.timeutil import parse_iso
+    from ..store import codec, history, journal, state
+
+    if args.param or args.target or args.logical_date:
+        raise UsageError("--resume continues a run with the params, targets and logical date it started with; "
+                         "drop --param, --target and --logical-date")
+    name = program.pipeline.name
+    try:
+        run_id = history.resolve(state_root, None if args.resume == LATEST else args.resume, name)
+    except history.NoSuchRun as e:
+        raise UsageError(f"nothing to resume: {e}") from None
+    if history.pipeline_of(run_id) != name:
+        raise UsageError(f"run {run_id} is not a run of {name}")
+    head = journal.head(state.journal_path(state.run_dir(state_root, run_id)))
+    options.run_id, options.resume = run_id, True
+    options.params = codec.unpack(head["overrides"]) if head.get("overrides") else {}
+    options.targets = list(head.get("targets") or ())
+    options.trigger = head.get("trigger", "manual")
+    options.logical_date = parse_iso(head["logical_date"])
+
+
+def earlier_run(program, state_root: str, options, say) -> None:
+    """--from without --resume: keep what the latest run of the pipeline finished."""
+    from ..store import history, journal, state
+
+    run_id = history.latest(state_root, program.pipeline.name)
+    if run_id is None:
+        say(f"no earlier run of {program.pipeline.name} in {state_root}: every task runs")
+        return
+    try:
+        options.earlier = history.load(state.run_dir(state_root, run_id))
+        options.earlier_id = run_id
+    except journal.JournalError as e:
+        say(f"cannot keep results of {run_id} ({e}): every task runs")
+
+
+def cmd_run(args) -> int:
+    import json
+
+    from ..lang.planner import downstream_closure, make_plan
+    from ..store.state import state_dir
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.detach and args.dry_run:
+        raise UsageError("--detach and --dry-run do not go together")
+    overrides = dict(parse_param(p) for p in args.param)
+    if not os.path.isfile(args.file):
+        raise UsageError(f"no such file: {args.file}")
+    state_root = state_dir(args.file, args.state_dir)
+    program, keep_checked = load_checked(args.file, state_root=state_root)
+    if program is None:
+        return EXIT_FAILED
+    names = [t.name for t in program.tasks]
+    check_names("--target", args.target, names, args.file)
+    check_names("--from", args.from_, names, args.file)
+    declared = [e.key for e in program.pipeline.params.entries] if program.pipeline.params else []
+    for key in overrides:
+        if key not in declared:
+            from ..lang.diagnostics import did_you_mean
+
+            hint = did_you_mean(key, declared) or (
+                "declared: " + ", ".join(declared) if declared else "it declares none")
+            raise UsageError(f"--param `{key}` is not a param of {program.pipeline.name}; {hint}")
+    executor = args.executor or (program.pipeline.executor.kind if program.pipeline.executor else "process")
+    if executor == "dask":
+        raise UsageError("the dask executor is not available in this release; use process, thread or inline")
+    logical = None
+    if args.logical_date:
+        from ..lang.timeutil import parse_iso
+
+        try:
+            logical = parse_iso(args.logical_date)
+        except ValueError as e:
+            raise UsageError(f"--logical-date: {e}") from None
+    from ..run.progress import make_reporter
+    from ..run.runner import Runner, RunOptions
+    from ..run.values import EvalError
+    from ..store.journal import Busy, JournalError
+
+    options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
+                         logical_date=logical, state_dir=args.state_dir)
+    out = sys.stderr if args.json else sys.stdout
+    reporter = make_reporter(out, args.quiet, args.verbose)
+    try:
+        if args.resume is not None:
+            resume_options(args, program, state_root, options)
+        plan = make_plan(program, options.targets)
+        options.forced = downstream_closure(plan.graph, args.from_) & set(plan.tasks) if args.from_ else set()
+        if args.from_ and args.resume is None and not args.dry_run:
+            earlier_run(program, state_root, options, reporter.note)
+    except JournalError as e:
+        print(f"flow run: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.dry_run:
+        lines = dry_run_lines(plan, program, options.targets)
+        if args.json:
+            print(json.dumps({"pipeline": program.pipeline.name, "order": list(plan.tasks), "plan": lines}, indent=2))
+        else:
+            print(f"pipeline {program.pipeline.name}: {len(plan.tasks)} of {len(program.tasks)} tasks would run")
+            print("\n".join(lines))
+        return EXIT_OK
+    runner = Runner(plan, options, reporter)
+    try:
+        runner.open()
+    except Busy:
+        raise UsageError(f"run {options.run_id} is still running; wait for it, or stop it first") from None
+    except JournalError as e:
+        print(f"flow run: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except EvalError as e:
+        print(f"flow run: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as e:  # the state folder cannot be written (a full disk, permissions)
+        print(f"flow run: error: cannot start the run in {state_root}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILED
+    if keep_checked is not None:
+        keep_checked(background=True)  # the next run (a resume above all) skips parsing and checking
+    if args.detach:
+        return detach(runner, args)
+    saved_stdout = None
+    if args.json:
+        # stdout is the report's alone: what anything else writes to fd 1 during
+        # the run (a child process of a thread-executor task) goes to stderr
+        sys.stdout.flush()
+        saved_stdout = os.dup(1)
+        os.dup2(2, 1)
+    try:
+        report = runner.execute()
+    finally:
+        if saved_stdout is not None:
+            sys.stdout.flush()
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return exit_code(report["status"])
+
+
+def detach(runner, args) -> int:
+    """Fork the opened run into its own session (see `launch`); print its id and return at once."""
+    import json
+
+    from ..schedule.launch import start
+
+    pid = start(runner, quiet=args.quiet, verbose=args.verbose)
+    run_id = runner.run_values["id"]
+    if args.json:
+        print(json.dumps({"run_id": run_id, "folder": runner.run_folder, "pid": pid}))
+    else:
+        print(run_id)
+    return EXIT_OK
+
+
+def add_run(p) -> None:
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="override a param (repeatable)")
+    p.add_argument("--target", action="append", default=[], metavar="TASK", help="run TASK and what it needs")
+    p.add_argument("--from", dest="from_", action="append", default=[], metavar="TASK",
+                   help="run TASK and what depends on it again, keeping the other results of the latest run")
+    p.add_argument("--resume", nargs="?", const=LATEST, metavar="RUN_ID",
+                   help="continue a failed or interrupted run (default: the latest run of this pipeline)")
+    p.add_argument("--detach", action="store_true", help="start in the background, print the run id")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument("--executor", choices=("process", "thread", "inline", "dask"))
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes or threads")
+    p.add_argument("--logical-date", metavar="ISO", help="sets run.logical_date (the trigger stays manual)")
+    p.add_argument("--json", action="store_true", help="print the final report as JSON")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="also stream each task's output")
+    p.add_argument("--state-dir", metavar="DIR", help="where runs are kept (default: .flow beside FILE)")

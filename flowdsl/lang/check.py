@@ -1,0 +1,23 @@
+"""The front half in one call: load a file (following includes) and validate it."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Sequence
+
+
+def check(path: str, targets: Sequence[str] = (), loader=None, modules: Optional[List[str]] = None):
+    """Load `path` (following includes) and validate it.
+
+    Returns a `loader.Loaded` whose `diagnostics` hold every problem found,
+    syntax errors included, sorted by position. `modules`, a list, gets the
+    Python files the checks read.
+    """
+    from .diagnostics import Diagnostic
+    from .loader import Loader
+    from .validator import validate
+
+    loaded = (loader or Loader()).load(path)
+    if loaded.program is not None:
+        loaded.diagnostics.extend(validate(loaded.program, targets, modules))
+    loaded.diagnostics.sort(key=Diagnostic.sort_key)
+    return loaded
