@@ -56,6 +56,15 @@ def page_data(folder: str, now: Optional[float] = None) -> Dict[str, Any]:
     }
 
 
+def task_states(run: state.RunState) -> Dict[str, str]:
+    """Each task's state in the run (a foreach task's from its instances), as the page colours it."""
+    out = {}
+    for name in [n for n in run.info.get("tasks", ()) if "[" not in n] or [k for k in run.tasks if "[" not in k]:
+        s = run.aggregate(name) if name in run.instances else run.tasks.get(name, state.TaskState())
+        out[name] = _state(s)
+    return out
+
+
 def _state(s: state.TaskState) -> str:
     if s.reused and s.status in ("success", "cached"):
         return "kept"
