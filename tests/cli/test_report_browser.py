@@ -152,3 +152,25 @@ def test_the_runs_index_links_to_pages_that_open(flow, tmp_path, open_page):
     opened.page.wait_for_selector("#dag .node")
     assert dict(state_of(opened.page, "#dag .node")) == {"a": "success"}
     assert opened.problems == []
+
+
+def test_a_long_timeline_is_drawn_as_it_scrolls_into_view(flow, tmp_path, open_page):
+    items = ", ".join(str(i) for i in range(2500))
+    flow_file = write_project(tmp_path, f"""\
+        pipeline wide {{ params {{ items = [{items}] }} }}
+        task each {{ foreach i in params.items run tasks:noop }}
+    """, {"tasks.py": BIG_TASKS})
+    proc = flow("run", flow_file, "-q", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, explain(proc)
+    assert flow("report", "--html", tmp_path / "wide.html", cwd=tmp_path).returncode == 0
+    opened = open_page(tmp_path / "wide.html")
+    page = opened.page
+    assert opened.problems == []
+    drawn = page.locator("#gantt .row").count()
+    assert 0 < drawn < 500  # only what is in view, and a margin
+    assert page.locator('#gantt .row[data-key="each[2499]"]').count() == 0
+    page.eval_on_selector("#gantt", "g => { g.scrollTop = g.scrollHeight; }")
+    page.wait_for_selector('#gantt .row[data-key="each[2499]"] .bar[data-n="1"]')
+    assert page.get_attribute('#gantt .row[data-key="each[2499]"]', "data-state") == "success"
+    chips = page.locator('#dag .node[data-task="each"] .chip').count()
+    assert chips == 240 and "[2500]" in page.inner_text('#dag .node[data-task="each"]')  # the rest summed up
