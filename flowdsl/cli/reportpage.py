@@ -141,7 +141,7 @@ function rowHtml(r){
     if (next && next.start > b.end) h += '<div class="wait" title="' + esc('waited ' + secs(next.start - b.end) +
       ' before attempt ' + next.n) + '" style="left:' + pct(b.end) + ';width:' + pct(next.start - b.end) + '"></div>';
   });
-  if (!r.bars.length && r.start != null && r.end != null && r.end > r.start)
+  if (!r.bars.length && r.start != null && r.start >= 0 && r.end > r.start)  // kept from another run: before t0
     h += '<div class="bar' + (isCrit ? ' crit' : '') + '" data-key="' + esc(r.key) + '" data-span="1" ' +
       'style="opacity:.35;left:' + pct(r.start) + ';width:' + pct(r.end - r.start) + ';background:' + C[r.state] +
       '"></div>';

@@ -231,3 +231,19 @@ def test_cpu_is_measured_under_the_thread_executor_too(flow, tmp_path):
     assert 0.25 <= found["burn"]["bars"][0]["cpu"] < 1.5
     assert found["idle"]["bars"][0]["cpu"] < 0.15  # only its own thread counts, not the other task's
 
+
+
+def test_a_resumed_run_shows_both_sessions_and_what_it_kept(flow, tmp_path):
+    flow_file = write_project(tmp_path, """\
+        task a { sh "echo a" }
+        task b { sh "test -f ok && echo b" after a }
+    """)
+    assert flow("run", flow_file, cwd=tmp_path).returncode == 1
+    (tmp_path / "ok").write_text("")
+    assert flow("run", flow_file, "--resume", cwd=tmp_path).returncode == 0
+    assert flow("report", "--html", tmp_path / "r.html", cwd=tmp_path).returncode == 0
+    data = page_data(tmp_path / "r.html")
+    found = rows(data)
+    assert found["a"]["state"] == "kept" and found["a"]["kept_from"] == data["run_id"]
+    assert [(b["n"], b["status"], b["session"]) for b in found["b"]["bars"]] == [(1, "failed", 0), (2, "success", 1)]
+    assert data["counts"] == {"kept": 1, "success": 1}
