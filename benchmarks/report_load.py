@@ -114,9 +114,8 @@ def screenshot(pyz: str, work: str, out: str, browser) -> None:
             """))
     flow(pyz, "run", "p.flow", "-q", cwd=folder)
     assert flow(pyz, "report", "--html", "report.html", cwd=folder).returncode == 0
-    page = browser.new_page(viewport={"width": 1600, "height": 820})
+    page = browser.new_page(viewport={"width": 1300, "height": 740})
     page.goto("file://" + os.path.join(folder, "report.html"))
-    page.click('[data-task="fetch"]')
     page.screenshot(path=out)
     page.close()
     print(f"wrote {out}")
