@@ -27,6 +27,7 @@ VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, he
     "runs": ("history", "runs", "list runs, newest first"),
     "status": ("history", "status", "one run's tasks: state, attempts, duration, error"),
     "logs": ("history", "logs", "the captured output of a run or one task"),
+    "report": ("report", "report", "a run's self-contained HTML page: its graph by state, a timeline of attempts"),
     "prune": ("history", "prune", "delete old runs"),
 }
 

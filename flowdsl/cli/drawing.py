@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ..lang import ir, planner
 
@@ -39,6 +39,12 @@ def describe_expr(e) -> str:
     return "?"
 
 
+# the report page's colours (cli/reportpage.py), with the text colour that reads on each
+STATE_COLOURS = {"success": ("#2e9e58", "white"), "failed": ("#d64541", "white"), "skipped": ("#a8a8a8", "black"),
+                 "cached": ("#4f86e8", "white"), "kept": ("#8e6fd1", "white"), "running": ("#f0a81a", "black"),
+                 "pending": ("#dcdcdc", "black")}
+
+
 def to_data(program: ir.Program) -> dict:
     graph = planner.edges(program)
     depth = planner.layers(graph)
@@ -57,8 +63,12 @@ def to_data(program: ir.Program) -> dict:
     return {"pipeline": program.pipeline.name, "tasks": tasks, "edges": edges, "hooks": hooks}
 
 
-def render(program: ir.Program, fmt: str) -> str:
+def render(program: ir.Program, fmt: str, states: Optional[Dict[str, str]] = None) -> str:
+    """The graph in `fmt`; with `states` (task name -> a run's state), nodes coloured (or labelled) by them."""
     data = to_data(program)
+    if states is not None:
+        for t in data["tasks"]:
+            t["state"] = states.get(t["name"], "pending")
     return {"json": _json, "dot": _dot, "mermaid": _mermaid, "ascii": _ascii}[fmt](data)
 
 
@@ -82,6 +92,9 @@ def _dot(data: dict) -> str:
             extra = ", shape=box3d"
         if t["when"] and t["when"] != "success":
             label += f"\\nwhen {t['when']}"
+        if "state" in t:
+            fill, ink = STATE_COLOURS.get(t["state"], ("#dcdcdc", "black"))
+            extra += f', style=filled, fillcolor="{fill}", fontcolor="{ink}", tooltip="{t["state"]}"'
         out.append(f"  {q(t['name'])} [label=\"{label}\"{extra}];")
     for e in data["edges"]:
         style = " [style=dashed]" if e["kind"] == "after" else ""
@@ -112,6 +125,11 @@ def _mermaid(data: dict) -> str:
     for e in data["edges"]:
         arrow = "-.->" if e["kind"] == "after" else "-->"
         out.append(f"  {ids[e['from']]} {arrow} {ids[e['to']]}")
+    states = sorted({t["state"] for t in data["tasks"] if "state" in t})
+    for state in states:
+        fill, ink = STATE_COLOURS.get(state, ("#dcdcdc", "black"))
+        out.append(f"  classDef {state} fill:{fill},color:{ink}")
+        out.append(f"  class {','.join(ids[t['name']] for t in data['tasks'] if t.get('state') == state)} {state}")
     for i, h in enumerate(data["hooks"]):
         out.append(f'  h{i}{{{{"on {h["event"]}<br/>{text(h["action"])}"}}}}')
         for s in _sinks(data):
@@ -138,6 +156,8 @@ def _ascii(data: dict) -> str:
             line += f"  | foreach {t['foreach']}"
         if t["when"] and t["when"] != "success":
             line += f"  | when {t['when']}"
+        if "state" in t:
+            line += f"  [{t['state']}]"
         out.append(line)
     for h in data["hooks"]:
         out.append(f"on {h['event']} -> {h['action']}")

@@ -1,9 +1,9 @@
-"""`flow graph`: a pipeline's task graph as ascii, dot, mermaid or json (drawn by `drawing`)."""
+"""`flow graph`: a pipeline's task graph as ascii, dot, mermaid or json (drawn by `drawing`), by a run's states."""
 
 from __future__ import annotations
 
 from ..run.exitcodes import EXIT_FAILED, EXIT_OK
-from .inputs import load_valid
+from .inputs import UsageError, load_valid
 
 
 def cmd_graph(args) -> int:
@@ -12,10 +12,36 @@ def cmd_graph(args) -> int:
     program = load_valid(args.file)
     if program is None:
         return EXIT_FAILED
-    print(render(program, args.format))
+    states = None
+    if args.run is not None:
+        states = _run_states(args)
+        if states is None:
+            return EXIT_FAILED
+    print(render(program, args.format, states))
     return EXIT_OK
+
+
+def _run_states(args):
+    """Each task's state in the run `--run` names (from its journal), or None after saying why it cannot be read."""
+    import sys
+
+    from ..store import history, journal, state
+    from .reportdata import task_states
+
+    root = state.state_dir(args.file, args.state_dir)
+    try:
+        run_id = history.resolve(root, args.run)
+    except history.NoSuchRun as e:
+        raise UsageError(str(e)) from None
+    try:
+        return task_states(history.load(state.run_dir(root, run_id)))
+    except journal.JournalError as e:
+        print(f"flow graph: error: {e}", file=sys.stderr)
+        return None
 
 
 def add_graph(p) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--format", choices=("ascii", "dot", "mermaid", "json"), default="ascii")
+    p.add_argument("--run", metavar="RUN_ID", help="colour the tasks by their state in this run (an id or a prefix)")
+    p.add_argument("--state-dir", metavar="DIR", help="where the run is kept (default .flow beside FILE)")

@@ -73,6 +73,13 @@ def cmd_runs(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
     found = history.runs(_root(args), args.pipeline, args.limit)
+    if args.html:
+        from .report import write_index
+
+        whose = f" of {args.pipeline}" if args.pipeline else ""
+        written, failed = write_index(_root(args), found, args.html, f"flow runs{whose} in {_root(args)}")
+        print(f"wrote {args.html} and {written} run pages")
+        return EXIT_FAILED if failed else EXIT_OK
     if args.json:
         keys = ("run_id", "pipeline", "status", "trigger", "logical_date", "started_at", "finished_at", "duration_s")
         print(json.dumps([{k: r.get(k) for k in keys} | ({"error": r["error"]} if "error" in r else {})
@@ -92,6 +99,7 @@ def add_runs(p) -> None:
     p.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="only this pipeline's runs")
     p.add_argument("--limit", type=int, metavar="N", help="the newest N runs")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--html", metavar="FILE", help="write an HTML index of the runs, with each run's page beside it")
     p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
 
 

@@ -483,7 +483,7 @@ class Runner:
         if outcome.ok:
             result = self.masked(outcome.result)
             self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": time.time(),
-                         "status": "success", "result": result})
+                         "status": "success", "result": result, "cpu": outcome.cpu})
             if self.plan.tasks[inst.name].settings.cache is not None:
                 self.cache.put(inst.fp, result, self.run_values["id"], inst.key)
             self.reporter.ended(inst.key, inst.attempt, "success", duration, None, None)
@@ -497,7 +497,7 @@ class Runner:
         retry_at = time.time() + delay if delay is not None else None
         error = self.secrets.mask_data(error)
         self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": time.time(), "status": status,
-                     "error": error, "retry_at": retry_at})
+                     "error": error, "retry_at": retry_at, "cpu": outcome.cpu})
         self.reporter.ended(inst.key, inst.attempt, status, duration, error, delay)
         if interrupted:
             return

@@ -55,6 +55,7 @@ class Outcome:
     error: Optional[Dict[str, str]] = None  # {"type", "message", "traceback"}
     started: float = 0.0
     finished: float = 0.0
+    cpu: Optional[float] = None  # CPU seconds the attempt used (user + system), children included for sh/exec
 
 
 class TaskTimeout(Exception):
@@ -95,13 +96,15 @@ child_watch = None
 def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
     """Run one attempt to its end and describe what happened."""
     started = time.time()
+    cpu = _CpuClock(attempt.kind, redirect_fds)
     try:
         if attempt.kind == "run":
             result = _with_log(attempt, redirect_fds, _call)
         else:
             result = _shell(attempt)
         data = codec.encode_result(result, attempt.results)
-        return Outcome(attempt.key, attempt.number, True, result=data, started=started, finished=time.time())
+        return Outcome(attempt.key, attempt.number, True, result=data, started=started, finished=time.time(),
+                       cpu=cpu.used())
     except (Interrupted, KeyboardInterrupt) as e:
         error = {"type": "Interrupted", "message": "the run was interrupted", "traceback": ""}
         _ = e
@@ -114,7 +117,39 @@ def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
         error["names"] = exception_names(e)
     if attempt.secrets:
         error = {k: (mask(v, attempt.secrets) if isinstance(v, str) else v) for k, v in error.items()}
-    return Outcome(attempt.key, attempt.number, False, error=error, started=started, finished=time.time())
+    return Outcome(attempt.key, attempt.number, False, error=error, started=started, finished=time.time(),
+                   cpu=cpu.used())
+
+
+class _CpuClock:
+    """CPU seconds an attempt uses, as a `getrusage` delta around it.
+
+    A `run` task in a worker process of its own counts the whole process
+    (RUSAGE_SELF: its threads too); in the runner's process (inline, thread)
+    only the calling thread, where Linux can tell. `sh`/`exec` count the
+    children reaped meanwhile (the command and what it waited for); under the
+    thread executor, shell tasks ending at the same time share that figure.
+    """
+
+    def __init__(self, kind: str, own_process: bool) -> None:
+        import resource
+
+        if kind != "run":
+            self.who = resource.RUSAGE_CHILDREN
+        elif own_process:
+            self.who = resource.RUSAGE_SELF
+        else:
+            self.who = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
+        self.start = self.now()
+
+    def now(self) -> float:
+        import resource
+
+        r = resource.getrusage(self.who)
+        return r.ru_utime + r.ru_stime
+
+    def used(self) -> Optional[float]:
+        return round(max(0.0, self.now() - self.start), 4)
 
 
 def _import(target: str, sys_path) -> Any:

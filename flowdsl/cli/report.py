@@ -1,0 +1,105 @@
+"""`flow report`: a run's HTML page, or an index of the runs with a page each (also `flow runs --html`).
+
+`flow report [RUN_ID] --html FILE` writes one run's page (default: the
+latest run; a running run gives its state so far). When FILE is a folder
+(it exists, or ends with `/`), the page goes into it as `<run_id>.html`;
+with no RUN_ID, the folder gets `index.html` and a page for every run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Dict, List, Optional
+
+from ..run.exitcodes import EXIT_FAILED, EXIT_OK
+from .inputs import UsageError
+
+
+def add_report(p) -> None:
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a run id or a unique prefix (default: the latest)")
+    p.add_argument("--html", metavar="FILE", required=True,
+                   help="where to write the page; a folder gets <run_id>.html, or without RUN_ID an index of every run")
+    p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
+
+
+def cmd_report(args) -> int:
+    from ..store import history, journal, state
+
+    root = state.state_dir(None, args.state_dir)
+    target = args.html
+    is_dir = os.path.isdir(target) or target.endswith(("/", os.sep))
+    if is_dir and args.run_id is None:
+        os.makedirs(target, exist_ok=True)
+        index = os.path.join(target, "index.html")
+        written, failed = write_index(root, history.runs(root), index, f"flow runs in {root}")
+        print(f"wrote {index} and {written} run pages")
+        return EXIT_FAILED if failed else EXIT_OK
+    try:
+        run_id = history.resolve(root, args.run_id)
+    except history.NoSuchRun as e:
+        raise UsageError(str(e)) from None
+    path = os.path.join(target, f"{run_id}.html") if is_dir else target
+    if is_dir:
+        os.makedirs(target, exist_ok=True)
+    _check_parent(path)
+    try:
+        write_page(state.run_dir(root, run_id), path)
+    except journal.JournalError as e:
+        print(f"flow report: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _check_parent(path: str) -> None:
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"no such folder: {parent}")
+
+
+def write_page(folder: str, path: str) -> None:
+    """The run kept in `folder` as a page at `path`. Raises journal.JournalError."""
+    from .reportdata import page_data
+    from .reportpage import render
+
+    _write(path, render(page_data(folder)))
+
+
+def write_index(root: str, runs: List[Dict], path: str, title: str) -> tuple:
+    """`path` listing `runs` (history.runs rows), with each run's page beside it: (pages written, pages failed)."""
+    from ..store import journal, state
+    from .reportpage import render_index
+
+    _check_parent(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    pages: Dict[str, str] = {}
+    failed = 0
+    for r in runs:
+        run_id: Optional[str] = r.get("run_id")
+        if not run_id:
+            continue
+        name = f"{run_id}.html"
+        try:
+            write_page(state.run_dir(root, run_id), os.path.join(folder, name))
+        except journal.JournalError as e:  # a damaged run is listed, unlinked, and said once
+            print(f"flow: {run_id}: no page: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        pages[run_id] = name
+    _write(path, render_index(runs, title, pages))
+    return len(pages), failed
+
+
+def _write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
