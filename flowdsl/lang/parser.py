@@ -17,6 +17,7 @@ from .ir import Module, Span
 GRAMMAR_FILE = "flow.lark"
 _PARSER = None
 _BUILDER = None
+_LAYOUT_PARSER = None
 _LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start="start")
 
 
@@ -99,6 +100,36 @@ def _parser():
         if _PARSER is None:
             _PARSER = Lark(grammar_text(), transformer=_BUILDER, cache=True, **_LARK_OPTIONS)
     return _PARSER, _BUILDER
+
+
+def layout_parser(on_comment):
+    """A second parser over the same tables, for `flow fmt`: it builds a parse tree
+    (the builder's IR drops layout) and hands every comment token to `on_comment`.
+
+    lark's lexer skips `%ignore`d terminals but still calls their callbacks, so
+    comments come for free; `flow validate` never makes this parser, so its
+    parse pays nothing for them. The callback is fixed at the first call.
+    """
+    global _LAYOUT_PARSER
+    if _LAYOUT_PARSER is None:
+        from lark import Lark, __version__
+
+        try:
+            from . import _tables  # only in the zipapp
+        except ImportError:
+            _tables = None
+        callbacks = {"COMMENT": on_comment}
+        if _tables is not None and _tables.TABLES["lark"] == __version__:
+            _LAYOUT_PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"],
+                                                  lexer_callbacks=callbacks)
+        else:
+            _LAYOUT_PARSER = Lark(grammar_text(), cache=True, lexer_callbacks=callbacks, **_LARK_OPTIONS)
+    return _LAYOUT_PARSER
+
+
+def parse_tree(text: str, on_comment):
+    """The parse tree of text that `parse` accepted (keywords used as names resolved the same way)."""
+    return layout_parser(on_comment).parse(text, on_error=_keyword_as_name)
 
 
 def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
