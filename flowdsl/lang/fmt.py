@@ -31,24 +31,14 @@ EXPRESSIONS = frozenset({"list", "map", "ref", "env_call", "secret_call",
                          "number", "duration", "true", "false", "null"})
 COMMA_LISTS = frozenset({"after", "tags", "pythonpath", "retry_on"})
 
-_comments: List[Any] = []  # filled by the lexer during one parse (the callback is fixed per parser)
-
-
-def _on_comment(token) -> None:
-    _comments.append(token)
-
-
 def format_text(text: str, file: str = "<string>") -> str:
     """The canonical layout of `text`. Raises FlowSyntaxError (from the real parser) if it does not parse."""
     from .parser import parse, parse_tree
 
     parse(text, file)  # the same errors, in the same words, as `flow validate`
-    _comments.clear()
-    try:
-        tree = parse_tree(text, _on_comment)
-        comments = sorted(_comments, key=lambda t: t.start_pos)
-    finally:
-        _comments.clear()
+    comments: List[Any] = []
+    tree = parse_tree(text, comments.append)
+    comments.sort(key=lambda t: t.start_pos)
     writer = _Writer(text, comments)
     _Printer(writer, text).file(tree)
     return writer.result()

@@ -18,6 +18,7 @@ GRAMMAR_FILE = "flow.lark"
 _PARSER = None
 _BUILDER = None
 _LAYOUT_PARSER = None
+_COMMENT_SINK = None
 _LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start="start")
 
 
@@ -102,13 +103,19 @@ def _parser():
     return _PARSER, _BUILDER
 
 
-def layout_parser(on_comment):
+def _comment(token) -> None:
+    if _COMMENT_SINK is not None:
+        _COMMENT_SINK(token)
+
+
+def layout_parser():
     """A second parser over the same tables, for `flow fmt`: it builds a parse tree
-    (the builder's IR drops layout) and hands every comment token to `on_comment`.
+    (the builder's IR drops layout) and hands every comment token to the sink of
+    `parse_tree`.
 
     lark's lexer skips `%ignore`d terminals but still calls their callbacks, so
     comments come for free; `flow validate` never makes this parser, so its
-    parse pays nothing for them. The callback is fixed at the first call.
+    parse pays nothing for them.
     """
     global _LAYOUT_PARSER
     if _LAYOUT_PARSER is None:
@@ -118,7 +125,7 @@ def layout_parser(on_comment):
             from . import _tables  # only in the zipapp
         except ImportError:
             _tables = None
-        callbacks = {"COMMENT": on_comment}
+        callbacks = {"COMMENT": _comment}
         if _tables is not None and _tables.TABLES["lark"] == __version__:
             _LAYOUT_PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"],
                                                   lexer_callbacks=callbacks)
@@ -127,9 +134,16 @@ def layout_parser(on_comment):
     return _LAYOUT_PARSER
 
 
-def parse_tree(text: str, on_comment):
-    """The parse tree of text that `parse` accepted (keywords used as names resolved the same way)."""
-    return layout_parser(on_comment).parse(text, on_error=_keyword_as_name)
+def parse_tree(text: str, on_comment=None):
+    """The parse tree of text that `parse` accepted (keywords used as names resolved the same way);
+    `on_comment` gets each comment token, in order."""
+    global _COMMENT_SINK
+    parser = layout_parser()
+    _COMMENT_SINK = on_comment
+    try:
+        return parser.parse(text, on_error=_keyword_as_name)
+    finally:
+        _COMMENT_SINK = None
 
 
 def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
