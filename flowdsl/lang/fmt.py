@@ -31,17 +31,43 @@ EXPRESSIONS = frozenset({"list", "map", "ref", "env_call", "secret_call",
                          "number", "duration", "true", "false", "null"})
 COMMA_LISTS = frozenset({"after", "tags", "pythonpath", "retry_on"})
 
-def format_text(text: str, file: str = "<string>") -> str:
-    """The canonical layout of `text`. Raises FlowSyntaxError (from the real parser) if it does not parse."""
+class MeaningChanged(Exception):
+    """The formatted text would mean something else: a bug in the formatter, never written out."""
+
+
+def format_text(text: str, file: str = "<string>", check: bool = True) -> str:
+    """The canonical layout of `text`.
+
+    Raises FlowSyntaxError (the same error, in the same words, as `flow validate`) if it does not
+    parse. With `check`, the result is parsed again and compared with the original, spans aside
+    (as black does), and MeaningChanged is raised rather than a layout that means something else.
+    """
+    import gc
+
     from .parser import parse, parse_tree
 
-    parse(text, file)  # the same errors, in the same words, as `flow validate`
-    comments: List[Any] = []
-    tree = parse_tree(text, comments.append)
-    comments.sort(key=lambda t: t.start_pos)
-    writer = _Writer(text, comments)
-    _Printer(writer, text).file(tree)
-    return writer.result()
+    # Parsing makes many objects and no cycles: the collector would only rescan them (see loader.py).
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        before = parse(text, file)[0]
+        comments: List[Any] = []
+        tree = parse_tree(text, comments.append)
+        comments.sort(key=lambda t: t.start_pos)
+        writer = _Writer(text, comments)
+        _Printer(writer, text).file(tree)
+        out = writer.result()
+        if check and out != text:
+            try:
+                after = parse(out, file)[0]
+            except FlowSyntaxError as e:
+                raise MeaningChanged(f"the formatted text of {file} does not parse: {e.diagnostic}") from None
+            if meaning(after) != meaning(before):
+                raise MeaningChanged(f"the formatted text of {file} would mean something else")
+        return out
+    finally:
+        if gc_was_on:
+            gc.enable()
 
 
 def meaning(node: Any) -> Any:
@@ -54,17 +80,6 @@ def meaning(node: Any) -> Any:
         return [type(node).__name__] + [meaning(getattr(node, f)) for f in fields(node)
                                          if not isinstance(getattr(node, f), Span)]
     return node
-
-
-def same_meaning(before: str, after: str, file: str = "<string>") -> bool:
-    """Whether two texts parse to the same IR, spans aside (both must parse)."""
-    from .parser import parse
-
-    try:
-        a, b = parse(before, file)[0], parse(after, file)[0]
-    except FlowSyntaxError:
-        return False
-    return meaning(a) == meaning(b)
 
 
 def _skip_layout(text: str, pos: int) -> int:
@@ -83,12 +98,13 @@ def _skip_layout(text: str, pos: int) -> int:
 
 
 class _Line:
-    __slots__ = ("indent", "text", "comment")
+    __slots__ = ("indent", "text", "comment", "trailing")
 
     def __init__(self, indent: int, text: str, comment: bool = False):
         self.indent = indent
         self.text = text
         self.comment = comment  # a line holding only a comment
+        self.trailing = comment  # a line that ends in a comment: nothing more goes on it
 
 
 class _Writer:
@@ -139,12 +155,13 @@ class _Writer:
             self._comment(token.value.rstrip(), token.start_pos, token.end_pos)
 
     def _comment(self, comment: str, start: int, end: int) -> None:
-        same_line = "\n" not in self.text[self.prev_end:start]
+        same_line = start >= self.prev_end and "\n" not in self.text[self.prev_end:start]
         if self.current is not None:
             # inside what prints as one line: the comment goes above that line
             self.lines.append(_Line(self.current.indent, comment, True))
-        elif same_line and self.lines and self.lines[-1] is not None:
+        elif same_line and self.lines and self.lines[-1] is not None and not self.lines[-1].trailing:
             self.lines[-1].text += "  " + comment
+            self.lines[-1].trailing = True
         else:
             line = self._start_line(start)
             line.text = comment
@@ -261,9 +278,9 @@ class _Printer:
             self.token(node, sep)
         elif node.data in EXPRESSIONS:
             self.expr(node, sep)
-        elif node.data == "dotted_name":
-            first, last = node.children[0], node.children[-1]
-            self.w.put(".".join(t.value for t in node.children), first.start_pos, last.end_pos, sep)
+        elif node.data == "dotted_name":  # word by word, so that a comment between them is seen in its place
+            for i, tok in enumerate(node.children):
+                self.token(tok, sep if i == 0 else "", tok.value if i == 0 else "." + tok.value)
         else:  # a statement inside a statement: a retry's options, a hook's action
             self.statement(node)
 

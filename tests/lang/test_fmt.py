@@ -6,12 +6,12 @@ the parse tree's words come in the same order (statement order kept). Run in-pro
 test_properties; tests/cli/test_fmt.py drives the verb through the zipapp.
 """
 
-import re
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_properties import TEXTS, mutate, mutation  # the corpus and its mutations, shared
 
 from flowdsl.lang.diagnostics import FlowSyntaxError
 from flowdsl.lang.fmt import format_text, meaning
@@ -21,7 +21,6 @@ from flowdsl.lang.parser import parse, parse_tree
 VALID = Path(__file__).resolve().parents[1] / "data" / "valid"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CORPUS = sorted(VALID.rglob("*.flow")) + sorted(EXAMPLES.rglob("*.flow"))
-COMMENT = re.compile(r"#[^\n]*")
 
 
 def words(text: str):
@@ -47,8 +46,7 @@ def assert_formats_well(text: str, comments=None):
     assert meaning(parse(out, "x.flow")[0]) == meaning(parse(text, "x.flow")[0]), "meaning changed"
     assert words(out) == words(text), "words reordered"
     if comments is not None:  # every comment kept, in order, each whole on a line of its own or at a line's end
-        found = [c.rstrip() for c in COMMENT.findall(out) if c.rstrip() in comments]
-        assert found == [c.rstrip() for c in comments]
+        assert comments_of(out) == [c.rstrip() for c in comments]
     for line in out.split("\n"):
         assert line == line.rstrip() or '"""' in out, repr(line)
     assert "\n\n\n" not in out
@@ -306,3 +304,35 @@ def layouts(draw):
 def test_generated_files_format_idempotently_keeping_meaning_and_comments(case):
     text, comments = case
     assert_formats_well(text, comments)
+
+
+# ---- hypothesis: the valid corpus mutated (test_properties' mutations), where it still parses ----
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(source=st.integers(0, len(TEXTS) - 1), ops=st.lists(mutation, min_size=1, max_size=3))
+def test_mutated_corpus_that_parses_formats_well(source, ops):
+    data = TEXTS[source]
+    for op in ops:
+        data = mutate(data, op)
+    try:
+        text = data.decode("utf-8").lstrip("\ufeff").replace("\r\n", "\n")
+        parse(text, "x.flow")
+    except (UnicodeDecodeError, FlowSyntaxError):
+        return
+    assert_formats_well(text, comments_of(text))
+
+
+def test_validate_never_builds_the_layout_parser(tmp_path):
+    """The comments cost `flow validate` nothing: its parser has no callback, and fmt's is never made."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys, flowdsl; loaded = flowdsl.check(sys.argv[1]); "
+            "from flowdsl.lang import parser; assert not loaded.diagnostics, loaded.diagnostics; "
+            "assert parser._LAYOUT_PARSER is None and 'flowdsl.lang.fmt' not in sys.modules; "
+            "assert not parser._PARSER.options.lexer_callbacks; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code, str(VALID / "spec_example.flow")], cwd=root,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert proc.stdout.strip() == "ok", proc.stderr
