@@ -89,10 +89,15 @@ def _one(path: str, args) -> int:
     if args.diff:
         sys.stdout.write(_diff(original, out, path))
         return EXIT_FAILED
-    print(path)
     if args.check:
+        print(path)
         return EXIT_FAILED
-    _write(path, out)
+    try:
+        _write(os.path.realpath(path), out)  # through a symlink, to the file it names
+    except OSError as e:
+        print(f"{path}: cannot write: {e.strerror or e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(path)
     return EXIT_OK
 
 

@@ -116,3 +116,32 @@ def test_usage_errors(flow, tmp_path):
     assert flow("fmt").returncode == 2
     proc = flow("fmt", "-", write(tmp_path / "a.flow", CANONICAL))
     assert proc.returncode == 2 and "standard input" in proc.stderr
+
+
+def test_a_symlink_is_followed(flow, tmp_path):
+    target = write(tmp_path / "real.flow", MESSY)
+    link = tmp_path / "link.flow"
+    link.symlink_to(target)
+    assert flow("fmt", link).returncode == 0
+    assert link.is_symlink() and target.read_text(encoding="utf-8") == CANONICAL
+
+
+def test_a_failed_write_is_an_error_and_leaves_the_file(pyz, tmp_path):
+    """A full disk, made with RLIMIT_FSIZE (SIGXFSZ ignored, so the write fails with EFBIG)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    f = write(tmp_path / "p.flow", MESSY)
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
+
+    proc = subprocess.run([sys.executable, str(pyz), "fmt", str(f)], capture_output=True, text=True,
+                          preexec_fn=small_files, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert f"{f}: cannot write: File too large" in proc.stderr and "Traceback" not in proc.stderr
+    assert f.read_text(encoding="utf-8") == MESSY
+    assert [p.name for p in tmp_path.iterdir()] == ["p.flow"]  # the temporary file is gone
