@@ -18,6 +18,7 @@ from .inputs import UsageError
 
 VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, help)
     "validate": ("validate", "validate", "check .flow files; never imports user code"),
+    "fmt": ("fmt", "fmt", "rewrite .flow files in canonical layout, comments kept (--check, --diff, - for stdin)"),
     "graph": ("graph", "graph", "print a pipeline's task graph"),
     "run": ("run", "run", "run a pipeline and wait for it"),
     "tick": ("schedule", "tick", "start the scheduled runs that are due (for cron, every minute)"),

@@ -177,6 +177,13 @@ def _gh_escape(text: str, prop: bool = False) -> str:
     return text
 
 
+def _repo_path(file: str) -> str:
+    """A path as GitHub matches it against the repository's files: `./a/b.flow` is `a/b.flow`."""
+    import os
+
+    return os.path.normpath(file).replace(os.sep, "/")
+
+
 def render_github(diagnostics: Sequence[Diagnostic]) -> str:
     """GitHub Actions workflow commands, one annotation per diagnostic."""
     out = []
@@ -184,7 +191,7 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
         s = d.span
         message = f"{d.code} {d.message}" + (f" ({d.hint})" if d.hint else "")
         out.append(
-            f"::{d.severity} file={_gh_escape(s.file, True)},line={s.line},col={s.col},"
+            f"::{d.severity} file={_gh_escape(_repo_path(s.file), True)},line={s.line},col={s.col},"
             f"endLine={s.end_line},endColumn={s.end_col},title={d.code}::{_gh_escape(message)}"
         )
     return "\n".join(out)
@@ -193,6 +200,7 @@ def render_github(diagnostics: Sequence[Diagnostic]) -> str:
 def render_sarif(diagnostics: Sequence[Diagnostic], version: str) -> str:
     """SARIF 2.1.0, for code-scanning dashboards."""
     import json
+    from urllib.parse import quote
 
     used = sorted({d.code for d in diagnostics})
     rules = [{"id": c, "shortDescription": {"text": CATALOGUE[c][1]},
@@ -205,7 +213,8 @@ def render_sarif(diagnostics: Sequence[Diagnostic], version: str) -> str:
             "ruleId": d.code, "ruleIndex": used.index(d.code), "level": d.severity,
             "message": {"text": text},
             "locations": [{"physicalLocation": {
-                "artifactLocation": {"uri": s.file},
+                # a URI reference: `my pipeline.flow` is `my%20pipeline.flow` (code scanning maps it back)
+                "artifactLocation": {"uri": quote(_repo_path(s.file))},
                 "region": {"startLine": s.line, "startColumn": s.col,
                            "endLine": s.end_line, "endColumn": s.end_col},
             }}],

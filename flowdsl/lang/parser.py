@@ -17,6 +17,8 @@ from .ir import Module, Span
 GRAMMAR_FILE = "flow.lark"
 _PARSER = None
 _BUILDER = None
+_LAYOUT_PARSER = None
+_COMMENT_SINK = None
 _LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start="start")
 
 
@@ -99,6 +101,49 @@ def _parser():
         if _PARSER is None:
             _PARSER = Lark(grammar_text(), transformer=_BUILDER, cache=True, **_LARK_OPTIONS)
     return _PARSER, _BUILDER
+
+
+def _comment(token) -> None:
+    if _COMMENT_SINK is not None:
+        _COMMENT_SINK(token)
+
+
+def layout_parser():
+    """A second parser over the same tables, for `flow fmt`: it builds a parse tree
+    (the builder's IR drops layout) and hands every comment token to the sink of
+    `parse_tree`.
+
+    lark's lexer skips `%ignore`d terminals but still calls their callbacks, so
+    comments come for free; `flow validate` never makes this parser, so its
+    parse pays nothing for them.
+    """
+    global _LAYOUT_PARSER
+    if _LAYOUT_PARSER is None:
+        from lark import Lark, __version__
+
+        try:
+            from . import _tables  # only in the zipapp
+        except ImportError:
+            _tables = None
+        callbacks = {"COMMENT": _comment}
+        if _tables is not None and _tables.TABLES["lark"] == __version__:
+            _LAYOUT_PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"],
+                                                  lexer_callbacks=callbacks)
+        else:
+            _LAYOUT_PARSER = Lark(grammar_text(), cache=True, lexer_callbacks=callbacks, **_LARK_OPTIONS)
+    return _LAYOUT_PARSER
+
+
+def parse_tree(text: str, on_comment=None):
+    """The parse tree of text that `parse` accepted (keywords used as names resolved the same way);
+    `on_comment` gets each comment token, in order."""
+    global _COMMENT_SINK
+    parser = layout_parser()
+    _COMMENT_SINK = on_comment
+    try:
+        return parser.parse(text, on_error=_keyword_as_name)
+    finally:
+        _COMMENT_SINK = None
 
 
 def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
