@@ -72,7 +72,7 @@ class Validator:
         if p.description is not None:
             self.constant(p.description, "a description")
         if p.executor is not None and p.executor.address is not None:
-            self.constant(p.executor.address, "the dask scheduler address")
+            self.dask_address(p.executor.address)
         if p.params is not None:
             for entry in p.params.entries:
                 if entry.key in RESERVED:
@@ -331,6 +331,15 @@ class Validator:
             self.report("E106", f"{what} cannot hold interpolated fields", t.span, "write the text itself")
             return None
         return t.text
+
+    def dask_address(self, t: ir.Template) -> None:
+        from .addresses import problem
+
+        text = self.constant(t, "the dask scheduler address")
+        if text is not None:
+            bad = problem(text)
+            if bad is not None:
+                self.report(bad.code, str(bad), t.span, "e.g. \"tcp://scheduler.internal:8786\"")
 
     def iso(self, t: ir.Template):
         from .timeutil import parse_iso
