@@ -1,0 +1,328 @@
+"""The dask executor, end to end, on a real cluster started as a user would.
+
+One cluster for the module: `dask scheduler` and two `dask worker` processes
+(two threads each) on 127.0.0.1, each command in its own session, so that
+the finalizer kills every process it started, by process group. The runs are
+the zipapp in a subprocess (the `flow` fixture), which finds `distributed` on
+the interpreter's path: .ci/run installs the `dask` extra.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runkit import explain, journal_records, run_json, spawn_run, state_runs, wait_until, write_project
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
+
+DASK = Path(sys.executable).parent / "dask"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv, log: Path) -> subprocess.Popen:
+    out = open(log, "ab")
+    return subprocess.Popen([str(DASK), *argv], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait(10)
+
+
+class Cluster:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.procs = []
+
+    def start(self) -> None:
+        self.procs.append(start(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
+                                self.folder / "scheduler.log"))
+        for i in range(2):
+            self.add_worker(i)
+        with distributed.Client(self.address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+
+    def add_worker(self, i, *extra) -> subprocess.Popen:
+        proc = start(["worker", self.address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
+                      "--local-directory", str(self.folder / f"worker{i}"), *extra], self.folder / f"worker{i}.log")
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+TASKS = {
+    "tasks.py": """
+        import os, sys, time
+
+        def where(name):
+            print("hello", name)
+            print("to stderr", file=sys.stderr)
+            return {"name": name, "file": __file__, "worker": os.getppid(), "group": os.getpgid(0) == os.getpid()}
+
+        def double(x):
+            return x * 2
+
+        def total(values):
+            return sum(values)
+
+        def flaky(path):
+            with open(path, "a") as f:
+                f.write("x\\n")
+            if len(open(path).read().split()) < 2:
+                raise OSError("not yet")
+            return "second time"
+
+        def busy(path):
+            with open(path, "w") as f:
+                f.write(str(os.getpid()))
+            while True:
+                pass
+
+        def slow(path, seconds):
+            with open(path, "a") as f:
+                f.write(f"{os.getpid()} {os.getppid()}\\n")
+            time.sleep(seconds)
+            return "slept"
+
+        def span(seconds):
+            start = time.time()
+            time.sleep(seconds)
+            return [start, time.time()]
+
+        def leak(token):
+            print("the token is", token)
+            return {"echo": token}
+
+        def thing():
+            return object()
+
+        def report(report):
+            with open("hook.json", "w") as f:
+                f.write(str(sorted(report["tasks"])))
+    """,
+}
+
+
+def test_run_sh_exec_foreach_results_and_logs_travel(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task hello {{ run tasks:where  with {{ name = "x" }} }}
+        task items {{ sh "echo '[1, 2, 3]'"  output json }}
+        task each {{ foreach n in items  run tasks:double  with {{ x = n }} }}
+        task sum {{ run tasks:total  with {{ values = each }} }}
+        task shell {{ sh "echo {{sum}} $FLOW_TASK; echo oops >&2" }}
+        task program {{ exec ["printf", "%s-%s", "{{shell}}", "{{hello.name}}"] }}
+    """, TASKS)
+    proc, report = run_json(flow, f, "-v")
+    assert proc.returncode == 0, explain(proc)
+    tasks = report["tasks"]
+    assert tasks["each"]["result"] == [2, 4, 6] and tasks["sum"]["result"] == 12
+    assert tasks["shell"]["result"] == "12 shell" and tasks["program"]["result"] == "12 shell-x"
+    hello = tasks["hello"]["result"]
+    # the module came through Dask's upload: a zip in the worker's folder, not the pipeline's folder
+    assert "flowcode-" in hello["file"] and str(cluster.folder) in hello["file"], hello
+    assert hello["group"] is True  # the attempt leads its own process group on the worker
+    assert "hello | hello x" in proc.stderr and "shell | oops" in proc.stderr  # -v streams the output back
+    run_id = report["run_id"]
+    logs = flow("logs", run_id, "hello", cwd=tmp_path)
+    assert logs.returncode == 0 and "hello x" in logs.stdout and "to stderr" in logs.stdout, explain(logs)
+    records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
+    assert records[0]["executor"] == "dask"
+
+
+def test_retries_when_hooks_and_secrets(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{
+            executor dask "{cluster.address}"
+            params {{ token = secret("DASK_TEST_TOKEN") }}
+            on finish run tasks:report
+        }}
+        task flaky {{ run tasks:flaky  with {{ path = "flaky.log" }}  retry 2 on OSError }}
+        task broken {{ sh "exit 3" }}
+        task rescue {{ sh "echo rescued"  after broken  when failure }}
+        task never {{ sh "touch never.ran"  after broken }}
+        task leak {{ run tasks:leak  with {{ token = params.token }} }}
+    """, TASKS)
+    proc, report = run_json(flow, f, env={"DASK_TEST_TOKEN": "s3cr3t-value"})
+    assert proc.returncode == 1, explain(proc)
+    tasks = report["tasks"]
+    assert tasks["flaky"]["status"] == "success" and tasks["flaky"]["attempts"] == 2
+    assert tasks["broken"]["status"] == "failed" and "exit status 3" in tasks["broken"]["error"]["message"]
+    assert tasks["rescue"]["result"] == "rescued" and tasks["never"]["status"] == "skipped"
+    assert not (tmp_path / "never.ran").exists()
+    assert tasks["leak"]["result"] == {"echo": "***"}
+    assert (tmp_path / "hook.json").exists()  # hooks stay local, in the pipeline's folder
+    folder = state_runs(tmp_path)[0]
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert b"s3cr3t-value" not in path.read_bytes(), path
+    assert "the token is ***" in (folder / "logs" / "leak.1.log").read_text()
+
+
+def test_results_use_the_pipelines_codec(flow, cluster, tmp_path):
+    body = """
+        task thing { run tasks:thing }
+    """
+    f = write_project(tmp_path, f'pipeline codec {{ executor dask "{cluster.address}" }}' + body, TASKS)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 1, explain(proc)
+    assert report["tasks"]["thing"]["error"]["type"] == "ResultTypeError"
+    f = write_project(tmp_path / "p", f'pipeline codec {{ executor dask "{cluster.address}"  results pickle }}' + body,
+                      TASKS)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["thing"]["result"].startswith("<object object")
+
+
+def test_timeouts_kill_a_shell_command_and_a_busy_loop(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task sleeper {{ sh "echo $$ > sleep.pid; exec sleep 60"  timeout 1s }}
+        task spinner {{ run tasks:busy  with {{ path = "busy.pid" }}  timeout 1s }}
+    """, TASKS)
+    began = time.monotonic()
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 1, explain(proc)
+    assert time.monotonic() - began < 20
+    for name, pidfile in (("sleeper", "sleep.pid"), ("spinner", "busy.pid")):
+        assert report["tasks"][name]["error"]["type"] == "Timeout", report["tasks"][name]
+        pid = int((tmp_path / pidfile).read_text())
+        assert wait_until(lambda pid=pid: not alive(pid), 5), f"{name}'s process {pid} outlived its timeout"
+
+
+def test_concurrency_bounds_attempts_in_flight(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}"  concurrency 2 }}
+        task spans {{ foreach i in [1, 2, 3, 4, 5, 6]  run tasks:span  with {{ seconds = 0.3 }} }}
+    """, TASKS)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    spans = report["tasks"]["spans"]["result"]
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, d in events:
+        running += d
+        most = max(most, running)
+    assert most == 2
+
+
+def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, cluster, tmp_path):
+    """Dask does not start the attempt again behind flow's back; flow's `retry` does."""
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task victim {{ run tasks:slow  with {{ path = "victim.log"  seconds = 60 }}  retry 1 }}
+    """, TASKS)
+    run = spawn_run(pyz, f, "--json")
+    try:
+        log = tmp_path / "victim.log"
+        assert wait_until(lambda: log.exists() and log.read_text().strip(), 30), "the attempt never started"
+        helper, worker_pid = map(int, log.read_text().split())
+        os.kill(worker_pid, signal.SIGKILL)  # the `dask worker` process running it; its nanny starts another
+        assert wait_until(lambda: len(log.read_text().split("\n")) > 2, 30), "the retry never started"
+        assert wait_until(lambda: not alive(helper), 5), "the dead worker's attempt process lives on"
+        time.sleep(2)  # time enough for a rerun behind flow's back
+        lines = log.read_text().split("\n")
+        assert len([x for x in lines if x]) == 2, lines  # the first attempt and flow's retry, nothing more
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    report = json.loads(out)
+    records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
+    first = next(r for r in records if r["e"] == "end" and r["task"] == "victim")
+    assert first["error"]["type"] == "WorkerDied" and first["retry_at"] is not None, first
+    assert report["tasks"]["victim"]["attempts"] == 2
+
+
+def test_sigint_stops_remote_attempts_and_the_run_resumes(flow, pyz, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task quick {{ sh "echo done" }}
+        task long {{ sh "echo $$ > long.pid; exec sleep 60"  after quick }}
+        task last {{ sh "echo last"  after long }}
+    """, TASKS)
+    run = spawn_run(pyz, f)
+    pidfile = tmp_path / "long.pid"
+    try:
+        assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 30), "long never started"
+        pid = int(pidfile.read_text())
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, f"{run.returncode}\n{out}\n{err}"
+    assert wait_until(lambda: not alive(pid), 5), "the remote sleep outlived the interrupted run"
+    f.write_text(f.read_text().replace("exec sleep 60", "echo resumed"))
+    proc, report = run_json(flow, f, "--resume", "--executor", f"dask://127.0.0.1:{cluster.port}")
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["long"]["result"] == "resumed" and report["tasks"]["last"]["result"] == "last"
+    assert report["tasks"]["quick"]["attempts"] == 1  # kept from the interrupted session
+
+
+def test_a_sigkilled_runner_takes_its_remote_attempts_along_and_resumes(flow, pyz, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task first {{ sh "echo one" }}
+        task long {{ run tasks:slow  with {{ path = "long.log"  seconds = 60 }}  after first }}
+        task short {{ sh "echo two" }}
+    """, TASKS)
+    run = spawn_run(pyz, f)
+    log = tmp_path / "long.log"
+    try:
+        assert wait_until(lambda: log.exists() and log.read_text().strip(), 30), "long never started"
+        helper = int(log.read_text().split()[0])
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert wait_until(lambda: not alive(helper), 10), "the remote attempt outlived its runner"
+    f.write_text(f.read_text().replace("seconds = 60", "seconds = 0"))
+    proc, report = run_json(flow, f, "--resume")
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["long"]["result"] == "slept"
+    assert report["tasks"]["first"]["attempts"] == 1  # kept, not run again
