@@ -151,7 +151,7 @@ def _remote_functions():
             exec(compile(source, host.__file__, "exec"), host.__dict__)
         return host.run_attempt(payload, flow_zip, code_zip)
 
-    def flow_signal(token, signum, key, flow_zip):
+    async def flow_signal(token, signum, key, flow_zip):  # async: `client.run(..., wait=False)` takes only those
         import sys
 
         host = sys.modules.get("_flowdsl_daskhost_" + flow_zip[:-4].replace("-", "_").replace(".", "_"))

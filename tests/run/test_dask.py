@@ -135,6 +135,19 @@ TASKS = {
         def thing():
             return object()
 
+        class Patient:
+            def __init__(self, path):
+                self.path = path
+
+            def run(self):
+                with open(self.path, "w") as f:
+                    f.write(str(os.getpid()))
+                time.sleep(60)
+
+            def on_abort(self):
+                with open("aborted.txt", "w") as f:
+                    f.write("on_abort ran")
+
         def report(report):
             with open("hook.json", "w") as f:
                 f.write(str(sorted(report["tasks"])))
@@ -281,11 +294,13 @@ def test_sigint_stops_remote_attempts_and_the_run_resumes(flow, pyz, cluster, tm
         task quick {{ sh "echo done" }}
         task long {{ sh "echo $$ > long.pid; exec sleep 60"  after quick }}
         task last {{ sh "echo last"  after long }}
+        task patient {{ run tasks:Patient  with {{ path = "patient.pid" }}  after quick }}
     """, TASKS)
     run = spawn_run(pyz, f)
     pidfile = tmp_path / "long.pid"
     try:
-        assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 30), "long never started"
+        patient = tmp_path / "patient.pid"
+        assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() and patient.exists(), 30)
         pid = int(pidfile.read_text())
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=30)
@@ -295,7 +310,10 @@ def test_sigint_stops_remote_attempts_and_the_run_resumes(flow, pyz, cluster, tm
             run.wait()
     assert run.returncode == 130, f"{run.returncode}\n{out}\n{err}"
     assert wait_until(lambda: not alive(pid), 5), "the remote sleep outlived the interrupted run"
-    f.write_text(f.read_text().replace("exec sleep 60", "echo resumed"))
+    # SIGINT reached the remote attempt, as it does a local one: the class's on_abort ran on the worker
+    assert (tmp_path / "aborted.txt").read_text() == "on_abort ran"
+    f.write_text(f.read_text().replace("exec sleep 60", "echo resumed").replace("run tasks:Patient", "sh \"echo\"")
+                 .replace('with { path = "patient.pid" }', ""))
     proc, report = run_json(flow, f, "--resume", "--executor", f"dask://127.0.0.1:{cluster.port}")
     assert proc.returncode == 0, explain(proc)
     assert report["tasks"]["long"]["result"] == "resumed" and report["tasks"]["last"]["result"] == "last"
@@ -326,3 +344,80 @@ def test_a_sigkilled_runner_takes_its_remote_attempts_along_and_resumes(flow, py
     assert proc.returncode == 0, explain(proc)
     assert report["tasks"]["long"]["result"] == "slept"
     assert report["tasks"]["first"]["attempts"] == 1  # kept, not run again
+
+
+# ---- choosing the executor, and when it cannot start ----------------------------------------------------
+
+SIMPLE = """
+    pipeline remote {{ executor dask "{address}" }}
+    task a {{ sh "touch a.ran" }}
+"""
+
+
+def test_an_unreachable_scheduler_exits_2_in_bounded_time_and_journals_nothing(flow, tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    f = write_project(tmp_path, SIMPLE.format(address=address))
+    began = time.monotonic()
+    proc = flow("run", f, "--dask-timeout", "2", cwd=tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    assert time.monotonic() - began < 30
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and address in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / ".flow").exists() and not (tmp_path / "a.ran").exists()
+    detached = flow("run", f, "--detach", cwd=tmp_path, env={"FLOW_DASK_TIMEOUT": "2"})
+    assert detached.returncode == 2 and address in detached.stderr, explain(detached)
+    assert not (tmp_path / ".flow").exists()
+
+
+def test_a_python_without_dask_exits_2_saying_how_to_install_it(flow, tmp_path):
+    bare = tmp_path / "bare"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(bare)], check=True)
+    f = write_project(tmp_path / "p", SIMPLE.format(address="tcp://127.0.0.1:8786"))
+    proc = flow("run", f, cwd=f.parent, python=bare / "bin" / "python")
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'dask[distributed]'" in lines[0], proc.stderr
+    assert not (f.parent / ".flow").exists()
+    # every other verb works there as before
+    assert flow("validate", f, python=bare / "bin" / "python").returncode == 0
+
+
+@pytest.mark.parametrize("args, env, words", [
+    (["--executor", "dask"], {}, ["--dask-address", "FLOW_DASK_ADDRESS"]),
+    (["--executor", "dask://127.0.0.1:0"], {}, ["--executor", "port 0"]),
+    (["--executor", "ray"], {}, ["ray"]),
+    (["--dask-address", "tcp://127.0.0.1:8786"], {}, ["--dask-address"]),
+    (["--executor", "dask", "--dask-address", "ftp://x:1"], {}, ["ftp"]),
+    (["--executor", "dask"], {"FLOW_DASK_ADDRESS": "not an address"}, ["FLOW_DASK_ADDRESS"]),
+    (["--executor", "dask://127.0.0.1:8786", "--dask-timeout", "soon"], {}, ["soon"]),
+])
+def test_executor_usage_errors_exit_2(flow, tmp_path, args, env, words):
+    f = write_project(tmp_path, 'task a { sh "touch a.ran" }')
+    proc = flow("run", f, *args, cwd=tmp_path, env=env)
+    assert proc.returncode == 2, explain(proc)
+    assert "Traceback" not in proc.stderr and all(w in proc.stderr for w in words), proc.stderr
+    assert not (tmp_path / "a.ran").exists()
+
+
+def test_the_address_comes_from_the_command_line_then_the_environment_then_the_file(flow, cluster, tmp_path):
+    wrong = f"tcp://127.0.0.1:{free_port()}"
+    f = write_project(tmp_path, SIMPLE.format(address=wrong))
+    proc, report = run_json(flow, f, env={"FLOW_DASK_ADDRESS": f"127.0.0.1:{cluster.port}"})
+    assert proc.returncode == 0, explain(proc)
+    proc, report = run_json(flow, f, "--dask-address", cluster.address, env={"FLOW_DASK_ADDRESS": wrong})
+    assert proc.returncode == 0, explain(proc)
+    plain = write_project(tmp_path / "plain", 'task a { run tasks:where  with { name = "y" } }', TASKS)
+    proc, report = run_json(flow, plain, "--executor", "dask", env={"FLOW_DASK_ADDRESS": cluster.address})
+    assert proc.returncode == 0, explain(proc)
+    assert "flowcode-" in report["tasks"]["a"]["result"]["file"]
+    proc, report = run_json(flow, plain, env={"FLOW_DASK_ADDRESS": wrong})  # a process pipeline stays local
+    assert proc.returncode == 0 and "flowcode-" not in report["tasks"]["a"]["result"]["file"], explain(proc)
+
+
+def test_validate_points_at_a_bad_address(flow, tmp_path):
+    f = write_project(tmp_path, SIMPLE.format(address="tcp://127.0.0.1:99999"))
+    proc = flow("validate", f, "--format", "json")
+    assert proc.returncode == 1
+    (d,) = json.loads(proc.stdout)["diagnostics"]
+    assert (d["code"], d["line"], d["column"]) == ("E102", 2, 33), d
