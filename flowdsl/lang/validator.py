@@ -209,6 +209,18 @@ class Validator:
             self.duration(s.timeout, "a timeout", positive=True)
         if s.cache is not None and s.cache.ttl is not None:
             self.duration(s.cache.ttl, "the cache's lifetime", positive=True)
+        if s.resources is not None:
+            self.check_resources(s.resources)
+
+    def check_resources(self, resources: ir.MapExpr) -> None:
+        """`resources { gpu = 1 }`: names of Dask worker resources, each with a positive amount."""
+        hint = "an amount of an abstract resource that workers declare, e.g. `dask worker ... --resources GPU=2`"
+        for entry in resources.entries:
+            e = entry.value
+            if not (isinstance(e, ir.Literal) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool)):
+                self.report("E101", f"resource `{entry.key}` needs a number", e.span, hint)
+            elif e.value <= 0:
+                self.report("E102", f"resource `{entry.key}` must be more than 0, not {e.value}", e.span, hint)
 
     # ---- references ------------------------------------------------------------
 

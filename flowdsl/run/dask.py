@@ -185,6 +185,7 @@ class DaskBackend:
         self.attempts: Dict[str, Attempt] = {}  # dask key -> the attempt
         self.keys: Dict[str, str] = {}  # attempt key -> dask key
         self.plugins: List[str] = []
+        self.resources: Dict[str, Dict[str, float]] = {}  # task -> `resources { ... }`, set by the runner
         try:
             self.client.run_on_scheduler(no_second_runs)
             self.flow_zip = self._upload(*_zip(_package_files(), "flowdsl"))
@@ -217,8 +218,8 @@ class DaskBackend:
         payload = attempt_to_plain(attempt, self.token, dask_key)
         self.attempts[dask_key] = attempt
         self.keys[attempt.key] = dask_key
-        future = self.client.submit(self.remote, payload, self.flow_zip, self.code_zip, key=dask_key,
-                                    pure=False, retries=0, resources=attempt_resources(attempt))
+        future = self.client.submit(self.remote, payload, self.flow_zip, self.code_zip, key=dask_key, pure=False,
+                                    retries=0, resources=self.resources.get(attempt.key.split("[", 1)[0]))
         self.futures[dask_key] = future
         future.add_done_callback(self.done.put)  # on the client's event loop: only a hand-over
 
@@ -291,10 +292,6 @@ class DaskBackend:
         finally:
             self.futures.clear()
             self.client.close(timeout=5)
-
-
-def attempt_resources(attempt: Attempt) -> Optional[Dict[str, float]]:
-    return getattr(attempt, "resources", None) or None
 
 
 def _result_or_none(future) -> Optional[Dict[str, Any]]:

@@ -248,6 +248,8 @@ class Runner:
             return make_backend("inline", 1)  # nothing runs on it: the loop stops at once
         if self.pipeline.concurrency is None and not self.options.workers:
             self.capacity = max(1, backend.capacity)  # the cluster's threads, not this machine's CPUs
+        backend.resources = {name: {e.key: e.value.value for e in tp.settings.resources.entries}
+                             for name, tp in self.plan.tasks.items() if tp.settings.resources is not None}
         return backend
 
     def on_signal(self, signum, frame) -> None:

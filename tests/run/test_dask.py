@@ -59,7 +59,7 @@ class Cluster:
         with distributed.Client(self.address, timeout=30) as client:
             client.wait_for_workers(2, timeout=60)
 
-    def add_worker(self, i, *extra) -> subprocess.Popen:
+    def add_worker(self, i, *extra: str) -> subprocess.Popen:
         proc = start(["worker", self.address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
                       "--local-directory", str(self.folder / f"worker{i}"), *extra], self.folder / f"worker{i}.log")
         self.procs.append(proc)
@@ -147,6 +147,14 @@ TASKS = {
             def on_abort(self):
                 with open("aborted.txt", "w") as f:
                     f.write("on_abort ran")
+
+        def grandparent(seconds):
+            start = time.time()
+            time.sleep(seconds)
+            worker = os.getppid()  # the attempt's parent is the worker process, started by its nanny
+            with open(f"/proc/{worker}/stat") as f:
+                nanny = int(f.read().rsplit(")", 1)[1].split()[1])
+            return [nanny, start, time.time()]
 
         def report(report):
             with open("hook.json", "w") as f:
@@ -256,6 +264,27 @@ def test_concurrency_bounds_attempts_in_flight(flow, cluster, tmp_path):
         running += d
         most = max(most, running)
     assert most == 2
+
+
+def test_resources_send_a_task_to_the_workers_that_have_them(flow, cluster, tmp_path):
+    gpu = cluster.add_worker("gpu", "--nthreads", "1", "--resources", "gpu=1")
+    try:
+        with distributed.Client(cluster.address, timeout=30) as client:
+            client.wait_for_workers(3, timeout=60)
+        f = write_project(tmp_path, f"""
+            pipeline remote {{ executor dask "{cluster.address}"  concurrency 4 }}
+            task trained {{ foreach i in [1, 2, 3]  run tasks:grandparent  with {{ seconds = 0.2 }}
+                            resources {{ gpu = 1 }} }}
+        """, TASKS)
+        proc, report = run_json(flow, f)
+    finally:
+        stop(gpu)
+        cluster.procs.remove(gpu)
+    assert proc.returncode == 0, explain(proc)
+    results = report["tasks"]["trained"]["result"]
+    assert {nanny for nanny, _, _ in results} == {gpu.pid}  # only the worker that declared a gpu
+    spans = sorted((a, b) for _, a, b in results)
+    assert all(b0 <= a1 for (_, b0), (a1, _) in zip(spans, spans[1:]))  # one gpu: one at a time
 
 
 def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, cluster, tmp_path):
