@@ -130,7 +130,8 @@ def _zip(files: Dict[str, bytes], prefix: str) -> tuple:
 
 
 def _remote_functions():
-    def flow_attempt(payload, flow_zip, code_zip):
+    def load(folder, flow_zip):
+        """daskhost from the uploaded zip, once per worker process and version of flow."""
         import sys
 
         name = "_flowdsl_daskhost_" + flow_zip[:-4].replace("-", "_").replace(".", "_")
@@ -140,29 +141,34 @@ def _remote_functions():
             import types
             import zipfile
 
-            from distributed import get_worker
-
-            path = os.path.join(get_worker().local_directory, flow_zip)
+            path = os.path.join(folder, flow_zip)
             with zipfile.ZipFile(path) as z:
                 source = z.read("flowdsl/run/daskhost.py")
             host = types.ModuleType(name)
             host.__file__ = path + "/flowdsl/run/daskhost.py"
             sys.modules[name] = host
             exec(compile(source, host.__file__, "exec"), host.__dict__)
-        return host.run_attempt(payload, flow_zip, code_zip)
+        return host
 
-    async def flow_signal(token, signum, key, flow_zip):  # async: `client.run(..., wait=False)` takes only those
-        import sys
+    def flow_attempt(payload, flow_zip, code_zip):
+        from distributed import get_worker
 
-        host = sys.modules.get("_flowdsl_daskhost_" + flow_zip[:-4].replace("-", "_").replace(".", "_"))
-        return host.signal_attempts(token, signum, key) if host is not None else 0
+        return load(get_worker().local_directory, flow_zip).run_attempt(payload, flow_zip, code_zip)
+
+    # async: `client.run(..., wait=False)` takes only coroutine functions (they run on the worker's loop)
+    async def flow_signal(token, signum, key, flow_zip, dask_worker):
+        return load(dask_worker.local_directory, flow_zip).signal_attempts(token, signum, key)
+
+    async def flow_warm(flow_zip, code_zip, dask_worker):
+        """A helper per thread, started as the run begins: the first attempts need not wait for one."""
+        return load(dask_worker.local_directory, flow_zip).warm(dask_worker, flow_zip, code_zip)
 
     def no_second_runs(dask_scheduler):
         before = dask_scheduler.allowed_failures
         dask_scheduler.allowed_failures = 0
         return before
 
-    return flow_attempt, flow_signal, no_second_runs
+    return flow_attempt, flow_signal, flow_warm, no_second_runs
 
 
 # ---- the backend -------------------------------------------------------------------------
@@ -175,11 +181,12 @@ class DaskBackend:
         distributed = import_distributed()
         self.address = address
         try:
-            self.client = distributed.Client(address, timeout=timeout, set_as_default=False)
+            # direct_to_workers: results come straight from the worker that holds them, not through the scheduler
+            self.client = distributed.Client(address, timeout=timeout, set_as_default=False, direct_to_workers=True)
         except (OSError, TimeoutError) as e:
             raise DaskUnavailable(f"cannot reach the Dask scheduler at {address} within {timeout:g}s: {e}") from None
         self.token = uuid.uuid4().hex[:12]
-        self.remote, self.signal, no_second_runs = _remote_functions()
+        self.remote, self.signal, warm, no_second_runs = _remote_functions()
         self.done: queue.Queue[Any] = queue.Queue()
         self.futures: Dict[str, Any] = {}  # dask key -> future
         self.attempts: Dict[str, Attempt] = {}  # dask key -> the attempt
@@ -191,6 +198,7 @@ class DaskBackend:
             self.flow_zip = self._upload(*_zip(_package_files(), "flowdsl"))
             files = _code_files(code_folders)
             self.code_zip = self._upload(*_zip(files, "flowcode")) if files else None
+            self.client.run(warm, self.flow_zip, self.code_zip, wait=False)
             self.capacity = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
         except Exception:
             self.client.close()

@@ -94,6 +94,21 @@ def _acquire(paths: List[str]) -> Helper:
     return Helper(paths)
 
 
+def warm(worker, flow_zip: str, code_zip: Optional[str]) -> int:
+    """Start helpers for the run's code until one per thread waits idle (on the worker's event loop)."""
+    paths = _paths(worker.local_directory, flow_zip, code_zip)
+    with _lock:
+        have = sum(1 for h in _idle if h.paths == paths)
+    started = [Helper(paths) for _ in range(max(0, min(worker.state.nthreads, IDLE_HELPERS) - have))]
+    with _lock:
+        _idle.extend(started)
+    return len(started)
+
+
+def _paths(folder: str, flow_zip: str, code_zip: Optional[str]) -> List[str]:
+    return [os.path.join(folder, flow_zip)] + ([os.path.join(folder, code_zip)] if code_zip else [])
+
+
 def _release(h: Helper) -> None:
     with _lock:
         if len(_idle) < IDLE_HELPERS and not h.killed and h.proc.poll() is None:
@@ -129,7 +144,7 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
 
     worker = get_worker()
     folder = worker.local_directory
-    paths = [os.path.join(folder, flow_zip)] + ([os.path.join(folder, code_zip)] if code_zip else [])
+    paths = _paths(folder, flow_zip, code_zip)
     logs = os.path.join(folder, "flow-logs")
     os.makedirs(logs, exist_ok=True)
     token, key = payload["token"], payload["key"]
