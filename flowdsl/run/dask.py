@@ -180,11 +180,7 @@ class DaskBackend:
     def __init__(self, address: str, code_folders: Sequence[str], timeout: float = CONNECT_TIMEOUT) -> None:
         distributed = import_distributed()
         self.address = address
-        try:
-            # direct_to_workers: results come straight from the worker that holds them, not through the scheduler
-            self.client = distributed.Client(address, timeout=timeout, set_as_default=False, direct_to_workers=True)
-        except (OSError, TimeoutError) as e:
-            raise DaskUnavailable(f"cannot reach the Dask scheduler at {address} within {timeout:g}s: {e}") from None
+        self.client = _connect(distributed, address, timeout)
         self.token = uuid.uuid4().hex[:12]
         self.remote, self.signal, warm, no_second_runs = _remote_functions()
         self.done: queue.Queue[Any] = queue.Queue()
@@ -300,6 +296,34 @@ class DaskBackend:
         finally:
             self.futures.clear()
             self.client.close(timeout=5)
+
+
+def _connect(distributed, address: str, timeout: float):
+    """A connected Client, or DaskUnavailable once `timeout` has passed.
+
+    Client's own timeout covers reaching the port, not a peer that accepts
+    and never answers; so the connection is made on a thread that is left
+    behind (a daemon) when it takes too long.
+    """
+    import threading
+
+    box: Dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            # direct_to_workers: results come straight from the worker that holds them, not through the scheduler
+            box["client"] = distributed.Client(address, timeout=timeout, set_as_default=False,
+                                               direct_to_workers=True)
+        except Exception as e:  # OSError, TimeoutError, or the peer is not a scheduler
+            box["error"] = e
+
+    thread = threading.Thread(target=connect, daemon=True, name="flow-dask-connect")
+    thread.start()
+    thread.join(timeout + 1)
+    if "client" in box:
+        return box["client"]
+    why = box.get("error") or "no answer"
+    raise DaskUnavailable(f"cannot reach the Dask scheduler at {address} within {timeout:g}s: {why}")
 
 
 def _result_or_none(future) -> Optional[Dict[str, Any]]:

@@ -450,3 +450,43 @@ def test_validate_points_at_a_bad_address(flow, tmp_path):
     assert proc.returncode == 1
     (d,) = json.loads(proc.stdout)["diagnostics"]
     assert (d["code"], d["line"], d["column"]) == ("E102", 2, 33), d
+
+
+def test_a_port_that_is_no_scheduler_exits_2_or_fails_the_detached_run(flow, tmp_path):
+    """Something listens but never speaks Dask: the foreground run gives up after --dask-timeout (exit 2);
+    a detached run passes the port check, then fails without starting a task, and says why."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)
+        address = f"tcp://127.0.0.1:{mute.getsockname()[1]}"
+        f = write_project(tmp_path, SIMPLE.format(address=address))
+        proc = flow("run", f, "--dask-timeout", "1", cwd=tmp_path)
+        assert proc.returncode == 2 and address in proc.stderr, explain(proc)
+        assert not (tmp_path / ".flow").exists()
+        detached = flow("run", f, "--detach", "--dask-timeout", "1", cwd=tmp_path)
+        assert detached.returncode == 0, explain(detached)
+        run_id = detached.stdout.strip()
+        assert wait_until(lambda: flow("status", run_id, "--json", cwd=tmp_path).stdout.count('"failed"') > 0, 60)
+    status = json.loads(flow("status", run_id, "--json", cwd=tmp_path).stdout)
+    assert status["status"] == "failed" and status["tasks"]["a"]["attempts"] == 0, status
+    assert address in (state_runs(tmp_path)[0] / "output.log").read_text()
+    assert not (tmp_path / "a.ran").exists()
+
+
+def test_tick_starts_a_dask_pipeline_on_the_cluster_from_the_environment(flow, cluster, tmp_path):
+    f = write_project(tmp_path, """
+        pipeline hourly {
+            schedule every 1h
+            executor dask "tcp://127.0.0.1:1"
+        }
+        task where { run tasks:where  with { name = run.trigger } }
+    """, TASKS)
+    proc = flow("tick", tmp_path, "--now", "2026-01-01T10:00:30", "--wait", "--json", cwd=tmp_path,
+                env={"FLOW_DASK_ADDRESS": cluster.address})
+    assert proc.returncode == 0, explain(proc)
+    (fired,) = json.loads(proc.stdout)["fired"]
+    report = json.loads((state_runs(tmp_path)[0] / "report.json").read_text())
+    assert report["status"] == "success", report
+    result = report["tasks"]["where"]["result"]
+    assert result["name"] == "schedule" and "flowcode-" in result["file"], result
+    assert fired["run_id"] == report["run_id"] and f.exists()
