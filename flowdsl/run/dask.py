@@ -188,6 +188,7 @@ class DaskBackend:
         self.attempts: Dict[str, Attempt] = {}  # dask key -> the attempt
         self.keys: Dict[str, str] = {}  # attempt key -> dask key
         self.plugins: List[str] = []
+        self.refused: List[Outcome] = []  # attempts that could not be sent, reported by the next `wait`
         self.resources: Dict[str, Dict[str, float]] = {}  # task -> `resources { ... }`, set by the runner
         try:
             self.client.run_on_scheduler(no_second_runs)
@@ -219,7 +220,13 @@ class DaskBackend:
         from .daskhost import attempt_to_plain
 
         dask_key = f"flow-{self.token}-{attempt.key}-{attempt.number}"
-        payload = attempt_to_plain(attempt, self.token, dask_key)
+        try:
+            payload = attempt_to_plain(attempt, self.token, dask_key)
+        except Exception as e:  # an argument the run's codec cannot carry
+            now = time.time()
+            self.refused.append(Outcome(attempt.key, attempt.number, False, started=now, finished=now, error={
+                "type": type(e).__name__, "message": f"cannot send the attempt to Dask: {e}", "traceback": ""}))
+            return
         self.attempts[dask_key] = attempt
         self.keys[attempt.key] = dask_key
         future = self.client.submit(self.remote, payload, self.flow_zip, self.code_zip, key=dask_key, pure=False,
@@ -228,6 +235,9 @@ class DaskBackend:
         future.add_done_callback(self.done.put)  # on the client's event loop: only a hand-over
 
     def wait(self, timeout: Optional[float]) -> List[Outcome]:
+        if self.refused:
+            refused, self.refused = self.refused, []
+            return refused
         try:
             first = self.done.get(timeout=timeout) if timeout is None or timeout > 0 else self.done.get_nowait()
         except queue.Empty:

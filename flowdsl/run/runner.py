@@ -246,8 +246,8 @@ class Runner:
             self.reporter.note(str(e))
             self.stop_reason = str(e)
             return make_backend("inline", 1)  # nothing runs on it: the loop stops at once
-        if self.pipeline.concurrency is None and not self.options.workers:
-            self.capacity = max(1, backend.capacity)  # the cluster's threads, not this machine's CPUs
+        if self.pipeline.concurrency is None:  # --workers, else the cluster's threads (not this machine's CPUs)
+            self.capacity = max(1, self.options.workers or backend.capacity)
         backend.resources = {name: {e.key: e.value.value for e in tp.settings.resources.entries}
                              for name, tp in self.plan.tasks.items() if tp.settings.resources is not None}
         return backend
