@@ -197,9 +197,11 @@ class DaskBackend:
             self.code_zip = self._upload(*_zip(files, "flowcode")) if files else None
             self.client.run(warm, self.flow_zip, self.code_zip, wait=False)
             self.capacity = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
-        except Exception:
+        except Exception as e:  # a scheduler that refuses pickled functions, a worker whose upload failed...
             self.client.close()
-            raise
+            if isinstance(e, DaskUnavailable):
+                raise
+            raise DaskUnavailable(f"cannot prepare the Dask cluster at {address}: {type(e).__name__}: {e}") from None
 
     def _upload(self, name: str, data: bytes) -> str:
         from distributed.diagnostics.plugin import UploadFile
