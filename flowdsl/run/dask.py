@@ -272,9 +272,9 @@ class DaskBackend:
         if log:
             with open_log(attempt.log_path) as f:
                 f.write(log)
-        return Outcome(attempt.key, attempt.number, plain["ok"], result=plain.get("result"),
-                       error=plain.get("error"), started=plain.get("started", 0.0),
-                       finished=plain.get("finished", 0.0))
+        fields = {k: v for k, v in plain.items() if k in Outcome.__dataclass_fields__}  # cpu, when it is measured
+        fields.update(key=attempt.key, number=attempt.number)
+        return Outcome(**fields)
 
     def kill(self, key: str) -> None:
         """Stop one attempt (its timeout passed): cancel its future; the worker kills its process group."""

@@ -236,8 +236,7 @@ class _PlainConnection:
 
     def send_bytes(self, data: bytes) -> None:
         o = pickle.loads(data)
-        plain = {"key": o.key, "number": o.number, "ok": o.ok, "result": o.result, "error": o.error,
-                 "started": o.started, "finished": o.finished}
+        plain = {name: getattr(o, name) for name in o.__dataclass_fields__}  # every field: plain values all
         self.conn.send_bytes(pickle.dumps(plain, pickle.HIGHEST_PROTOCOL))
 
 
@@ -251,16 +250,15 @@ def helper_main(fd: int, parent_pid: int) -> None:
 
 # ---- the attempt as plain data (both ends) -----------------------------------------------
 
-_FIELDS = ("key", "number", "kind", "target", "env", "cwd", "log_path", "timeout", "output", "results")
+_LOCAL = ("args", "kwargs", "sys_path")  # arguments travel encoded; the runner's paths mean nothing on a worker
 
 
 def attempt_to_plain(attempt, token: str, dask_key: str) -> Dict[str, Any]:
-    """An Attempt as a dict of strings, numbers and codec bytes (the runner's side)."""
+    """An Attempt as a dict of strings, numbers, lists and codec bytes (the runner's side)."""
     from ..store import codec
 
-    plain = {name: getattr(attempt, name) for name in _FIELDS}
-    plain["argv"] = list(attempt.argv)
-    plain["secrets"] = list(attempt.secrets)
+    plain = {name: getattr(attempt, name) for name in attempt.__dataclass_fields__ if name not in _LOCAL}
+    plain = {k: list(v) if isinstance(v, tuple) else v for k, v in plain.items()}
     # upstream results and params, in the run's own codec: never pickled unless `results pickle`
     plain["arguments"] = codec.encode_result([list(attempt.args), attempt.kwargs], attempt.results)
     plain["token"], plain["dask_key"] = token, dask_key
@@ -272,6 +270,6 @@ def attempt_from_plain(plain: Dict[str, Any]):
     from .worker import Attempt
 
     args, kwargs = codec.decode_result(plain["arguments"], allow_pickle=plain["results"] == "pickle")
-    fields = {name: plain[name] for name in _FIELDS}
-    return Attempt(argv=tuple(plain["argv"]), secrets=tuple(plain["secrets"]), args=tuple(args),
-                   kwargs=dict(kwargs), sys_path=(), **fields)
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in plain.items()
+              if k in Attempt.__dataclass_fields__ and k not in _LOCAL}
+    return Attempt(args=tuple(args), kwargs=dict(kwargs), sys_path=(), **fields)
