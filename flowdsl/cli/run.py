@@ -144,9 +144,8 @@ def cmd_run(args) -> int:
             hint = did_you_mean(key, declared) or (
                 "declared: " + ", ".join(declared) if declared else "it declares none")
             raise UsageError(f"--param `{key}` is not a param of {program.pipeline.name}; {hint}")
-    executor = args.executor or (program.pipeline.executor.kind if program.pipeline.executor else "process")
-    if executor == "dask":
-        raise UsageError("the dask executor is not available in this release; use process, thread or inline")
+    executor, address = choose_executor(args.executor, args.dask_address, program.pipeline)
+    timeout = dask_timeout(args.dask_timeout)
     logical = None
     if args.logical_date:
         from ..lang.timeutil import parse_iso
@@ -161,7 +160,8 @@ def cmd_run(args) -> int:
     from ..store.journal import Busy, JournalError
 
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
-                         logical_date=logical, state_dir=args.state_dir)
+                         logical_date=logical, state_dir=args.state_dir, dask_address=address,
+                         dask_timeout=timeout)
     out = sys.stderr if args.json else sys.stdout
     reporter = make_reporter(out, args.quiet, args.verbose)
     try:
@@ -183,6 +183,8 @@ def cmd_run(args) -> int:
             print("\n".join(lines))
         return EXIT_OK
     runner = Runner(plan, options, reporter)
+    if executor == "dask":
+        options.backend = connect_dask(address, timeout, runner.sys_path, detached=args.detach)
     try:
         runner.open()
     except Busy:
@@ -219,6 +221,77 @@ def cmd_run(args) -> int:
     return exit_code(report["status"])
 
 
+EXECUTORS = ("process", "thread", "inline", "dask")
+
+
+def choose_executor(given, dask_address, pipeline) -> Tuple[str, object]:
+    """(executor, normalised Dask address or None) from --executor, --dask-address, FLOW_DASK_ADDRESS, the file.
+
+    The command line comes first, then FLOW_DASK_ADDRESS (the crontab's way to
+    name the cluster), then the pipeline's own address.
+    """
+    from ..lang.addresses import AddressError
+    from ..lang.addresses import dask_address as normalise
+
+    address = where = None
+    if given and "://" in given:
+        executor, address, where = "dask", given, "--executor"
+    elif given:
+        if given not in EXECUTORS:
+            raise UsageError(f"--executor takes {', '.join(EXECUTORS)} or dask://host:port, not `{given}`")
+        executor = given
+    else:
+        executor = pipeline.executor.kind if pipeline.executor else "process"
+    if executor != "dask":
+        if dask_address:
+            raise UsageError("--dask-address goes with the dask executor (--executor dask)")
+        return executor, None
+    if dask_address:
+        address, where = dask_address, "--dask-address"
+    elif address is None and os.environ.get("FLOW_DASK_ADDRESS"):
+        address, where = os.environ["FLOW_DASK_ADDRESS"], "FLOW_DASK_ADDRESS"
+    elif address is None and pipeline.executor is not None and pipeline.executor.address is not None:
+        address, where = pipeline.executor.address.text, f"the pipeline {pipeline.name}"
+    if address is None:
+        raise UsageError("the dask executor needs the scheduler's address: --executor dask://host:8786, "
+                         "--dask-address tcp://host:8786 or FLOW_DASK_ADDRESS")
+    try:
+        return "dask", normalise(address, bare=True)
+    except AddressError as e:
+        raise UsageError(f"{where}: {e}") from None
+
+
+def dask_timeout(given) -> float:
+    """Seconds to reach the scheduler: --dask-timeout, else FLOW_DASK_TIMEOUT, else 10."""
+    text = given if given is not None else os.environ.get("FLOW_DASK_TIMEOUT")
+    if text is None:
+        return 10.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise UsageError(f"the Dask connect timeout takes seconds (0 to 3600], not `{text}`")
+    return value
+
+
+def connect_dask(address: str, timeout: float, code_folders, detached: bool):
+    """Before the run is opened: a connected backend (a detached run only checks, and connects after the fork).
+
+    Dask missing or a scheduler that cannot be reached is a usage error: exit 2, nothing written.
+    """
+    from ..run import dask
+
+    try:
+        dask.import_distributed()
+        if detached:
+            dask.probe(address, timeout)
+            return None
+        return dask.DaskBackend(address, code_folders, timeout)
+    except dask.DaskUnavailable as e:
+        raise UsageError(str(e)) from None
+
+
 def detach(runner, args) -> int:
     """Fork the opened run into its own session (see `launch`); print its id and return at once."""
     import json
@@ -244,7 +317,13 @@ def add_run(p) -> None:
                    help="continue a failed or interrupted run (default: the latest run of this pipeline)")
     p.add_argument("--detach", action="store_true", help="start in the background, print the run id")
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
-    p.add_argument("--executor", choices=("process", "thread", "inline", "dask"))
+    p.add_argument("--executor", metavar="{process,thread,inline,dask,dask://HOST:PORT}",
+                   help="where attempts run (default: the pipeline's executor, else process)")
+    p.add_argument("--dask-address", metavar="ADDR",
+                   help="the Dask scheduler (tcp://host:port) for the dask executor; default $FLOW_DASK_ADDRESS, "
+                        "then the pipeline's")
+    p.add_argument("--dask-timeout", metavar="SECONDS",
+                   help="how long to try to reach the Dask scheduler (default $FLOW_DASK_TIMEOUT, else 10)")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes or threads")
     p.add_argument("--logical-date", metavar="ISO", help="sets run.logical_date (the trigger stays manual)")
     p.add_argument("--json", action="store_true", help="print the final report as JSON")

@@ -27,7 +27,7 @@ MAX_NESTING = 100
 MAX_INT = 2**63 - 1
 
 # Statements a task may write in `defaults` (the rest are per task).
-DEFAULTABLE = ("retry", "timeout", "when", "output", "cache", "tags")
+DEFAULTABLE = ("retry", "timeout", "when", "output", "cache", "tags", "resources")
 
 
 class Builder(Transformer):
@@ -240,9 +240,12 @@ class Builder(Transformer):
             names.append(ir.Name(self.string(t).text if t.type == "STRING" else t.value, self.span(t)))
         return ("tags", tuple(names), self.span(c[0]))
 
+    def resources(self, c):
+        return ("resources", c[1], self.span(c[0]))
+
     def _settings(self, stmts: Dict[str, Any]) -> ir.Settings:
         return ir.Settings(stmts.get("retry"), stmts.get("timeout"), stmts.get("when"),
-                           stmts.get("output"), stmts.get("cache"), stmts.get("tags", ()))
+                           stmts.get("output"), stmts.get("cache"), stmts.get("tags", ()), stmts.get("resources"))
 
     def _collect(self, stmts, where: str, repeatable=("schedule", "hook", "pythonpath", "after", "tags")):
         """Statements by keyword; a statement given twice is reported once."""

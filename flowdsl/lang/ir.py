@@ -225,6 +225,7 @@ class Settings:
     output: Optional[Word] = None
     cache: Optional[Cache] = None
     tags: Tuple[Name, ...] = ()
+    resources: Optional[MapExpr] = None  # abstract worker resources a task needs (the dask executor)
 
 
 @record

@@ -196,7 +196,7 @@ _WORDS = {
     "DURATION": "a duration", "CALLABLE": "`module:function`", "$END": "the end of the file",
 }
 _TASK_STATEMENTS = frozenset({"RUN", "SH", "EXEC", "WITH", "AFTER", "RETRY", "TIMEOUT", "WHEN",
-                              "FOREACH", "OUTPUT", "CACHE", "TAGS", "DESCRIPTION"})
+                              "FOREACH", "OUTPUT", "CACHE", "TAGS", "DESCRIPTION", "RESOURCES"})
 _PIPELINE_STATEMENTS = frozenset({"SCHEDULE", "WINDOW", "CATCHUP", "OVERLAP", "CONCURRENCY", "EXECUTOR",
                                   "TIMEOUT", "PYTHONPATH", "PARAMS", "DEFAULTS", "RESULTS", "ON", "DESCRIPTION"})
 _VALUE_STARTS = frozenset({"STRING", "LONG_STRING", "NUMBER", "DURATION", "TRUE", "FALSE", "NULL",

@@ -246,7 +246,8 @@ def effective(task: ir.Task, defaults: ir.Settings) -> ir.Settings:
     s = task.settings
     return ir.Settings(
         retry=s.retry or defaults.retry, timeout=s.timeout or defaults.timeout, when=s.when or defaults.when,
-        output=s.output or defaults.output, cache=s.cache or defaults.cache, tags=s.tags or defaults.tags)
+        output=s.output or defaults.output, cache=s.cache or defaults.cache, tags=s.tags or defaults.tags,
+        resources=s.resources or defaults.resources)
 
 
 def make_plan(program: ir.Program, targets: Iterable[str] = (), from_: Iterable[str] = ()) -> Plan:

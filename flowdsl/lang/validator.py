@@ -72,7 +72,7 @@ class Validator:
         if p.description is not None:
             self.constant(p.description, "a description")
         if p.executor is not None and p.executor.address is not None:
-            self.constant(p.executor.address, "the dask scheduler address")
+            self.dask_address(p.executor.address)
         if p.params is not None:
             for entry in p.params.entries:
                 if entry.key in RESERVED:
@@ -209,6 +209,18 @@ class Validator:
             self.duration(s.timeout, "a timeout", positive=True)
         if s.cache is not None and s.cache.ttl is not None:
             self.duration(s.cache.ttl, "the cache's lifetime", positive=True)
+        if s.resources is not None:
+            self.check_resources(s.resources)
+
+    def check_resources(self, resources: ir.MapExpr) -> None:
+        """`resources { gpu = 1 }`: names of Dask worker resources, each with a positive amount."""
+        hint = "an amount of an abstract resource that workers declare, e.g. `dask worker ... --resources GPU=2`"
+        for entry in resources.entries:
+            e = entry.value
+            if not (isinstance(e, ir.Literal) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool)):
+                self.report("E101", f"resource `{entry.key}` needs a number", e.span, hint)
+            elif e.value <= 0:
+                self.report("E102", f"resource `{entry.key}` must be more than 0, not {e.value}", e.span, hint)
 
     # ---- references ------------------------------------------------------------
 
@@ -331,6 +343,15 @@ class Validator:
             self.report("E106", f"{what} cannot hold interpolated fields", t.span, "write the text itself")
             return None
         return t.text
+
+    def dask_address(self, t: ir.Template) -> None:
+        from .addresses import problem
+
+        text = self.constant(t, "the dask scheduler address")
+        if text is not None:
+            bad = problem(text)
+            if bad is not None:
+                self.report(bad.code, str(bad), t.span, "e.g. \"tcp://scheduler.internal:8786\"")
 
     def iso(self, t: ir.Template):
         from .timeutil import parse_iso

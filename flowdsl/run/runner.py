@@ -47,6 +47,9 @@ class RunOptions:
     forced: Set[str] = field(default_factory=set)  # tasks that run again whatever they left (--from)
     earlier_id: Optional[str] = None  # a --from run: the run whose results it keeps
     earlier: Optional[state.RunState] = None
+    dask_address: Optional[str] = None  # the executor's address, from the command line or FLOW_DASK_ADDRESS
+    dask_timeout: Optional[float] = None  # seconds to reach the scheduler
+    backend: Any = None  # a backend made before the run was opened (a dask client, connected)
 
 
 @dataclass
@@ -201,7 +204,7 @@ class Runner:
                                f"may be kept{again}")
         elif self.previous:
             self.reporter.note(f"keeping what {self.previous.run_id} finished{again}")
-        self.backend = make_backend(self.executor, min(self.capacity, max(1, len(self.plan.tasks))))
+        self.backend = self.make_backend()
         run_timeout = p.timeout.seconds if isinstance(p.timeout, ir.Duration) else None
         self.run_deadline = time.monotonic() + run_timeout if run_timeout else None
         previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -229,6 +232,25 @@ class Runner:
         self.write_summary()
         self.reporter.run_finished(report)
         return report
+
+    def make_backend(self):
+        if self.executor != "dask":
+            return make_backend(self.executor, min(self.capacity, max(1, len(self.plan.tasks))))
+        from . import dask  # only a run on a Dask cluster imports it
+
+        try:
+            backend = self.options.backend or dask.DaskBackend(
+                self.options.dask_address or self.pipeline.executor.address.text, self.sys_path,
+                self.options.dask_timeout or dask.CONNECT_TIMEOUT)
+        except dask.DaskUnavailable as e:  # a detached or scheduled run whose cluster went away since its check
+            self.reporter.note(str(e))
+            self.stop_reason = str(e)
+            return make_backend("inline", 1)  # nothing runs on it: the loop stops at once
+        if self.pipeline.concurrency is None:  # --workers, else the cluster's threads (not this machine's CPUs)
+            self.capacity = max(1, self.options.workers or backend.capacity)
+        backend.resources = {name: {e.key: e.value.value for e in tp.settings.resources.entries}
+                             for name, tp in self.plan.tasks.items() if tp.settings.resources is not None}
+        return backend
 
     def on_signal(self, signum, frame) -> None:
         self.signals += 1

@@ -36,10 +36,9 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
     from ..store.journal import Busy, JournalError
 
     executor = program.pipeline.executor.kind if program.pipeline.executor else "process"
-    if executor == "dask":
-        raise CannotStart("the dask executor is not available in this release")
+    address = dask_address(program.pipeline) if executor == "dask" else None
     options = RunOptions(executor=executor, logical_date=logical_date, trigger=trigger,
-                         state_dir=state_dir, run_id=run_id, resume=resume)
+                         state_dir=state_dir, run_id=run_id, resume=resume, dask_address=address)
     runner = Runner(make_plan(program, []), options, PlainReporter(sys.stdout))
     try:
         runner.open()
@@ -50,6 +49,22 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
     except OSError as e:
         raise CannotStart(f"cannot create the run: {e.strerror or e}") from None
     return runner
+
+
+def dask_address(pipeline) -> str:
+    """FLOW_DASK_ADDRESS (the crontab's cluster), else the pipeline's; checked now, connected after the fork."""
+    from ..lang.addresses import AddressError
+    from ..lang.addresses import dask_address as normalise
+    from ..run import dask
+
+    text = os.environ.get("FLOW_DASK_ADDRESS") or pipeline.executor.address.text
+    try:
+        address = normalise(text, bare=True)
+        dask.import_distributed()
+        dask.probe(address, dask.CONNECT_TIMEOUT)
+    except (AddressError, dask.DaskUnavailable) as e:
+        raise CannotStart(str(e)) from None
+    return address
 
 
 def start(runner, *, session: bool = True, before: Optional[Callable] = None,

@@ -1,0 +1,364 @@
+"""The dask executor, the runner's side: attempts travel to a Dask distributed cluster.
+
+Everything else stays in the runner (readiness, `when`, retries, timeouts,
+concurrency, foreach, secrets, the journal, hooks); this backend only
+submits attempts as futures and turns finished futures back into Outcomes.
+`distributed` is imported here alone, and only when a run uses it.
+
+What travels, and how:
+* flow itself: its package as a zip, uploaded with Dask's UploadFile worker
+  plugin (load=False: nothing is imported on upload); each worker runs
+  attempts through `daskhost`, loaded from that zip (see there).
+* the run's code: the `.py` files of the pipeline's folder and of its
+  `pythonpath` folders, as a second zip the same way. Code installed on the
+  workers (site-packages, the workers' PYTHONPATH) is found as well.
+* an attempt: a plain dict, its arguments in the run's `results` codec; the
+  outcome comes back as a plain dict with the result's codec bytes and the
+  attempt's output, which is appended to the run's log file here.
+
+Dask must not run an attempt twice behind flow's back: futures are submitted
+with `retries=0`, and the scheduler's `allowed-failures` is set to 0, so a
+task whose worker dies errs at once (KilledWorker, reported as WorkerDied)
+instead of being started again on another worker; the task's `retry` decides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import queue
+import signal
+import tempfile
+import time
+import uuid
+import zipfile
+from typing import Any, Dict, List, Optional, Sequence
+
+from .worker import Attempt, Outcome, open_log
+
+CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler (FLOW_DASK_TIMEOUT, --dask-timeout)
+SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
+MAX_CODE_BYTES = 64 << 20  # the run's code zip; past this, deploy the code on the workers instead
+
+
+class DaskUnavailable(Exception):
+    """The dask executor cannot start: `distributed` is missing, or the scheduler cannot be reached."""
+
+
+def import_distributed():
+    try:
+        import distributed
+    except ImportError as e:
+        import sys
+
+        raise DaskUnavailable(
+            f"the dask executor needs Dask's `distributed` package, which {sys.executable} cannot import ({e}); "
+            "install it with: pip install 'dask[distributed]' (or pip install 'flowdsl[dask]')") from None
+    return distributed
+
+
+def probe(address: str, timeout: float) -> None:
+    """A TCP connection to the scheduler's port, before a run is opened; raises DaskUnavailable."""
+    import socket
+
+    host, _, port = address.split("://", 1)[1].rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise DaskUnavailable(f"cannot reach the Dask scheduler at {address}: {e.strerror or e}") from None
+
+
+# ---- what travels ----------------------------------------------------------------------
+
+
+def _package_files() -> Dict[str, bytes]:
+    """flow's own modules, {archive name: source}, from the checkout, the wheel or the zipapp."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    files: Dict[str, bytes] = {}
+    if os.path.isdir(root):
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    path = os.path.join(folder, name)
+                    with open(path, "rb") as f:
+                        files[os.path.relpath(path, os.path.dirname(root)).replace(os.sep, "/")] = f.read()
+        return files
+    archive = root  # inside a zipapp: .../flow.pyz/flowdsl (or .../flow.pyz/__pyc__/cpython-3NN/flowdsl)
+    while not os.path.isfile(archive):
+        archive = os.path.dirname(archive)
+    with zipfile.ZipFile(archive) as z:  # the sources at the archive's root, for any interpreter
+        for name in sorted(z.namelist()):
+            if name.startswith("flowdsl/") and name.endswith(".py"):
+                files[name] = z.read(name)
+    return files
+
+
+def _code_files(folders: Sequence[str]) -> Dict[str, bytes]:
+    """The `.py` files of the pipeline's folders, each folder's tree at the archive's root (as on sys.path)."""
+    files: Dict[str, bytes] = {}
+    for base in folders:
+        if not os.path.isdir(base):
+            continue
+        for folder, dirs, names in os.walk(base):
+            # hidden folders (.flow, .git, .venv) and virtual environments are not the run's code
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS
+                             and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg")))
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    rel = os.path.relpath(os.path.join(folder, name), base).replace(os.sep, "/")
+                    if rel not in files:  # the first folder on the path wins, as in an import
+                        with open(os.path.join(folder, name), "rb") as f:
+                            files[rel] = f.read()
+    return files
+
+
+def _zip(files: Dict[str, bytes], prefix: str) -> tuple:
+    """(file name by content, zip bytes), reproducible: fixed dates, sorted names."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + files[name] + b"\0")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in sorted(files):
+            z.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), files[name])
+    return f"{prefix}-{digest.hexdigest()[:16]}.zip", buffer.getvalue()
+
+
+# ---- what runs on the cluster (pickled by value: the workers need no flow installed) ------------
+
+
+def _remote_functions():
+    def load(folder, flow_zip):
+        """daskhost from the uploaded zip, once per worker process and version of flow."""
+        import sys
+
+        name = "_flowdsl_daskhost_" + flow_zip[:-4].replace("-", "_").replace(".", "_")
+        host = sys.modules.get(name)
+        if host is None:
+            import os
+            import types
+            import zipfile
+
+            path = os.path.join(folder, flow_zip)
+            with zipfile.ZipFile(path) as z:
+                source = z.read("flowdsl/run/daskhost.py")
+            host = types.ModuleType(name)
+            host.__file__ = path + "/flowdsl/run/daskhost.py"
+            sys.modules[name] = host
+            exec(compile(source, host.__file__, "exec"), host.__dict__)
+        return host
+
+    def flow_attempt(payload, flow_zip, code_zip):
+        from distributed import get_worker
+
+        return load(get_worker().local_directory, flow_zip).run_attempt(payload, flow_zip, code_zip)
+
+    # async: `client.run(..., wait=False)` takes only coroutine functions (they run on the worker's loop)
+    async def flow_signal(token, signum, key, flow_zip, dask_worker):
+        return load(dask_worker.local_directory, flow_zip).signal_attempts(token, signum, key)
+
+    async def flow_warm(flow_zip, code_zip, dask_worker):
+        """A helper per thread, started as the run begins: the first attempts need not wait for one."""
+        return load(dask_worker.local_directory, flow_zip).warm(dask_worker, flow_zip, code_zip)
+
+    def no_second_runs(dask_scheduler):
+        before = dask_scheduler.allowed_failures
+        dask_scheduler.allowed_failures = 0
+        return before
+
+    return flow_attempt, flow_signal, flow_warm, no_second_runs
+
+
+# ---- the backend -------------------------------------------------------------------------
+
+
+class DaskBackend:
+    """Attempts as futures on a Dask cluster; `wait` gathers the finished ones."""
+
+    def __init__(self, address: str, code_folders: Sequence[str], timeout: float = CONNECT_TIMEOUT) -> None:
+        distributed = import_distributed()
+        self.address = address
+        self.client = _connect(distributed, address, timeout)
+        self.token = uuid.uuid4().hex[:12]
+        self.remote, self.signal, warm, no_second_runs = _remote_functions()
+        self.done: queue.Queue[Any] = queue.Queue()
+        self.futures: Dict[str, Any] = {}  # dask key -> future
+        self.attempts: Dict[str, Attempt] = {}  # dask key -> the attempt
+        self.keys: Dict[str, str] = {}  # attempt key -> dask key
+        self.plugins: List[str] = []
+        self.refused: List[Outcome] = []  # attempts that could not be sent, reported by the next `wait`
+        self.resources: Dict[str, Dict[str, float]] = {}  # task -> `resources { ... }`, set by the runner
+        try:
+            self.client.run_on_scheduler(no_second_runs)
+            self.flow_zip = self._upload(*_zip(_package_files(), "flowdsl"))
+            files = _code_files(code_folders)
+            self.code_zip = self._upload(*_zip(files, "flowcode")) if files else None
+            self.client.run(warm, self.flow_zip, self.code_zip, wait=False)
+            self.capacity = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
+        except Exception as e:  # a scheduler that refuses pickled functions, a worker whose upload failed...
+            self.client.close()
+            if isinstance(e, DaskUnavailable):
+                raise
+            raise DaskUnavailable(f"cannot prepare the Dask cluster at {address}: {type(e).__name__}: {e}") from None
+
+    def _upload(self, name: str, data: bytes) -> str:
+        from distributed.diagnostics.plugin import UploadFile
+
+        if len(data) > MAX_CODE_BYTES:
+            raise DaskUnavailable(f"the code to upload is {len(data) >> 20} MB; deploy it on the workers instead")
+        with tempfile.TemporaryDirectory(prefix="flow-upload-") as folder:
+            path = os.path.join(folder, name)
+            with open(path, "wb") as f:
+                f.write(data)
+            plugin = UploadFile(path, load=False)  # load=False: the upload imports nothing on the workers
+        register = getattr(self.client, "register_plugin", None) or self.client.register_worker_plugin
+        register(plugin, name=f"flow-upload-{name}")
+        self.plugins.append(f"flow-upload-{name}")
+        return name
+
+    def submit(self, attempt: Attempt) -> None:
+        from .daskhost import attempt_to_plain
+
+        dask_key = f"flow-{self.token}-{attempt.key}-{attempt.number}"
+        try:
+            payload = attempt_to_plain(attempt, self.token, dask_key)
+        except Exception as e:  # an argument the run's codec cannot carry
+            now = time.time()
+            self.refused.append(Outcome(attempt.key, attempt.number, False, started=now, finished=now, error={
+                "type": type(e).__name__, "message": f"cannot send the attempt to Dask: {e}", "traceback": ""}))
+            return
+        self.attempts[dask_key] = attempt
+        self.keys[attempt.key] = dask_key
+        future = self.client.submit(self.remote, payload, self.flow_zip, self.code_zip, key=dask_key, pure=False,
+                                    retries=0, resources=self.resources.get(attempt.key.split("[", 1)[0]))
+        self.futures[dask_key] = future
+        future.add_done_callback(self.done.put)  # on the client's event loop: only a hand-over
+
+    def wait(self, timeout: Optional[float]) -> List[Outcome]:
+        if self.refused:
+            refused, self.refused = self.refused, []
+            return refused
+        try:
+            first = self.done.get(timeout=timeout) if timeout is None or timeout > 0 else self.done.get_nowait()
+        except queue.Empty:
+            return []
+        done = [first]
+        while True:
+            try:
+                done.append(self.done.get_nowait())
+            except queue.Empty:
+                break
+        done = [f for f in done if self.futures.get(f.key) is f]  # not one given up on (killed)
+        finished = [f for f in done if f.status == "finished"]
+        try:
+            plains = self.client.gather(finished) if finished else []
+        except Exception:  # lost between finishing and the gather: one by one
+            plains = [_result_or_none(f) for f in finished]
+        by_key = dict(zip([f.key for f in finished], plains))
+        out = []
+        for f in done:
+            attempt = self.attempts.pop(f.key)
+            del self.futures[f.key]
+            if self.keys.get(attempt.key) == f.key:
+                del self.keys[attempt.key]
+            plain = by_key.get(f.key)
+            out.append(self._outcome(attempt, plain) if plain is not None else _lost(attempt, f))
+        return out
+
+    def _outcome(self, attempt: Attempt, plain: Dict[str, Any]) -> Outcome:
+        log = plain.get("log")
+        if log:
+            with open_log(attempt.log_path) as f:
+                f.write(log)
+        fields = {k: v for k, v in plain.items() if k in Outcome.__dataclass_fields__}  # cpu, when it is measured
+        fields.update(key=attempt.key, number=attempt.number)
+        return Outcome(**fields)
+
+    def kill(self, key: str) -> None:
+        """Stop one attempt (its timeout passed): cancel its future; the worker kills its process group."""
+        dask_key = self.keys.pop(key, None)
+        future = self.futures.pop(dask_key, None) if dask_key else None
+        if future is not None:
+            self.attempts.pop(dask_key, None)
+            try:
+                self.client.run(self.signal, self.token, signal.SIGKILL, key, self.flow_zip, wait=False)
+                future.cancel()
+            except Exception:
+                pass  # the scheduler is gone: its workers cancel what it ran
+
+    def interrupt(self) -> None:
+        """Ask every running attempt to stop (SIGINT in its process: on_abort runs); they report back."""
+        if self.futures:
+            try:
+                self.client.run(self.signal, self.token, signal.SIGINT, None, self.flow_zip, wait=False)
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        try:
+            if self.futures:
+                self.client.cancel(list(self.futures.values()))
+            for name in self.plugins:
+                try:
+                    self.client.unregister_worker_plugin(name)
+                except Exception:
+                    pass
+        finally:
+            self.futures.clear()
+            self.client.close(timeout=5)
+
+
+def _connect(distributed, address: str, timeout: float):
+    """A connected Client, or DaskUnavailable once `timeout` has passed.
+
+    Client's own timeout covers reaching the port, not a peer that accepts
+    and never answers; so the connection is made on a thread that is left
+    behind (a daemon) when it takes too long.
+    """
+    import threading
+
+    box: Dict[str, Any] = {}
+
+    def connect() -> None:
+        try:
+            # direct_to_workers: results come straight from the worker that holds them, not through the scheduler
+            box["client"] = distributed.Client(address, timeout=timeout, set_as_default=False,
+                                               direct_to_workers=True)
+        except Exception as e:  # OSError, TimeoutError, or the peer is not a scheduler
+            box["error"] = e
+
+    thread = threading.Thread(target=connect, daemon=True, name="flow-dask-connect")
+    thread.start()
+    thread.join(timeout + 1)
+    if "client" in box:
+        return box["client"]
+    why = box.get("error") or "no answer"
+    raise DaskUnavailable(f"cannot reach the Dask scheduler at {address} within {timeout:g}s: {why}")
+
+
+def _result_or_none(future) -> Optional[Dict[str, Any]]:
+    try:
+        return future.result(timeout=5)
+    except Exception:
+        return None
+
+
+def _lost(attempt: Attempt, future) -> Outcome:
+    """A future that erred or was cancelled without our asking: the worker died, or the scheduler went."""
+    now = time.time()
+    message = "the Dask future was cancelled (the scheduler restarted or was lost)"
+    kind = "WorkerDied"
+    if future.status == "error":
+        try:
+            exc = future.exception(timeout=5)
+        except Exception as e:
+            exc = e
+        name = type(exc).__name__
+        if name == "KilledWorker":
+            message = f"the Dask worker running it died ({exc})"
+        else:
+            kind, message = "DaskError", f"{name}: {exc}"
+    return Outcome(attempt.key, attempt.number, False, error={"type": kind, "message": message, "traceback": ""},
+                   started=now, finished=now)

@@ -1,0 +1,501 @@
+"""The dask executor, end to end, on a real cluster started as a user would.
+
+One cluster for the module: `dask scheduler` and two `dask worker` processes
+(two threads each) on 127.0.0.1, each command in its own session, so that
+the finalizer kills every process it started, by process group. The runs are
+the zipapp in a subprocess (the `flow` fixture), which finds `distributed` on
+the interpreter's path: .ci/run installs the `dask` extra.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from runkit import explain, journal_records, run_json, spawn_run, state_runs, wait_until, write_project
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
+
+DASK = Path(sys.executable).parent / "dask"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv, log: Path) -> subprocess.Popen:
+    out = open(log, "ab")
+    return subprocess.Popen([str(DASK), *argv], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait(10)
+
+
+class Cluster:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.procs = []
+
+    def start(self) -> None:
+        self.procs.append(start(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
+                                self.folder / "scheduler.log"))
+        for i in range(2):
+            self.add_worker(i)
+        with distributed.Client(self.address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+
+    def add_worker(self, i, *extra: str) -> subprocess.Popen:
+        proc = start(["worker", self.address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
+                      "--local-directory", str(self.folder / f"worker{i}"), *extra], self.folder / f"worker{i}.log")
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            stop(proc)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+TASKS = {
+    "tasks.py": """
+        import os, sys, time
+
+        def where(name):
+            print("hello", name)
+            print("to stderr", file=sys.stderr)
+            return {"name": name, "file": __file__, "worker": os.getppid(), "group": os.getpgid(0) == os.getpid()}
+
+        def double(x):
+            return x * 2
+
+        def total(values):
+            return sum(values)
+
+        def flaky(path):
+            with open(path, "a") as f:
+                f.write("x\\n")
+            if len(open(path).read().split()) < 2:
+                raise OSError("not yet")
+            return "second time"
+
+        def busy(path):
+            with open(path, "w") as f:
+                f.write(str(os.getpid()))
+            while True:
+                pass
+
+        def slow(path, seconds):
+            with open(path, "a") as f:
+                f.write(f"{os.getpid()} {os.getppid()}\\n")
+            time.sleep(seconds)
+            return "slept"
+
+        def span(seconds):
+            start = time.time()
+            time.sleep(seconds)
+            return [start, time.time()]
+
+        def leak(token):
+            print("the token is", token)
+            return {"echo": token}
+
+        def thing():
+            return object()
+
+        class Patient:
+            def __init__(self, path):
+                self.path = path
+
+            def run(self):
+                with open(self.path, "w") as f:
+                    f.write(str(os.getpid()))
+                time.sleep(60)
+
+            def on_abort(self):
+                with open("aborted.txt", "w") as f:
+                    f.write("on_abort ran")
+
+        def grandparent(seconds):
+            start = time.time()
+            time.sleep(seconds)
+            worker = os.getppid()  # the attempt's parent is the worker process, started by its nanny
+            with open(f"/proc/{worker}/stat") as f:
+                nanny = int(f.read().rsplit(")", 1)[1].split()[1])
+            return [nanny, start, time.time()]
+
+        def report(report):
+            with open("hook.json", "w") as f:
+                f.write(str(sorted(report["tasks"])))
+    """,
+}
+
+
+def test_run_sh_exec_foreach_results_and_logs_travel(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task hello {{ run tasks:where  with {{ name = "x" }} }}
+        task items {{ sh "echo '[1, 2, 3]'"  output json }}
+        task each {{ foreach n in items  run tasks:double  with {{ x = n }} }}
+        task sum {{ run tasks:total  with {{ values = each }} }}
+        task shell {{ sh "echo {{sum}} $FLOW_TASK; echo oops >&2" }}
+        task program {{ exec ["printf", "%s-%s", "{{shell}}", "{{hello.name}}"] }}
+    """, TASKS)
+    proc, report = run_json(flow, f, "-v")
+    assert proc.returncode == 0, explain(proc)
+    tasks = report["tasks"]
+    assert tasks["each"]["result"] == [2, 4, 6] and tasks["sum"]["result"] == 12
+    assert tasks["shell"]["result"] == "12 shell" and tasks["program"]["result"] == "12 shell-x"
+    hello = tasks["hello"]["result"]
+    # the module came through Dask's upload: a zip in the worker's folder, not the pipeline's folder
+    assert "flowcode-" in hello["file"] and str(cluster.folder) in hello["file"], hello
+    assert hello["group"] is True  # the attempt leads its own process group on the worker
+    assert "hello | hello x" in proc.stderr and "shell | oops" in proc.stderr  # -v streams the output back
+    run_id = report["run_id"]
+    logs = flow("logs", run_id, "hello", cwd=tmp_path)
+    assert logs.returncode == 0 and "hello x" in logs.stdout and "to stderr" in logs.stdout, explain(logs)
+    records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
+    assert records[0]["executor"] == "dask"
+
+
+def test_retries_when_hooks_and_secrets(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{
+            executor dask "{cluster.address}"
+            params {{ token = secret("DASK_TEST_TOKEN") }}
+            on finish run tasks:report
+        }}
+        task flaky {{ run tasks:flaky  with {{ path = "flaky.log" }}  retry 2 on OSError }}
+        task broken {{ sh "exit 3" }}
+        task rescue {{ sh "echo rescued"  after broken  when failure }}
+        task never {{ sh "touch never.ran"  after broken }}
+        task leak {{ run tasks:leak  with {{ token = params.token }} }}
+    """, TASKS)
+    proc, report = run_json(flow, f, env={"DASK_TEST_TOKEN": "s3cr3t-value"})
+    assert proc.returncode == 1, explain(proc)
+    tasks = report["tasks"]
+    assert tasks["flaky"]["status"] == "success" and tasks["flaky"]["attempts"] == 2
+    assert tasks["broken"]["status"] == "failed" and "exit status 3" in tasks["broken"]["error"]["message"]
+    assert tasks["rescue"]["result"] == "rescued" and tasks["never"]["status"] == "skipped"
+    assert not (tmp_path / "never.ran").exists()
+    assert tasks["leak"]["result"] == {"echo": "***"}
+    assert (tmp_path / "hook.json").exists()  # hooks stay local, in the pipeline's folder
+    folder = state_runs(tmp_path)[0]
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert b"s3cr3t-value" not in path.read_bytes(), path
+    assert "the token is ***" in (folder / "logs" / "leak.1.log").read_text()
+
+
+def test_results_use_the_pipelines_codec(flow, cluster, tmp_path):
+    body = """
+        task thing { run tasks:thing }
+    """
+    f = write_project(tmp_path, f'pipeline codec {{ executor dask "{cluster.address}" }}' + body, TASKS)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 1, explain(proc)
+    assert report["tasks"]["thing"]["error"]["type"] == "ResultTypeError"
+    f = write_project(tmp_path / "p", f'pipeline codec {{ executor dask "{cluster.address}"  results pickle }}' + body,
+                      TASKS)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["thing"]["result"].startswith("<object object")
+
+
+def test_timeouts_kill_a_shell_command_and_a_busy_loop(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task sleeper {{ sh "echo $$ > sleep.pid; exec sleep 60"  timeout 1s }}
+        task spinner {{ run tasks:busy  with {{ path = "busy.pid" }}  timeout 1s }}
+    """, TASKS)
+    began = time.monotonic()
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 1, explain(proc)
+    assert time.monotonic() - began < 20
+    for name, pidfile in (("sleeper", "sleep.pid"), ("spinner", "busy.pid")):
+        assert report["tasks"][name]["error"]["type"] == "Timeout", report["tasks"][name]
+        pid = int((tmp_path / pidfile).read_text())
+        assert wait_until(lambda pid=pid: not alive(pid), 5), f"{name}'s process {pid} outlived its timeout"
+
+
+def most_at_once(spans) -> int:
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
+    running = most = 0
+    for _, d in events:
+        running += d
+        most = max(most, running)
+    return most
+
+
+@pytest.mark.parametrize("concurrency, args, expected", [
+    ("concurrency 2", [], 2),
+    ("", ["--workers", "1"], 1),
+    ("", [], 3),  # neither: the cluster's 4 threads, not this machine's 2 CPUs (Dask may queue one behind another)
+])
+def test_concurrency_bounds_attempts_in_flight(flow, cluster, tmp_path, concurrency, args, expected):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}"  {concurrency} }}
+        task spans {{ foreach i in [1, 2, 3, 4, 5, 6, 7, 8]  run tasks:span  with {{ seconds = 0.5 }} }}
+    """, TASKS)
+    proc, report = run_json(flow, f, *args)
+    assert proc.returncode == 0, explain(proc)
+    most = most_at_once(report["tasks"]["spans"]["result"])
+    assert most == expected if args or concurrency else 3 <= most <= 4, most
+
+
+def test_resources_send_a_task_to_the_workers_that_have_them(flow, cluster, tmp_path):
+    gpu = cluster.add_worker("gpu", "--nthreads", "1", "--resources", "gpu=1")
+    try:
+        with distributed.Client(cluster.address, timeout=30) as client:
+            client.wait_for_workers(3, timeout=60)
+        f = write_project(tmp_path, f"""
+            pipeline remote {{ executor dask "{cluster.address}"  concurrency 4 }}
+            task trained {{ foreach i in [1, 2, 3]  run tasks:grandparent  with {{ seconds = 0.2 }}
+                            resources {{ gpu = 1 }} }}
+        """, TASKS)
+        proc, report = run_json(flow, f)
+    finally:
+        stop(gpu)
+        cluster.procs.remove(gpu)
+    assert proc.returncode == 0, explain(proc)
+    results = report["tasks"]["trained"]["result"]
+    assert {nanny for nanny, _, _ in results} == {gpu.pid}  # only the worker that declared a gpu
+    spans = sorted((a, b) for _, a, b in results)
+    assert all(b0 <= a1 for (_, b0), (a1, _) in zip(spans, spans[1:]))  # one gpu: one at a time
+
+
+def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, cluster, tmp_path):
+    """Dask does not start the attempt again behind flow's back; flow's `retry` does."""
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task victim {{ run tasks:slow  with {{ path = "victim.log"  seconds = 60 }}  retry 1 }}
+    """, TASKS)
+    run = spawn_run(pyz, f, "--json")
+    try:
+        log = tmp_path / "victim.log"
+        assert wait_until(lambda: log.exists() and log.read_text().strip(), 30), "the attempt never started"
+        helper, worker_pid = map(int, log.read_text().split())
+        os.kill(worker_pid, signal.SIGKILL)  # the `dask worker` process running it; its nanny starts another
+        assert wait_until(lambda: len(log.read_text().split("\n")) > 2, 30), "the retry never started"
+        assert wait_until(lambda: not alive(helper), 5), "the dead worker's attempt process lives on"
+        time.sleep(2)  # time enough for a rerun behind flow's back
+        lines = log.read_text().split("\n")
+        assert len([x for x in lines if x]) == 2, lines  # the first attempt and flow's retry, nothing more
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    report = json.loads(out)
+    records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
+    first = next(r for r in records if r["e"] == "end" and r["task"] == "victim")
+    assert first["error"]["type"] == "WorkerDied" and first["retry_at"] is not None, first
+    assert report["tasks"]["victim"]["attempts"] == 2
+
+
+def test_sigint_stops_remote_attempts_and_the_run_resumes(flow, pyz, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task quick {{ sh "echo done" }}
+        task long {{ sh "echo $$ > long.pid; exec sleep 60"  after quick }}
+        task last {{ sh "echo last"  after long }}
+        task patient {{ run tasks:Patient  with {{ path = "patient.pid" }}  after quick }}
+    """, TASKS)
+    run = spawn_run(pyz, f)
+    pidfile = tmp_path / "long.pid"
+    try:
+        patient = tmp_path / "patient.pid"
+        assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() and patient.exists(), 30)
+        pid = int(pidfile.read_text())
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 130, f"{run.returncode}\n{out}\n{err}"
+    assert wait_until(lambda: not alive(pid), 5), "the remote sleep outlived the interrupted run"
+    # SIGINT reached the remote attempt, as it does a local one: the class's on_abort ran on the worker
+    assert (tmp_path / "aborted.txt").read_text() == "on_abort ran"
+    f.write_text(f.read_text().replace("exec sleep 60", "echo resumed").replace("run tasks:Patient", "sh \"echo\"")
+                 .replace('with { path = "patient.pid" }', ""))
+    proc, report = run_json(flow, f, "--resume", "--executor", f"dask://127.0.0.1:{cluster.port}")
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["long"]["result"] == "resumed" and report["tasks"]["last"]["result"] == "last"
+    assert report["tasks"]["quick"]["attempts"] == 1  # kept from the interrupted session
+
+
+def test_a_sigkilled_runner_takes_its_remote_attempts_along_and_resumes(flow, pyz, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task first {{ sh "echo one" }}
+        task long {{ run tasks:slow  with {{ path = "long.log"  seconds = 60 }}  after first }}
+        task short {{ sh "echo two" }}
+    """, TASKS)
+    run = spawn_run(pyz, f)
+    log = tmp_path / "long.log"
+    try:
+        assert wait_until(lambda: log.exists() and log.read_text().strip(), 30), "long never started"
+        helper = int(log.read_text().split()[0])
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(10)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert wait_until(lambda: not alive(helper), 10), "the remote attempt outlived its runner"
+    f.write_text(f.read_text().replace("seconds = 60", "seconds = 0"))
+    proc, report = run_json(flow, f, "--resume")
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["long"]["result"] == "slept"
+    assert report["tasks"]["first"]["attempts"] == 1  # kept, not run again
+
+
+# ---- choosing the executor, and when it cannot start ----------------------------------------------------
+
+SIMPLE = """
+    pipeline remote {{ executor dask "{address}" }}
+    task a {{ sh "touch a.ran" }}
+"""
+
+
+def test_an_unreachable_scheduler_exits_2_in_bounded_time_and_journals_nothing(flow, tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    f = write_project(tmp_path, SIMPLE.format(address=address))
+    began = time.monotonic()
+    proc = flow("run", f, "--dask-timeout", "2", cwd=tmp_path)
+    assert proc.returncode == 2, explain(proc)
+    assert time.monotonic() - began < 30
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and address in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / ".flow").exists() and not (tmp_path / "a.ran").exists()
+    detached = flow("run", f, "--detach", cwd=tmp_path, env={"FLOW_DASK_TIMEOUT": "2"})
+    assert detached.returncode == 2 and address in detached.stderr, explain(detached)
+    assert not (tmp_path / ".flow").exists()
+
+
+def test_a_python_without_dask_exits_2_saying_how_to_install_it(flow, tmp_path):
+    bare = tmp_path / "bare"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(bare)], check=True)
+    f = write_project(tmp_path / "p", SIMPLE.format(address="tcp://127.0.0.1:8786"))
+    proc = flow("run", f, cwd=f.parent, python=bare / "bin" / "python")
+    assert proc.returncode == 2, explain(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'dask[distributed]'" in lines[0], proc.stderr
+    assert not (f.parent / ".flow").exists()
+    # every other verb works there as before
+    assert flow("validate", f, python=bare / "bin" / "python").returncode == 0
+
+
+@pytest.mark.parametrize("args, env, words", [
+    (["--executor", "dask"], {}, ["--dask-address", "FLOW_DASK_ADDRESS"]),
+    (["--executor", "dask://127.0.0.1:0"], {}, ["--executor", "port 0"]),
+    (["--executor", "ray"], {}, ["ray"]),
+    (["--dask-address", "tcp://127.0.0.1:8786"], {}, ["--dask-address"]),
+    (["--executor", "dask", "--dask-address", "ftp://x:1"], {}, ["ftp"]),
+    (["--executor", "dask"], {"FLOW_DASK_ADDRESS": "not an address"}, ["FLOW_DASK_ADDRESS"]),
+    (["--executor", "dask://127.0.0.1:8786", "--dask-timeout", "soon"], {}, ["soon"]),
+])
+def test_executor_usage_errors_exit_2(flow, tmp_path, args, env, words):
+    f = write_project(tmp_path, 'task a { sh "touch a.ran" }')
+    proc = flow("run", f, *args, cwd=tmp_path, env=env)
+    assert proc.returncode == 2, explain(proc)
+    assert "Traceback" not in proc.stderr and all(w in proc.stderr for w in words), proc.stderr
+    assert not (tmp_path / "a.ran").exists()
+
+
+def test_the_address_comes_from_the_command_line_then_the_environment_then_the_file(flow, cluster, tmp_path):
+    wrong = f"tcp://127.0.0.1:{free_port()}"
+    f = write_project(tmp_path, SIMPLE.format(address=wrong))
+    proc, report = run_json(flow, f, env={"FLOW_DASK_ADDRESS": f"127.0.0.1:{cluster.port}"})
+    assert proc.returncode == 0, explain(proc)
+    proc, report = run_json(flow, f, "--dask-address", cluster.address, env={"FLOW_DASK_ADDRESS": wrong})
+    assert proc.returncode == 0, explain(proc)
+    plain = write_project(tmp_path / "plain", 'task a { run tasks:where  with { name = "y" } }', TASKS)
+    proc, report = run_json(flow, plain, "--executor", "dask", env={"FLOW_DASK_ADDRESS": cluster.address})
+    assert proc.returncode == 0, explain(proc)
+    assert "flowcode-" in report["tasks"]["a"]["result"]["file"]
+    proc, report = run_json(flow, plain, env={"FLOW_DASK_ADDRESS": wrong})  # a process pipeline stays local
+    assert proc.returncode == 0 and "flowcode-" not in report["tasks"]["a"]["result"]["file"], explain(proc)
+
+
+def test_validate_points_at_a_bad_address(flow, tmp_path):
+    f = write_project(tmp_path, SIMPLE.format(address="tcp://127.0.0.1:99999"))
+    proc = flow("validate", f, "--format", "json")
+    assert proc.returncode == 1
+    (d,) = json.loads(proc.stdout)["diagnostics"]
+    assert (d["code"], d["line"], d["column"]) == ("E102", 2, 33), d
+
+
+def test_a_port_that_is_no_scheduler_exits_2_or_fails_the_detached_run(flow, tmp_path):
+    """Something listens but never speaks Dask: the foreground run gives up after --dask-timeout (exit 2);
+    a detached run passes the port check, then fails without starting a task, and says why."""
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen(16)
+        address = f"tcp://127.0.0.1:{mute.getsockname()[1]}"
+        f = write_project(tmp_path, SIMPLE.format(address=address))
+        proc = flow("run", f, "--dask-timeout", "1", cwd=tmp_path)
+        assert proc.returncode == 2 and address in proc.stderr, explain(proc)
+        assert not (tmp_path / ".flow").exists()
+        detached = flow("run", f, "--detach", "--dask-timeout", "1", cwd=tmp_path)
+        assert detached.returncode == 0, explain(detached)
+        run_id = detached.stdout.strip()
+        assert wait_until(lambda: flow("status", run_id, "--json", cwd=tmp_path).stdout.count('"failed"') > 0, 60)
+    status = json.loads(flow("status", run_id, "--json", cwd=tmp_path).stdout)
+    assert status["status"] == "failed" and status["tasks"]["a"]["attempts"] == 0, status
+    assert address in (state_runs(tmp_path)[0] / "output.log").read_text()
+    assert not (tmp_path / "a.ran").exists()
+
+
+def test_tick_starts_a_dask_pipeline_on_the_cluster_from_the_environment(flow, cluster, tmp_path):
+    f = write_project(tmp_path, """
+        pipeline hourly {
+            schedule every 1h
+            executor dask "tcp://127.0.0.1:1"
+        }
+        task where { run tasks:where  with { name = run.trigger } }
+    """, TASKS)
+    proc = flow("tick", tmp_path, "--now", "2026-01-01T10:00:30", "--wait", "--json", cwd=tmp_path,
+                env={"FLOW_DASK_ADDRESS": cluster.address})
+    assert proc.returncode == 0, explain(proc)
+    (fired,) = json.loads(proc.stdout)["fired"]
+    report = json.loads((state_runs(tmp_path)[0] / "report.json").read_text())
+    assert report["status"] == "success", report
+    result = report["tasks"]["where"]["result"]
+    assert result["name"] == "schedule" and "flowcode-" in result["file"], result
+    assert fired["run_id"] == report["run_id"] and f.exists()
