@@ -70,11 +70,20 @@ def ensure_private_dir(path: str) -> str:
     return path
 
 
+_ISSUED: set = set()
+
+
 def new_run_id(pipeline: str, now: dt.datetime) -> str:
     """`orders-20261122T050000123-3f9a` (UTC, to the millisecond): sorts by start time, safe as a file name."""
     safe = "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in pipeline)
     utc = now.astimezone(dt.timezone.utc)
-    return f"{safe}-{utc:%Y%m%dT%H%M%S}{utc.microsecond // 1000:03d}-{_random.token_hex(2)}"
+    while True:
+        # a tick names a hundred runs in one millisecond: two random bytes alone would repeat
+        # one in fourteen such ticks, so an id is never handed out twice by one process
+        run_id = f"{safe}-{utc:%Y%m%dT%H%M%S}{utc.microsecond // 1000:03d}-{_random.token_hex(2)}"
+        if run_id not in _ISSUED:
+            _ISSUED.add(run_id)
+            return run_id
 
 
 def run_dir(state: str, run_id: str) -> str:
