@@ -65,7 +65,25 @@ WHEEL_TARGET = ["--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
                 "--implementation", "cp", "--python-version", "3.9", "--abi", "cp39"]
 
 PYC_DIR = "__pyc__"
+# Left out of the bytecode trees: what flow never imports at run time (lark's grammar
+# compiler, its Earley and CYK parsers and tools, dateutil's zone files loader and
+# Windows zones) stays as source at the root, still importable (__main__.py's
+# RootSources finds it); and tzdata, whose zone files zoneinfo reads through its
+# packages at the root (`__init__.py` files with nothing to compile).
+SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xearley.py", "lark/parsers/cyk.py",
+               "lark/tools/", "lark/reconstruct.py", "lark/tree_matcher.py", "lark/tree_templates.py",
+               "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/", "dateutil/tz/win.py",
+               "dateutil/tzwin.py", "tzdata/")
+# Left out of the archive: dateutil's own copy of the time zone database (0.9 MB with
+# its copies in the trees), its date parser and recurrence rules (croniter imports
+# only dateutil.relativedelta and dateutil.tz, and never asks dateutil for a zone:
+# zoneinfo reads the bundled tzdata), and tzdata's files that zoneinfo never reads
+# (the database as zic's source text, the country tables, leap seconds).
+DROPPED = ("dateutil/zoneinfo/dateutil-zoneinfo.tar.gz", "dateutil/parser/", "dateutil/rrule.py", "dateutil/easter.py",
+           "tzdata/zoneinfo/tzdata.zi", "tzdata/zoneinfo/leapseconds", "tzdata/zoneinfo/iso3166.tab",
+           "tzdata/zoneinfo/zone.tab", "tzdata/zoneinfo/zone1970.tab", "tzdata/zoneinfo/zonenow.tab")
 TABLES_ARC = "flowdsl/lang/_tables.py"  # generated at build time, never in the checkout
+TABLES_DATA = "flowdsl/lang/_tables.marshal"  # read by it from the archive's root, so never copied into the trees
 COMPILED = (".so", ".pyd", ".dll", ".dylib")
 LICENSE_NAMES = re.compile(r"^(LICEN[CS]E|COPYING|NOTICE|AUTHORS)", re.IGNORECASE)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -287,9 +305,24 @@ LARK_EDITS = {
     ],
 }
 
+# croniter (imported by `flow tick` and `flow schedule`, never by `flow validate`)
+# calls platform.architecture() at import to detect a 32-bit Python, and that runs
+# the `file` command in a subprocess: a fork and an exec on every tick. Its two
+# other checks (pointer size, sys.maxsize) decide the same on CPython, so the
+# bundled copy skips the command; traceback and random are imported on first use.
+CRONITER_EDITS = {
+    "croniter/croniter.py": [
+        ("import platform\nimport random\n", ""),
+        ("import traceback as _traceback\n",
+         LAZY_MODULE + "_traceback, random = _LazyModule('traceback'), _LazyModule('random')\n"),
+        ("        architecture = platform.architecture()[0]\n",
+         "        architecture = None  # edit made by flow's build_zipapp.py: no `file` subprocess\n"),
+    ],
+}
 
-def edit_lark(files: Dict[str, bytes]) -> None:
-    for arc, edits in LARK_EDITS.items():
+
+def edit_dependencies(files: Dict[str, bytes]) -> None:
+    for arc, edits in {**LARK_EDITS, **CRONITER_EDITS}.items():
         text = files[arc].decode("utf-8")
         for old, new in edits:
             if isinstance(old, re.Pattern):
@@ -298,7 +331,8 @@ def edit_lark(files: Dict[str, bytes]) -> None:
             else:
                 found, shown = text.count(old), old.strip()
             if found != 1:
-                raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS no longer matches: {shown!r}")
+                raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS or CRONITER_EDITS no longer matches: "
+                                 f"{shown!r}")
             text = old.sub(lambda m, new=new: new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
         files[arc] = text.encode("utf-8")
 
@@ -312,26 +346,45 @@ def write_tree(files: Dict[str, bytes], folder: str) -> None:
 
 
 TABLES_SCRIPT = r"""
-import ast, pprint, sys
+import ast, marshal, pprint, sys
 sys.path.insert(0, sys.argv[1])
 from flowdsl.lang.parser import dump_tables
 import lark
 assert lark.__file__.startswith(sys.argv[1]), lark.__file__  # the bundled lark, not the build machine's
 tables = dump_tables()
 body = pprint.pformat(tables, width=110, compact=True, sort_dicts=False)
-assert ast.literal_eval(body) == tables, "the tables do not round-trip as a literal"
-sys.stdout.write(body)
+assert ast.literal_eval(body) == tables, "the tables are not plain data"
+# marshal format 2 has no back-references, so its bytes follow the data alone (not refcounts)
+sys.stdout.buffer.write(marshal.dumps(ast.literal_eval(body), 2))
 """
 
+TABLES_MODULE = '''"""The LALR tables of grammar/flow.lark, for flowdsl.lang.parser.
 
-def tables_module(tree: str) -> bytes:
-    """flowdsl/lang/_tables.py: the grammar's LALR tables as one literal, made by the bundled lark."""
-    out = run([sys.executable, "-S", "-B", "-c", TABLES_SCRIPT, tree], stdout=subprocess.PIPE).stdout
-    body = out.decode("utf-8")
-    header = ('"""The LALR tables of grammar/flow.lark, for flowdsl.lang.parser.\n\n'
-              "Generated by build_zipapp.py from flowdsl.lang.parser.dump_tables(); do not edit.\n"
-              '"""\n\n')
-    return (header + "TABLES = " + body + "\n").encode("utf-8")
+Generated by build_zipapp.py from flowdsl.lang.parser.dump_tables(); do not edit.
+The tables themselves are marshal data at the archive's root ({data}), one copy
+for the bytecode trees of every interpreter: marshal's format 2 reads the same
+on all of them. Outside an archive there is nothing to load (ImportError), and
+the parser builds its tables from the grammar.
+"""
+
+import marshal
+import os
+
+_loader = globals().get("__loader__")
+_archive = getattr(_loader, "archive", None)
+if _archive is None:
+    raise ImportError("the frozen tables are read from flow.pyz only")
+try:
+    TABLES = marshal.loads(_loader.get_data(os.path.join(_archive, *"{data}".split("/"))))
+except (OSError, EOFError, ValueError, TypeError) as e:
+    raise ImportError(f"the frozen tables cannot be read: {{e}}") from None
+'''
+
+
+def tables_files(tree: str) -> Dict[str, bytes]:
+    """flowdsl/lang/_tables.py and the data it reads: the grammar's LALR tables, made by the bundled lark."""
+    data = run([sys.executable, "-S", "-B", "-c", TABLES_SCRIPT, tree], stdout=subprocess.PIPE).stdout
+    return {TABLES_ARC: TABLES_MODULE.format(data=TABLES_DATA).encode("utf-8"), TABLES_DATA: data}
 
 
 # ---- bytecode, one tree per interpreter -----------------------------------------------
@@ -391,19 +444,40 @@ def find_pythons() -> List[Python]:
     return sorted(found.values(), key=lambda p: p.version)
 
 
+# Compiled as `python -OO` would leave them, minus -OO's other effect: docstrings are
+# dropped (flow and its dependencies run under -OO, where __doc__ is None), asserts
+# and __debug__ stay. On 3.11+ `-X no_debug_ranges` leaves out the column table of
+# each instruction: tracebacks keep their file and line, and lose only the ^^^ under
+# the failing expression. Together they take a third off the bytecode trees.
 COMPILE_SCRIPT = r"""
-import json, py_compile, sys
+import ast, importlib._bootstrap_external as ext, importlib.util, json, os, sys
 jobs = json.load(sys.stdin)
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 for source, target, shown in jobs:
-    py_compile.compile(source, cfile=target, dfile=shown, doraise=True, optimize=0,
-                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    with open(source, "rb") as f:
+        data = f.read()
+    tree = ast.parse(data, shown)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, DOCUMENTED) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            if len(body) > 1:
+                del body[0]
+            else:
+                body[0] = ast.copy_location(ast.Pass(), body[0])
+    code = compile(tree, shown, "exec", dont_inherit=True, optimize=0)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "wb") as f:
+        f.write(ext._code_to_hash_pyc(code, importlib.util.source_hash(data), checked=False))
 """
 
 
 def compile_tree(py: Python, tree: str, modules: List[str], out: str) -> Dict[str, bytes]:
     """{arcname: pyc bytes} for every module, compiled by `py` in one fresh process."""
     jobs = [[os.path.join(tree, *m.split("/")), os.path.join(out, *m.split("/")) + "c", m] for m in sorted(modules)]
-    run([py.path, "-S", "-B", "-c", COMPILE_SCRIPT], input=json.dumps(jobs).encode(), capture_output=True, timeout=600)
+    ranges = ["-X", "no_debug_ranges"] if py.version[:2] >= (3, 11) else []
+    run([py.path, "-S", "-B", *ranges, "-c", COMPILE_SCRIPT], input=json.dumps(jobs).encode(), capture_output=True,
+        timeout=600)
     return {f"{PYC_DIR}/{py.tag}/{m}c": read(os.path.join(out, *m.split("/")) + "c") for m in modules}
 
 
@@ -412,15 +486,37 @@ MAIN = '''\
 
 import os
 import sys
-from importlib.util import MAGIC_NUMBER
+from importlib._bootstrap_external import MAGIC_NUMBER  # loaded with the interpreter: importlib.util is not
 
 # The bytecode trees in this archive: cache tag -> the magic number they were
 # compiled for. Any other interpreter imports the sources at the root.
 PYC_TREES = {trees}
 
+
+class RootSources:
+    """Finds, at the archive's root, the modules a bytecode tree leaves out (lark's grammar compiler...).
+
+    A package imported from a tree searches only the tree for its submodules;
+    this last finder on sys.meta_path looks in the same package at the root.
+    """
+
+    def __init__(self, tree, root):
+        self.tree, self.root = tree, root
+
+    def find_spec(self, name, path=None, target=None):
+        if not path:
+            return None
+        from importlib.machinery import PathFinder
+
+        found = [self.root + p[len(self.tree):] for p in path if p.startswith(self.tree + os.sep)]
+        return PathFinder.find_spec(name, found) if found else None
+
+
 if PYC_TREES.get(sys.implementation.cache_tag) == MAGIC_NUMBER.hex():
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.join(here, "{pyc_dir}", sys.implementation.cache_tag))
+    tree = os.path.join(here, "{pyc_dir}", sys.implementation.cache_tag)
+    sys.path.insert(0, tree)
+    sys.meta_path.append(RootSources(tree, here))
 
 from flowdsl.cli import main  # noqa: E402
 
@@ -461,15 +557,23 @@ def build(output: str) -> Dict[str, object]:
         clash = sorted(set(files) & set(deps))
         if clash:
             raise SystemExit(f"build_zipapp: dependencies overwrite our files: {clash}")
-        edit_lark(deps)
+        edit_dependencies(deps)
         files.update(deps)
         write_tree(files, tree)
-        files[TABLES_ARC] = tables_module(tree)
-        write_tree({TABLES_ARC: files[TABLES_ARC]}, tree)
+        tables = tables_files(tree)
+        files.update(tables)
+        write_tree(tables, tree)
 
+        gone = [a for a in files if a.startswith(DROPPED)]
+        if len({d for d in DROPPED for a in gone if a.startswith(d)}) != len(DROPPED):
+            raise SystemExit("build_zipapp: an entry of DROPPED matches no file: a new dependency needs it reviewed")
+        for arc in gone:
+            del files[arc]
         packaged = [a for a in files if not a.startswith("licenses/")]
-        modules = [a for a in packaged if a.endswith(".py")]
-        data = {a: files[a] for a in packaged if not a.endswith(".py")}  # found __file__-relative
+        modules = [a for a in packaged if a.endswith(".py") and not a.startswith(SOURCE_ONLY)]
+        # Read __file__-relative by modules of the trees: flow's grammar, lark's `%import common`.
+        data = {a: files[a] for a in packaged
+                if a.startswith(("flowdsl/grammar/", "lark/grammars/common.lark", "lark/grammars/unicode.lark"))}
         pythons, skipped = [], []
         for py in find_pythons():
             try:
