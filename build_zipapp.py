@@ -43,6 +43,7 @@ import glob
 import hashlib
 import io
 import json
+import marshal
 import os
 import re
 import shutil
@@ -68,20 +69,20 @@ PYC_DIR = "__pyc__"
 # Left out of the bytecode trees: what flow never imports at run time (lark's grammar
 # compiler, its Earley and CYK parsers and tools, dateutil's zone files loader and
 # Windows zones) stays as source at the root, still importable (__main__.py's
-# RootSources finds it); and tzdata, whose zone files zoneinfo reads through its
-# packages at the root (`__init__.py` files with nothing to compile).
+# RootSources finds it).
 SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xearley.py", "lark/parsers/cyk.py",
                "lark/tools/", "lark/reconstruct.py", "lark/tree_matcher.py", "lark/tree_templates.py",
                "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/", "dateutil/tz/win.py",
-               "dateutil/tzwin.py", "tzdata/")
+               "dateutil/tzwin.py")
 # Left out of the archive: dateutil's own copy of the time zone database (0.9 MB with
 # its copies in the trees), its date parser and recurrence rules (croniter imports
-# only dateutil.relativedelta and dateutil.tz, and never asks dateutil for a zone:
-# zoneinfo reads the bundled tzdata), and tzdata's files that zoneinfo never reads
-# (the database as zic's source text, the country tables, leap seconds).
-DROPPED = ("dateutil/zoneinfo/dateutil-zoneinfo.tar.gz", "dateutil/parser/", "dateutil/rrule.py", "dateutil/easter.py",
-           "tzdata/zoneinfo/tzdata.zi", "tzdata/zoneinfo/leapseconds", "tzdata/zoneinfo/iso3166.tab",
-           "tzdata/zoneinfo/zone.tab", "tzdata/zoneinfo/zone1970.tab", "tzdata/zoneinfo/zonenow.tab")
+# only dateutil.relativedelta and dateutil.tz, and never asks dateutil for a zone).
+DROPPED = ("dateutil/zoneinfo/dateutil-zoneinfo.tar.gz", "dateutil/parser/", "dateutil/rrule.py", "dateutil/easter.py")
+# The tzdata package becomes one entry: {"version", "zones": {key: TZif bytes}} as
+# marshal data, which flowdsl.lang.timeutil.zone() reads when the system has no
+# zone database. As 600 files it would cost every start of flow.pyz 3 ms more:
+# zipimport reads the whole directory of the archive, entry by entry.
+TZDATA_ARC = "flowdsl/lang/_tzdata.marshal"
 TABLES_ARC = "flowdsl/lang/_tables.py"  # generated at build time, never in the checkout
 TABLES_DATA = "flowdsl/lang/_tables.marshal"  # read by it from the archive's root, so never copied into the trees
 COMPILED = (".so", ".pyd", ".dll", ".dylib")
@@ -297,6 +298,52 @@ LARK_EDITS = {
          "        return getattr(_LazyLogger._real, attr)\n\n\n"
          "logger = _LazyLogger()\n"),
     ],
+    # dataclasses (and with it inspect, dis, tokenize...) for one class: TextSlice, written out
+    # as the frozen dataclass it was (fields, __post_init__, equality, hash, repr, no assignment).
+    "lark/utils.py#dataclass": [
+        ("from dataclasses import dataclass\n", ""),
+        ("@dataclass(frozen=True)\nclass TextSlice(Generic[AnyStr]):", "class TextSlice(Generic[AnyStr]):"),
+        ("    text: AnyStr\n    start: int\n    end: int\n\n    def __post_init__(self):\n",
+         "    text: AnyStr\n    start: int\n    end: int\n"
+         "    __match_args__ = ('text', 'start', 'end')\n\n"
+         "    def __init__(self, text, start, end):  # was @dataclass(frozen=True): flow's build_zipapp.py\n"
+         "        object.__setattr__(self, 'text', text)\n"
+         "        object.__setattr__(self, 'start', start)\n"
+         "        object.__setattr__(self, 'end', end)\n"
+         "        self.__post_init__()\n\n"
+         "    def __setattr__(self, name, value):\n"
+         "        raise AttributeError(f'cannot assign to field {name!r}')\n\n"
+         "    def __delattr__(self, name):\n"
+         "        raise AttributeError(f'cannot delete field {name!r}')\n\n"
+         "    def __eq__(self, other):\n"
+         "        if other.__class__ is self.__class__:\n"
+         "            return (self.text, self.start, self.end) == (other.text, other.start, other.end)\n"
+         "        return NotImplemented\n\n"
+         "    def __hash__(self):\n"
+         "        return hash((self.text, self.start, self.end))\n\n"
+         "    def __repr__(self):\n"
+         "        return (f'{self.__class__.__qualname__}(text={self.text!r}, '\n"
+         "                f'start={self.start!r}, end={self.end!r})')\n\n"
+         "    def __post_init__(self):\n"),
+    ],
+    # inspect (with dis, tokenize, linecache...) for getmro and getmembers of a class.
+    "lark/visitors.py": [
+        ("from inspect import getmembers, getmro\n",
+         "def getmro(cls):  # inspect's, without importing inspect (edit made by flow's build_zipapp.py)\n"
+         "    return cls.__mro__\n\n\n"
+         "def getmembers(cls):  # inspect's for a class: (name, value) of dir(cls), sorted by name\n"
+         "    members = []\n"
+         "    for name in dir(cls):\n"
+         "        try:\n"
+         "            members.append((name, getattr(cls, name)))\n"
+         "        except AttributeError:\n"
+         "            for base in cls.__mro__:\n"
+         "                if name in base.__dict__:\n"
+         "                    members.append((name, base.__dict__[name]))\n"
+         "                    break\n"
+         "    members.sort(key=lambda m: m[0])\n"
+         "    return members\n\n\n"),
+    ],
     "lark/parser_frontends.py": [
         ("from .parsers import earley, xearley, cyk\n",
          LAZY_MODULE + "earley, xearley, cyk = (_LazyModule('lark.parsers.' + m)"
@@ -322,7 +369,8 @@ CRONITER_EDITS = {
 
 
 def edit_dependencies(files: Dict[str, bytes]) -> None:
-    for arc, edits in {**LARK_EDITS, **CRONITER_EDITS}.items():
+    for key, edits in {**LARK_EDITS, **CRONITER_EDITS}.items():
+        arc = key.split("#")[0]  # "file#topic": more edits of one file, listed by topic
         text = files[arc].decode("utf-8")
         for old, new in edits:
             if isinstance(old, re.Pattern):
@@ -335,6 +383,21 @@ def edit_dependencies(files: Dict[str, bytes]) -> None:
                                  f"{shown!r}")
             text = old.sub(lambda m, new=new: new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
         files[arc] = text.encode("utf-8")
+
+
+def tzdata_blob(files: Dict[str, bytes]) -> bytes:
+    """The zone files of the tzdata package as one marshal blob; takes the package's files out of `files`."""
+    prefix = "tzdata/zoneinfo/"
+    init = files.get("tzdata/__init__.py", b"").decode("utf-8")
+    version = re.search(r"IANA_VERSION\s*=\s*['\"]([^'\"]+)", init)
+    zones = {a[len(prefix):]: data for a, data in sorted(files.items())
+             if a.startswith(prefix) and data.startswith(b"TZif")}  # zic's output; not its tables or sources
+    if not version or "Europe/Berlin" not in zones:
+        raise SystemExit("build_zipapp: the tzdata package does not look as expected: review tzdata_blob()")
+    for arc in [a for a in files if a.startswith("tzdata/")]:
+        del files[arc]
+    # format 2: no back-references, so the bytes follow the data alone
+    return marshal.dumps({"version": version.group(1), "zones": zones}, 2)
 
 
 def write_tree(files: Dict[str, bytes], folder: str) -> None:
@@ -564,6 +627,7 @@ def build(output: str) -> Dict[str, object]:
         files.update(tables)
         write_tree(tables, tree)
 
+        files[TZDATA_ARC] = tzdata_blob(files)
         gone = [a for a in files if a.startswith(DROPPED)]
         if len({d for d in DROPPED for a in gone if a.startswith(d)}) != len(DROPPED):
             raise SystemExit("build_zipapp: an entry of DROPPED matches no file: a new dependency needs it reviewed")
