@@ -326,6 +326,33 @@ LARK_EDITS = {
          "                f'start={self.start!r}, end={self.end!r})')\n\n"
          "    def __post_init__(self):\n"),
     ],
+    # The contextual lexer compiles two regular expressions per parser state on first use:
+    # the state's terminals, and (the "unless" callback) the keywords a name-like terminal
+    # may turn out to be. For plain strings the second is a fullmatch over literals: a dict
+    # lookup gives the same answer (the first listed wins) without compiling anything.
+    "lark/lexer.py": [
+        ("            callback[retok.name] = UnlessCallback(Scanner(unless, g_regex_flags, re_, "
+         "use_bytes=use_bytes))\n",
+         "            callback[retok.name] = _unless_callback(unless, g_regex_flags, re_, use_bytes)\n"),
+        ("class CallChain:\n",
+         "class _UnlessByValue:\n"
+         "    \"\"\"UnlessCallback for plain strings, as a dict (edit made by flow's build_zipapp.py).\"\"\"\n\n"
+         "    def __init__(self, types):\n"
+         "        self.types = types\n\n"
+         "    def __call__(self, t):\n"
+         "        res = self.types.get(t.value)\n"
+         "        if res is not None:\n"
+         "            t.type = res\n"
+         "        return t\n\n\n"
+         "def _unless_callback(unless, g_regex_flags, re_, use_bytes):\n"
+         "    if g_regex_flags or use_bytes or any(s.pattern.flags for s in unless):\n"
+         "        return UnlessCallback(Scanner(unless, g_regex_flags, re_, use_bytes=use_bytes))\n"
+         "    types = {}\n"
+         "    for s in unless:\n"
+         "        types.setdefault(s.pattern.value, s.name)\n"
+         "    return _UnlessByValue(types)\n\n\n"
+         "class CallChain:\n"),
+    ],
     # inspect (with dis, tokenize, linecache...) for getmro and getmembers of a class.
     "lark/visitors.py": [
         ("from inspect import getmembers, getmro\n",
