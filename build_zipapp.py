@@ -67,17 +67,19 @@ WHEEL_TARGET = ["--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
 
 PYC_DIR = "__pyc__"
 # Left out of the bytecode trees: what flow never imports at run time (lark's grammar
-# compiler, its Earley and CYK parsers and tools, dateutil's zone files loader and
-# Windows zones) stays as source at the root, still importable (__main__.py's
+# compiler, its Earley and CYK parsers and tools, dateutil's zone files loader)
+# stays as source at the root, still importable (__main__.py's
 # RootSources finds it).
 SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xearley.py", "lark/parsers/cyk.py",
                "lark/tools/", "lark/reconstruct.py", "lark/tree_matcher.py", "lark/tree_templates.py",
-               "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/", "dateutil/tz/win.py",
-               "dateutil/tzwin.py")
+               "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/")
 # Left out of the archive: dateutil's own copy of the time zone database (0.9 MB with
 # its copies in the trees), its date parser and recurrence rules (croniter imports
-# only dateutil.relativedelta and dateutil.tz, and never asks dateutil for a zone).
-DROPPED = ("dateutil/zoneinfo/dateutil-zoneinfo.tar.gz", "dateutil/parser/", "dateutil/rrule.py", "dateutil/easter.py")
+# only dateutil.relativedelta and dateutil.tz, and never asks dateutil for a zone),
+# and its Windows zones (dateutil.tz tries to import them and goes on without: from
+# source that failed try costs every tick 3 ms, and flow does not run on Windows).
+DROPPED = ("dateutil/zoneinfo/dateutil-zoneinfo.tar.gz", "dateutil/parser/", "dateutil/rrule.py", "dateutil/easter.py",
+           "dateutil/tz/win.py", "dateutil/tzwin.py")
 # The tzdata package becomes one entry: {"version", "zones": {key: TZif bytes}} as
 # marshal data, which flowdsl.lang.timeutil.zone() reads when the system has no
 # zone database. As 600 files it would cost every start of flow.pyz 3 ms more:

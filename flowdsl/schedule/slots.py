@@ -20,7 +20,7 @@ the matching wall-clock times (imported only here, never by `flow validate`).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..lang import cronexpr
 
@@ -48,7 +48,7 @@ class CronRule:
 
         self.expr = expr
         self.zone = zone(tz)
-        self._cron, self._day_or = _croniter_form(expr)
+        _croniter_form(expr)  # a bad expression fails here, not at the first walk
 
     def after(self, start: dt.datetime) -> Iterator[Slot]:
         """Slots after `start`, in order, forever (or until none can come)."""
@@ -69,11 +69,9 @@ class CronRule:
         equal to the one before it is the same slot reached from another wall
         time, never an earlier one. Raises OverflowError at the calendar's ends.
         """
-        from croniter import croniter
         from croniter.croniter import CroniterBadDateError
 
-        # Eight years without a match (`0 0 31 2 *`) ends the walk: 29 February needs up to eight.
-        it = croniter(self._cron, wall, day_or=self._day_or, max_years_between_matches=8)
+        it = _croniter_at(self.expr, wall)
         step = it.get_prev if backwards else it.get_next
         last = None
         while True:
@@ -114,6 +112,30 @@ class CronRule:
         return f"cron {self.expr!r} in {self.zone}"
 
 
+_FORMS: Dict[str, Tuple[str, bool]] = {}  # cron expression -> _croniter_form(expression)
+_TEMPLATES: Dict[str, object] = {}  # cron expression -> a croniter with its fields expanded
+
+
+def _croniter_at(expr: str, wall: dt.datetime):
+    """A croniter for `expr` positioned at the wall time `wall`.
+
+    Each expression is expanded once per process (a tick reads hundreds of
+    pipelines, many with the same expression); a walk gets its own copy.
+    """
+    import copy
+
+    template = _TEMPLATES.get(expr)
+    if template is None:
+        from croniter import croniter
+
+        cron, day_or = _croniter_form(expr)
+        # Eight years without a match (`0 0 31 2 *`) ends a walk: 29 February needs up to eight.
+        template = _TEMPLATES[expr] = croniter(cron, wall, day_or=day_or, max_years_between_matches=8)
+    it = copy.copy(template)
+    it.set_current(wall, force=True)
+    return it
+
+
 def _croniter_form(expr: str) -> Tuple[str, bool]:
     """(the expression as croniter reads it, croniter's day_or) for flow's reading of `expr`.
 
@@ -123,6 +145,8 @@ def _croniter_form(expr: str) -> Tuple[str, bool]:
     does not restrict the days becomes croniter's day_or (croniter would count
     `*/2` as restricted).
     """
+    if expr in _FORMS:
+        return _FORMS[expr]
     minutes, hours, days, months, weekdays, day_star, weekday_star = cronexpr.fields(expr)
 
     def listed(values, full: int) -> str:
@@ -132,7 +156,9 @@ def _croniter_form(expr: str) -> Tuple[str, bool]:
     # Under day_or a full list is not `*`: `1-31` with a weekday means every day, as in cron.
     day_field = ",".join(str(v) for v in sorted(days)) if day_or else listed(days, 31)
     weekday_field = ",".join(str(v) for v in sorted(weekdays)) if day_or else listed(weekdays, 7)
-    return " ".join([listed(minutes, 60), listed(hours, 24), day_field, listed(months, 12), weekday_field]), day_or
+    form = " ".join([listed(minutes, 60), listed(hours, 24), day_field, listed(months, 12), weekday_field]), day_or
+    _FORMS[expr] = form
+    return form
 
 
 def _offset(t: dt.datetime, zone) -> Optional[dt.timedelta]:
