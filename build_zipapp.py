@@ -7,13 +7,17 @@ The archive runs as `python3 flow.pyz ARGS...` on any CPython 3.9 or newer
 with nothing installed. Its layout:
 
     __main__.py                 puts __pyc__/<cache tag> first on sys.path, then flowdsl.cli.main
-    flowdsl/**/*.py             the package, plus the generated flowdsl/lang/_tables.py (LALR tables)
+    flowdsl/**/*.py             the package, plus the generated flowdsl/lang/_tables.py, which
+                                loads the LALR tables from flowdsl/lang/_tables.marshal
+    flowdsl/lang/_tzdata.marshal  the tzdata package's zone files, for servers without a database
     flowdsl/grammar/flow.lark   the grammar as package data
     lark/ croniter/ dateutil/ msgpack/ tabulate/ six.py
-                                the locked dependencies (requirements/pyz.txt), no compiled files
+                                the locked dependencies (requirements/pyz.txt), no compiled files,
+                                less what DROPPED names
     licenses/<dist>/...         the dependencies' license files
-    __pyc__/cpython-3NN/...     per interpreter found at build time: the same modules as
-                                sourceless .pyc files, plus copies of the package data
+    __pyc__/cpython-3NN/...     per interpreter found at build time: the same modules (less
+                                SOURCE_ONLY) as sourceless .pyc files without docstrings, plus
+                                copies of the grammars
 
 Why the __pyc__ trees: zipimport never writes bytecode, so a .py inside a zip is
 compiled again on every start (tens of milliseconds for lark alone), and it
