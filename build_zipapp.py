@@ -568,6 +568,30 @@ for source, target, shown in jobs:
 """
 
 
+REGEXES_SCRIPT = r"""
+import marshal, os, sys
+tree = sys.argv[1]
+sys.path.insert(0, tree)
+from lark import Lark
+from flowdsl.lang.frozen_re import record
+with open(os.path.join(tree, "flowdsl", "lang", "_tables.marshal"), "rb") as f:
+    tables = marshal.loads(f.read())
+sys.stdout.buffer.write(record(Lark._load_from_dict(tables["data"], tables["memo"])))
+"""
+REGEXES_ARC = "flowdsl/lang/_regexes.marshal"  # in each bytecode tree: see flowdsl/lang/frozen_re.py
+
+
+def regexes_table(py: Python, tree: str) -> Optional[bytes]:
+    """The lexer's regular expressions as `py` compiles them (None, with a warning, if that fails)."""
+    try:
+        out = run([py.path, "-S", "-B", "-c", REGEXES_SCRIPT, tree], capture_output=True, timeout=600)
+        return out.stdout
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        reason = (getattr(e, "stderr", None) or b"").decode(errors="replace").strip().splitlines()[-1:] or [str(e)]
+        log(f"warning: no frozen regular expressions for {py.tag}: {reason[0]}")
+        return None
+
+
 def compile_tree(py: Python, tree: str, modules: List[str], out: str) -> Dict[str, bytes]:
     """{arcname: pyc bytes} for every module, compiled by `py` in one fresh process."""
     jobs = [[os.path.join(tree, *m.split("/")), os.path.join(out, *m.split("/")) + "c", m] for m in sorted(modules)]
@@ -686,6 +710,9 @@ def build(output: str) -> Dict[str, object]:
                 continue
             files.update(pycs)
             files.update({f"{PYC_DIR}/{py.tag}/{a}": b for a, b in data.items()})
+            regexes = regexes_table(py, tree)
+            if regexes is not None:
+                files[f"{PYC_DIR}/{py.tag}/{REGEXES_ARC}"] = regexes
             pythons.append(py)
         files["__main__.py"] = main_module(pythons)
 

@@ -127,7 +127,8 @@ def test_contents(pyz):
         assert not [n for n in tree if n.endswith(".py")]
         assert {"flowdsl/grammar/flow.lark", "flowdsl/lang/_tables.pyc", "lark/grammars/common.lark"} <= tree
         assert {s + "c" for s in sources if s not in source_only} == {n for n in tree if n.endswith(".pyc")}
-        assert not [n for n in tree if n.endswith(".marshal")]  # one copy, at the root
+        assert not [n for n in tree if n.endswith(".marshal") and n != "flowdsl/lang/_regexes.marshal"]  # at the root
+        assert "flowdsl/lang/_regexes.marshal" in tree  # the lexer's patterns as this interpreter compiles them
 
     # tzdata's zones as one entry (the only one of the tzdata package), and not dateutil's second copy of them
     assert not [n for n in names if n.startswith(("tzdata/", *DROPPED))]
@@ -252,6 +253,46 @@ def test_time_zones_without_a_system_database(which, pyz, bare_python, tmp_path)
     nexts = [n for entry in without[2] for n in entry["next"]]
     assert "2026-03-29T03:00:00+02:00" in nexts  # Berlin's gap, read from the bundled database
     assert [x["logical_date"] for x in without[3]["fired"]] == ["2026-10-25T02:30:00+02:00"]  # the first of two 02:30s
+
+
+# Parses with the archive's parser in-process: the lexer's patterns come from the tree's table, none is
+# compiled, and the IR is the one the same parser builds with the patterns compiled as usual.
+FROZEN_PROBE = textwrap.dedent("""
+    import json, sys
+    pyz, flow_file = sys.argv[1:3]
+    sys.path[:0] = [pyz + "/__pyc__/" + sys.implementation.cache_tag, pyz]
+    try:
+        import re._compiler as compiler
+    except ImportError:
+        import sre_compile as compiler
+    from flowdsl.lang import parser
+    lark_parser, _ = parser._parser()
+    frozen = lark_parser.parser.lexer.root_lexer.re
+    real, compiled = compiler.compile, []
+    compiler.compile = lambda *a, **k: compiled.append(a[0]) or real(*a, **k)
+    text = open(flow_file, encoding="utf-8").read()
+    module, diagnostics = parser.parse(text, flow_file)
+    compiled_before = len(compiled)
+    from flowdsl.lang import frozen_re
+    for lexer in frozen_re._lexers(lark_parser):  # the same parser, its patterns compiled as usual
+        lexer.re = __import__("re")
+        lexer._scanner = None
+    again, _ = parser.parse(text, flow_file)
+    print(json.dumps({"kind": type(frozen).__name__, "frozen": frozen.frozen, "compiled_before": compiled_before == 0,
+                      "same_ir": module == again, "diagnostics": len(diagnostics)}))
+""")
+
+
+@pytest.mark.parametrize("which", ["3.9", "3.11", "newest"])
+def test_the_lexer_uses_patterns_compiled_at_build_time(which, pyz, bare_python, tmp_path):
+    python = bare_python(which)
+    out = subprocess.run([str(python), "-I", "-c", FROZEN_PROBE, str(pyz), str(EXAMPLE)], capture_output=True,
+                         text=True, env=clean_env(), cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.splitlines()[-1])
+    assert report["kind"] == "FrozenRe" and report["frozen"] >= 10
+    assert report["compiled_before"], "a pattern of the lexer was compiled at run time"
+    assert report["same_ir"] and report["diagnostics"] == 0
 
 
 # Runs the archive's own __main__.py in-process, then reports where modules came from.
