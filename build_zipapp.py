@@ -568,28 +568,38 @@ for source, target, shown in jobs:
 """
 
 
-REGEXES_SCRIPT = r"""
-import marshal, os, sys
+TREE_DATA_SCRIPT = r"""
+import importlib, marshal, os, sys
+from importlib._bootstrap_external import MAGIC_NUMBER
 tree = sys.argv[1]
 sys.path.insert(0, tree)
 from lark import Lark
-from flowdsl.lang.frozen_re import record
+from flowdsl.lang import frozen_re, records
+out = {}
 with open(os.path.join(tree, "flowdsl", "lang", "_tables.marshal"), "rb") as f:
     tables = marshal.loads(f.read())
-sys.stdout.buffer.write(record(Lark._load_from_dict(tables["data"], tables["memo"])))
+out["regexes"] = frozen_re.record(Lark._load_from_dict(tables["data"], tables["memo"]))
+for name in sorted(os.listdir(os.path.join(tree, "flowdsl", "lang"))):
+    if name.endswith(".py") and not name.startswith("_"):
+        importlib.import_module("flowdsl.lang." + name[:-3])
+code = {text: compile(text, "<string>", "exec", dont_inherit=True) for text in records.SOURCES}
+out["records"] = marshal.dumps({"magic": MAGIC_NUMBER, "code": marshal.dumps(code)}, 2)
+sys.stdout.buffer.write(marshal.dumps(out, 2))
 """
-REGEXES_ARC = "flowdsl/lang/_regexes.marshal"  # in each bytecode tree: see flowdsl/lang/frozen_re.py
+# Made by each interpreter for its own bytecode tree (what it compiles is its own).
+TREE_DATA = {"regexes": "flowdsl/lang/_regexes.marshal",  # flowdsl/lang/frozen_re.py
+             "records": "flowdsl/lang/_records.marshal"}  # flowdsl/lang/records.py
 
 
-def regexes_table(py: Python, tree: str) -> Optional[bytes]:
-    """The lexer's regular expressions as `py` compiles them (None, with a warning, if that fails)."""
+def tree_data(py: Python, tree: str) -> Dict[str, bytes]:
+    """The lexer's regular expressions and the records' __init__s compiled by `py` ({} with a warning on failure)."""
     try:
-        out = run([py.path, "-S", "-B", "-c", REGEXES_SCRIPT, tree], capture_output=True, timeout=600)
-        return out.stdout
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
+        out = run([py.path, "-S", "-B", "-c", TREE_DATA_SCRIPT, tree], capture_output=True, timeout=600)
+        return {f"{PYC_DIR}/{py.tag}/{TREE_DATA[k]}": v for k, v in marshal.loads(out.stdout).items()}
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError, EOFError) as e:
         reason = (getattr(e, "stderr", None) or b"").decode(errors="replace").strip().splitlines()[-1:] or [str(e)]
-        log(f"warning: no frozen regular expressions for {py.tag}: {reason[0]}")
-        return None
+        log(f"warning: no compiled tables for {py.tag}: {reason[0]}")
+        return {}
 
 
 def compile_tree(py: Python, tree: str, modules: List[str], out: str) -> Dict[str, bytes]:
@@ -710,9 +720,7 @@ def build(output: str) -> Dict[str, object]:
                 continue
             files.update(pycs)
             files.update({f"{PYC_DIR}/{py.tag}/{a}": b for a, b in data.items()})
-            regexes = regexes_table(py, tree)
-            if regexes is not None:
-                files[f"{PYC_DIR}/{py.tag}/{REGEXES_ARC}"] = regexes
+            files.update(tree_data(py, tree))
             pythons.append(py)
         files["__main__.py"] = main_module(pythons)
 

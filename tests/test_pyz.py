@@ -127,8 +127,9 @@ def test_contents(pyz):
         assert not [n for n in tree if n.endswith(".py")]
         assert {"flowdsl/grammar/flow.lark", "flowdsl/lang/_tables.pyc", "lark/grammars/common.lark"} <= tree
         assert {s + "c" for s in sources if s not in source_only} == {n for n in tree if n.endswith(".pyc")}
-        assert not [n for n in tree if n.endswith(".marshal") and n != "flowdsl/lang/_regexes.marshal"]  # at the root
+        assert not [n for n in tree if n.endswith(("_tables.marshal", "_tzdata.marshal"))]  # one copy, at the root
         assert "flowdsl/lang/_regexes.marshal" in tree  # the lexer's patterns as this interpreter compiles them
+        assert "flowdsl/lang/_records.marshal" in tree  # the IR records' __init__s, compiled by it
 
     # tzdata's zones as one entry (the only one of the tzdata package), and not dateutil's second copy of them
     assert not [n for n in names if n.startswith(("tzdata/", *DROPPED))]
@@ -256,7 +257,8 @@ def test_time_zones_without_a_system_database(which, pyz, bare_python, tmp_path)
 
 
 # Parses with the archive's parser in-process: the lexer's patterns come from the tree's table, none is
-# compiled, and the IR is the one the same parser builds with the patterns compiled as usual.
+# compiled, and the IR is the one the same parser builds with the patterns compiled as usual; the IR
+# records' __init__s come compiled too.
 FROZEN_PROBE = textwrap.dedent("""
     import json, sys
     pyz, flow_file = sys.argv[1:3]
@@ -278,8 +280,10 @@ FROZEN_PROBE = textwrap.dedent("""
         lexer.re = __import__("re")
         lexer._scanner = None
     again, _ = parser.parse(text, flow_file)
+    from flowdsl.lang import records
     print(json.dumps({"kind": type(frozen).__name__, "frozen": frozen.frozen, "compiled_before": compiled_before == 0,
-                      "same_ir": module == again, "diagnostics": len(diagnostics)}))
+                      "same_ir": module == again, "diagnostics": len(diagnostics),
+                      "records": len(records.SOURCES) >= 2 and all(records._precompiled(t) for t in records.SOURCES)}))
 """)
 
 
@@ -293,6 +297,7 @@ def test_the_lexer_uses_patterns_compiled_at_build_time(which, pyz, bare_python,
     assert report["kind"] == "FrozenRe" and report["frozen"] >= 10
     assert report["compiled_before"], "a pattern of the lexer was compiled at run time"
     assert report["same_ir"] and report["diagnostics"] == 0
+    assert report["records"], "the records' __init__s were compiled at run time"
 
 
 # Runs the archive's own __main__.py in-process, then reports where modules came from.
