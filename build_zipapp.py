@@ -84,7 +84,7 @@ SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xear
 # source that failed try costs every tick 3 ms, and flow does not run on Windows).
 DROPPED = ("dateutil/zoneinfo/dateutil-zoneinfo.tar.gz", "dateutil/parser/", "dateutil/rrule.py", "dateutil/easter.py",
            "dateutil/tz/win.py", "dateutil/tzwin.py")
-# The tzdata package becomes one entry: {"version", "zones": {key: TZif bytes}} as
+# The tzdata package becomes one entry: {"version", "files": [TZif bytes], "zones": {key: index}} as
 # marshal data, which flowdsl.lang.timeutil.zone() reads when the system has no
 # zone database. As 600 files it would cost every start of flow.pyz 3 ms more:
 # zipimport reads the whole directory of the archive, entry by entry.
@@ -429,8 +429,13 @@ def tzdata_blob(files: Dict[str, bytes]) -> bytes:
         raise SystemExit("build_zipapp: the tzdata package does not look as expected: review tzdata_blob()")
     for arc in [a for a in files if a.startswith("tzdata/")]:
         del files[arc]
+    # Links (US/Eastern, Europe/Belfast...) are copies of their zone's file: each file once (20 KB less).
+    unique: Dict[bytes, int] = {}
+    for data in zones.values():
+        unique.setdefault(data, len(unique))
     # format 2: no back-references, so the bytes follow the data alone
-    return marshal.dumps({"version": version.group(1), "zones": zones}, 2)
+    return marshal.dumps({"version": version.group(1), "files": list(unique),
+                          "zones": {key: unique[data] for key, data in zones.items()}}, 2)
 
 
 def write_tree(files: Dict[str, bytes], folder: str) -> None:

@@ -97,8 +97,9 @@ def _bundled_data() -> dict:
             import os
 
             try:
-                blob = loader.get_data(os.path.join(archive, "flowdsl", "lang", "_tzdata.marshal"))
-                _BUNDLED = marshal.loads(blob)["zones"]
-            except (OSError, EOFError, ValueError, TypeError, KeyError):
+                blob = marshal.loads(loader.get_data(os.path.join(archive, "flowdsl", "lang", "_tzdata.marshal")))
+                files = blob["files"]  # each TZif file once; a link's key names its zone's file
+                _BUNDLED = {key: files[index] for key, index in blob["zones"].items()}
+            except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
                 pass
     return _BUNDLED
