@@ -7,13 +7,17 @@ The archive runs as `python3 flow.pyz ARGS...` on any CPython 3.9 or newer
 with nothing installed. Its layout:
 
     __main__.py                 puts __pyc__/<cache tag> first on sys.path, then flowdsl.cli.main
-    flowdsl/**/*.py             the package, plus the generated flowdsl/lang/_tables.py (LALR tables)
+    flowdsl/**/*.py             the package, plus the generated flowdsl/lang/_tables.py, which
+                                loads the LALR tables from flowdsl/lang/_tables.marshal
+    flowdsl/lang/_tzdata.marshal  the tzdata package's zone files, for servers without a database
     flowdsl/grammar/flow.lark   the grammar as package data
     lark/ croniter/ dateutil/ msgpack/ tabulate/ six.py
-                                the locked dependencies (requirements/pyz.txt), no compiled files
+                                the locked dependencies (requirements/pyz.txt), no compiled files,
+                                less what DROPPED names
     licenses/<dist>/...         the dependencies' license files
-    __pyc__/cpython-3NN/...     per interpreter found at build time: the same modules as
-                                sourceless .pyc files, plus copies of the package data
+    __pyc__/cpython-3NN/...     per interpreter found at build time: the same modules (less
+                                SOURCE_ONLY) as sourceless .pyc files without docstrings, plus
+                                copies of the grammars
 
 Why the __pyc__ trees: zipimport never writes bytecode, so a .py inside a zip is
 compiled again on every start (tens of milliseconds for lark alone), and it
@@ -43,6 +47,7 @@ import glob
 import hashlib
 import io
 import json
+import marshal
 import os
 import re
 import shutil
@@ -65,7 +70,27 @@ WHEEL_TARGET = ["--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
                 "--implementation", "cp", "--python-version", "3.9", "--abi", "cp39"]
 
 PYC_DIR = "__pyc__"
+# Left out of the bytecode trees: what flow never imports at run time (lark's grammar
+# compiler, its Earley and CYK parsers and tools, dateutil's zone files loader)
+# stays as source at the root, still importable (__main__.py's
+# RootSources finds it).
+SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xearley.py", "lark/parsers/cyk.py",
+               "lark/tools/", "lark/reconstruct.py", "lark/tree_matcher.py", "lark/tree_templates.py",
+               "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/")
+# Left out of the archive: dateutil's own copy of the time zone database (0.9 MB with
+# its copies in the trees), its date parser and recurrence rules (croniter imports
+# only dateutil.relativedelta and dateutil.tz, and never asks dateutil for a zone),
+# and its Windows zones (dateutil.tz tries to import them and goes on without: from
+# source that failed try costs every tick 3 ms, and flow does not run on Windows).
+DROPPED = ("dateutil/zoneinfo/dateutil-zoneinfo.tar.gz", "dateutil/parser/", "dateutil/rrule.py", "dateutil/easter.py",
+           "dateutil/tz/win.py", "dateutil/tzwin.py")
+# The tzdata package becomes one entry: {"version", "files": [TZif bytes], "zones": {key: index}} as
+# marshal data, which flowdsl.lang.timeutil.zone() reads when the system has no
+# zone database. As 600 files it would cost every start of flow.pyz 3 ms more:
+# zipimport reads the whole directory of the archive, entry by entry.
+TZDATA_ARC = "flowdsl/lang/_tzdata.marshal"
 TABLES_ARC = "flowdsl/lang/_tables.py"  # generated at build time, never in the checkout
+TABLES_DATA = "flowdsl/lang/_tables.marshal"  # read by it from the archive's root, so never copied into the trees
 COMPILED = (".so", ".pyd", ".dll", ".dylib")
 LICENSE_NAMES = re.compile(r"^(LICEN[CS]E|COPYING|NOTICE|AUTHORS)", re.IGNORECASE)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -279,6 +304,79 @@ LARK_EDITS = {
          "        return getattr(_LazyLogger._real, attr)\n\n\n"
          "logger = _LazyLogger()\n"),
     ],
+    # dataclasses (and with it inspect, dis, tokenize...) for one class: TextSlice, written out
+    # as the frozen dataclass it was (fields, __post_init__, equality, hash, repr, no assignment).
+    "lark/utils.py#dataclass": [
+        ("from dataclasses import dataclass\n", ""),
+        ("@dataclass(frozen=True)\nclass TextSlice(Generic[AnyStr]):", "class TextSlice(Generic[AnyStr]):"),
+        ("    text: AnyStr\n    start: int\n    end: int\n\n    def __post_init__(self):\n",
+         "    text: AnyStr\n    start: int\n    end: int\n"
+         "    __match_args__ = ('text', 'start', 'end')\n\n"
+         "    def __init__(self, text, start, end):  # was @dataclass(frozen=True): flow's build_zipapp.py\n"
+         "        object.__setattr__(self, 'text', text)\n"
+         "        object.__setattr__(self, 'start', start)\n"
+         "        object.__setattr__(self, 'end', end)\n"
+         "        self.__post_init__()\n\n"
+         "    def __setattr__(self, name, value):\n"
+         "        raise AttributeError(f'cannot assign to field {name!r}')\n\n"
+         "    def __delattr__(self, name):\n"
+         "        raise AttributeError(f'cannot delete field {name!r}')\n\n"
+         "    def __eq__(self, other):\n"
+         "        if other.__class__ is self.__class__:\n"
+         "            return (self.text, self.start, self.end) == (other.text, other.start, other.end)\n"
+         "        return NotImplemented\n\n"
+         "    def __hash__(self):\n"
+         "        return hash((self.text, self.start, self.end))\n\n"
+         "    def __repr__(self):\n"
+         "        return (f'{self.__class__.__qualname__}(text={self.text!r}, '\n"
+         "                f'start={self.start!r}, end={self.end!r})')\n\n"
+         "    def __post_init__(self):\n"),
+    ],
+    # The contextual lexer compiles two regular expressions per parser state on first use:
+    # the state's terminals, and (the "unless" callback) the keywords a name-like terminal
+    # may turn out to be. For plain strings the second is a fullmatch over literals: a dict
+    # lookup gives the same answer (the first listed wins) without compiling anything.
+    "lark/lexer.py": [
+        ("            callback[retok.name] = UnlessCallback(Scanner(unless, g_regex_flags, re_, "
+         "use_bytes=use_bytes))\n",
+         "            callback[retok.name] = _unless_callback(unless, g_regex_flags, re_, use_bytes)\n"),
+        ("class CallChain:\n",
+         "class _UnlessByValue:\n"
+         "    \"\"\"UnlessCallback for plain strings, as a dict (edit made by flow's build_zipapp.py).\"\"\"\n\n"
+         "    def __init__(self, types):\n"
+         "        self.types = types\n\n"
+         "    def __call__(self, t):\n"
+         "        res = self.types.get(t.value)\n"
+         "        if res is not None:\n"
+         "            t.type = res\n"
+         "        return t\n\n\n"
+         "def _unless_callback(unless, g_regex_flags, re_, use_bytes):\n"
+         "    if g_regex_flags or use_bytes or any(s.pattern.flags for s in unless):\n"
+         "        return UnlessCallback(Scanner(unless, g_regex_flags, re_, use_bytes=use_bytes))\n"
+         "    types = {}\n"
+         "    for s in unless:\n"
+         "        types.setdefault(s.pattern.value, s.name)\n"
+         "    return _UnlessByValue(types)\n\n\n"
+         "class CallChain:\n"),
+    ],
+    # inspect (with dis, tokenize, linecache...) for getmro and getmembers of a class.
+    "lark/visitors.py": [
+        ("from inspect import getmembers, getmro\n",
+         "def getmro(cls):  # inspect's, without importing inspect (edit made by flow's build_zipapp.py)\n"
+         "    return cls.__mro__\n\n\n"
+         "def getmembers(cls):  # inspect's for a class: (name, value) of dir(cls), sorted by name\n"
+         "    members = []\n"
+         "    for name in dir(cls):\n"
+         "        try:\n"
+         "            members.append((name, getattr(cls, name)))\n"
+         "        except AttributeError:\n"
+         "            for base in cls.__mro__:\n"
+         "                if name in base.__dict__:\n"
+         "                    members.append((name, base.__dict__[name]))\n"
+         "                    break\n"
+         "    members.sort(key=lambda m: m[0])\n"
+         "    return members\n\n\n"),
+    ],
     "lark/parser_frontends.py": [
         ("from .parsers import earley, xearley, cyk\n",
          LAZY_MODULE + "earley, xearley, cyk = (_LazyModule('lark.parsers.' + m)"
@@ -287,9 +385,25 @@ LARK_EDITS = {
     ],
 }
 
+# croniter (imported by `flow tick` and `flow schedule`, never by `flow validate`)
+# calls platform.architecture() at import to detect a 32-bit Python, and that runs
+# the `file` command in a subprocess: a fork and an exec on every tick. Its two
+# other checks (pointer size, sys.maxsize) decide the same on CPython, so the
+# bundled copy skips the command; traceback and random are imported on first use.
+CRONITER_EDITS = {
+    "croniter/croniter.py": [
+        ("import platform\nimport random\n", ""),
+        ("import traceback as _traceback\n",
+         LAZY_MODULE + "_traceback, random = _LazyModule('traceback'), _LazyModule('random')\n"),
+        ("        architecture = platform.architecture()[0]\n",
+         "        architecture = None  # edit made by flow's build_zipapp.py: no `file` subprocess\n"),
+    ],
+}
 
-def edit_lark(files: Dict[str, bytes]) -> None:
-    for arc, edits in LARK_EDITS.items():
+
+def edit_dependencies(files: Dict[str, bytes]) -> None:
+    for key, edits in {**LARK_EDITS, **CRONITER_EDITS}.items():
+        arc = key.split("#")[0]  # "file#topic": more edits of one file, listed by topic
         text = files[arc].decode("utf-8")
         for old, new in edits:
             if isinstance(old, re.Pattern):
@@ -298,9 +412,30 @@ def edit_lark(files: Dict[str, bytes]) -> None:
             else:
                 found, shown = text.count(old), old.strip()
             if found != 1:
-                raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS no longer matches: {shown!r}")
+                raise SystemExit(f"build_zipapp: {arc}: an edit of LARK_EDITS or CRONITER_EDITS no longer matches: "
+                                 f"{shown!r}")
             text = old.sub(lambda m, new=new: new, text) if isinstance(old, re.Pattern) else text.replace(old, new)
         files[arc] = text.encode("utf-8")
+
+
+def tzdata_blob(files: Dict[str, bytes]) -> bytes:
+    """The zone files of the tzdata package as one marshal blob; takes the package's files out of `files`."""
+    prefix = "tzdata/zoneinfo/"
+    init = files.get("tzdata/__init__.py", b"").decode("utf-8")
+    version = re.search(r"IANA_VERSION\s*=\s*['\"]([^'\"]+)", init)
+    zones = {a[len(prefix):]: data for a, data in sorted(files.items())
+             if a.startswith(prefix) and data.startswith(b"TZif")}  # zic's output; not its tables or sources
+    if not version or "Europe/Berlin" not in zones:
+        raise SystemExit("build_zipapp: the tzdata package does not look as expected: review tzdata_blob()")
+    for arc in [a for a in files if a.startswith("tzdata/")]:
+        del files[arc]
+    # Links (US/Eastern, Europe/Belfast...) are copies of their zone's file: each file once (20 KB less).
+    unique: Dict[bytes, int] = {}
+    for data in zones.values():
+        unique.setdefault(data, len(unique))
+    # format 2: no back-references, so the bytes follow the data alone
+    return marshal.dumps({"version": version.group(1), "files": list(unique),
+                          "zones": {key: unique[data] for key, data in zones.items()}}, 2)
 
 
 def write_tree(files: Dict[str, bytes], folder: str) -> None:
@@ -312,26 +447,45 @@ def write_tree(files: Dict[str, bytes], folder: str) -> None:
 
 
 TABLES_SCRIPT = r"""
-import ast, pprint, sys
+import ast, marshal, pprint, sys
 sys.path.insert(0, sys.argv[1])
 from flowdsl.lang.parser import dump_tables
 import lark
 assert lark.__file__.startswith(sys.argv[1]), lark.__file__  # the bundled lark, not the build machine's
 tables = dump_tables()
 body = pprint.pformat(tables, width=110, compact=True, sort_dicts=False)
-assert ast.literal_eval(body) == tables, "the tables do not round-trip as a literal"
-sys.stdout.write(body)
+assert ast.literal_eval(body) == tables, "the tables are not plain data"
+# marshal format 2 has no back-references, so its bytes follow the data alone (not refcounts)
+sys.stdout.buffer.write(marshal.dumps(ast.literal_eval(body), 2))
 """
 
+TABLES_MODULE = '''"""The LALR tables of grammar/flow.lark, for flowdsl.lang.parser.
 
-def tables_module(tree: str) -> bytes:
-    """flowdsl/lang/_tables.py: the grammar's LALR tables as one literal, made by the bundled lark."""
-    out = run([sys.executable, "-S", "-B", "-c", TABLES_SCRIPT, tree], stdout=subprocess.PIPE).stdout
-    body = out.decode("utf-8")
-    header = ('"""The LALR tables of grammar/flow.lark, for flowdsl.lang.parser.\n\n'
-              "Generated by build_zipapp.py from flowdsl.lang.parser.dump_tables(); do not edit.\n"
-              '"""\n\n')
-    return (header + "TABLES = " + body + "\n").encode("utf-8")
+Generated by build_zipapp.py from flowdsl.lang.parser.dump_tables(); do not edit.
+The tables themselves are marshal data at the archive's root ({data}), one copy
+for the bytecode trees of every interpreter: marshal's format 2 reads the same
+on all of them. Outside an archive there is nothing to load (ImportError), and
+the parser builds its tables from the grammar.
+"""
+
+import marshal
+import os
+
+_loader = globals().get("__loader__")
+_archive = getattr(_loader, "archive", None)
+if _archive is None:
+    raise ImportError("the frozen tables are read from flow.pyz only")
+try:
+    TABLES = marshal.loads(_loader.get_data(os.path.join(_archive, *"{data}".split("/"))))
+except (OSError, EOFError, ValueError, TypeError) as e:
+    raise ImportError(f"the frozen tables cannot be read: {{e}}") from None
+'''
+
+
+def tables_files(tree: str) -> Dict[str, bytes]:
+    """flowdsl/lang/_tables.py and the data it reads: the grammar's LALR tables, made by the bundled lark."""
+    data = run([sys.executable, "-S", "-B", "-c", TABLES_SCRIPT, tree], stdout=subprocess.PIPE).stdout
+    return {TABLES_ARC: TABLES_MODULE.format(data=TABLES_DATA).encode("utf-8"), TABLES_DATA: data}
 
 
 # ---- bytecode, one tree per interpreter -----------------------------------------------
@@ -391,19 +545,74 @@ def find_pythons() -> List[Python]:
     return sorted(found.values(), key=lambda p: p.version)
 
 
+# Compiled as `python -OO` would leave them, minus -OO's other effect: docstrings are
+# dropped (flow and its dependencies run under -OO, where __doc__ is None), asserts
+# and __debug__ stay. On 3.11+ `-X no_debug_ranges` leaves out the column table of
+# each instruction: tracebacks keep their file and line, and lose only the ^^^ under
+# the failing expression. Together they take a third off the bytecode trees.
 COMPILE_SCRIPT = r"""
-import json, py_compile, sys
+import ast, importlib._bootstrap_external as ext, importlib.util, json, os, sys
 jobs = json.load(sys.stdin)
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 for source, target, shown in jobs:
-    py_compile.compile(source, cfile=target, dfile=shown, doraise=True, optimize=0,
-                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    with open(source, "rb") as f:
+        data = f.read()
+    tree = ast.parse(data, shown)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(node, DOCUMENTED) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            if len(body) > 1:
+                del body[0]
+            else:
+                body[0] = ast.copy_location(ast.Pass(), body[0])
+    code = compile(tree, shown, "exec", dont_inherit=True, optimize=0)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "wb") as f:
+        f.write(ext._code_to_hash_pyc(code, importlib.util.source_hash(data), checked=False))
 """
+
+
+TREE_DATA_SCRIPT = r"""
+import importlib, marshal, os, sys
+from importlib._bootstrap_external import MAGIC_NUMBER
+tree = sys.argv[1]
+sys.path.insert(0, tree)
+from lark import Lark
+from flowdsl.lang import frozen_re, records
+out = {}
+with open(os.path.join(tree, "flowdsl", "lang", "_tables.marshal"), "rb") as f:
+    tables = marshal.loads(f.read())
+out["regexes"] = frozen_re.record(Lark._load_from_dict(tables["data"], tables["memo"]))
+for name in sorted(os.listdir(os.path.join(tree, "flowdsl", "lang"))):
+    if name.endswith(".py") and not name.startswith("_"):
+        importlib.import_module("flowdsl.lang." + name[:-3])
+code = {text: compile(text, "<string>", "exec", dont_inherit=True) for text in records.SOURCES}
+out["records"] = marshal.dumps({"magic": MAGIC_NUMBER, "code": marshal.dumps(code)}, 2)
+sys.stdout.buffer.write(marshal.dumps(out, 2))
+"""
+# Made by each interpreter for its own bytecode tree (what it compiles is its own).
+TREE_DATA = {"regexes": "flowdsl/lang/_regexes.marshal",  # flowdsl/lang/frozen_re.py
+             "records": "flowdsl/lang/_records.marshal"}  # flowdsl/lang/records.py
+
+
+def tree_data(py: Python, tree: str) -> Dict[str, bytes]:
+    """The lexer's regular expressions and the records' __init__s compiled by `py` ({} with a warning on failure)."""
+    try:
+        out = run([py.path, "-S", "-B", "-c", TREE_DATA_SCRIPT, tree], capture_output=True, timeout=600)
+        return {f"{PYC_DIR}/{py.tag}/{TREE_DATA[k]}": v for k, v in marshal.loads(out.stdout).items()}
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, ValueError, EOFError) as e:
+        reason = (getattr(e, "stderr", None) or b"").decode(errors="replace").strip().splitlines()[-1:] or [str(e)]
+        log(f"warning: no compiled tables for {py.tag}: {reason[0]}")
+        return {}
 
 
 def compile_tree(py: Python, tree: str, modules: List[str], out: str) -> Dict[str, bytes]:
     """{arcname: pyc bytes} for every module, compiled by `py` in one fresh process."""
     jobs = [[os.path.join(tree, *m.split("/")), os.path.join(out, *m.split("/")) + "c", m] for m in sorted(modules)]
-    run([py.path, "-S", "-B", "-c", COMPILE_SCRIPT], input=json.dumps(jobs).encode(), capture_output=True, timeout=600)
+    ranges = ["-X", "no_debug_ranges"] if py.version[:2] >= (3, 11) else []
+    run([py.path, "-S", "-B", *ranges, "-c", COMPILE_SCRIPT], input=json.dumps(jobs).encode(), capture_output=True,
+        timeout=600)
     return {f"{PYC_DIR}/{py.tag}/{m}c": read(os.path.join(out, *m.split("/")) + "c") for m in modules}
 
 
@@ -412,15 +621,37 @@ MAIN = '''\
 
 import os
 import sys
-from importlib.util import MAGIC_NUMBER
+from importlib._bootstrap_external import MAGIC_NUMBER  # loaded with the interpreter: importlib.util is not
 
 # The bytecode trees in this archive: cache tag -> the magic number they were
 # compiled for. Any other interpreter imports the sources at the root.
 PYC_TREES = {trees}
 
+
+class RootSources:
+    """Finds, at the archive's root, the modules a bytecode tree leaves out (lark's grammar compiler...).
+
+    A package imported from a tree searches only the tree for its submodules;
+    this last finder on sys.meta_path looks in the same package at the root.
+    """
+
+    def __init__(self, tree, root):
+        self.tree, self.root = tree, root
+
+    def find_spec(self, name, path=None, target=None):
+        if not path:
+            return None
+        from importlib.machinery import PathFinder
+
+        found = [self.root + p[len(self.tree):] for p in path if p.startswith(self.tree + os.sep)]
+        return PathFinder.find_spec(name, found) if found else None
+
+
 if PYC_TREES.get(sys.implementation.cache_tag) == MAGIC_NUMBER.hex():
     here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.join(here, "{pyc_dir}", sys.implementation.cache_tag))
+    tree = os.path.join(here, "{pyc_dir}", sys.implementation.cache_tag)
+    sys.path.insert(0, tree)
+    sys.meta_path.append(RootSources(tree, here))
 
 from flowdsl.cli import main  # noqa: E402
 
@@ -461,15 +692,24 @@ def build(output: str) -> Dict[str, object]:
         clash = sorted(set(files) & set(deps))
         if clash:
             raise SystemExit(f"build_zipapp: dependencies overwrite our files: {clash}")
-        edit_lark(deps)
+        edit_dependencies(deps)
         files.update(deps)
         write_tree(files, tree)
-        files[TABLES_ARC] = tables_module(tree)
-        write_tree({TABLES_ARC: files[TABLES_ARC]}, tree)
+        tables = tables_files(tree)
+        files.update(tables)
+        write_tree(tables, tree)
 
+        files[TZDATA_ARC] = tzdata_blob(files)
+        gone = [a for a in files if a.startswith(DROPPED)]
+        if len({d for d in DROPPED for a in gone if a.startswith(d)}) != len(DROPPED):
+            raise SystemExit("build_zipapp: an entry of DROPPED matches no file: a new dependency needs it reviewed")
+        for arc in gone:
+            del files[arc]
         packaged = [a for a in files if not a.startswith("licenses/")]
-        modules = [a for a in packaged if a.endswith(".py")]
-        data = {a: files[a] for a in packaged if not a.endswith(".py")}  # found __file__-relative
+        modules = [a for a in packaged if a.endswith(".py") and not a.startswith(SOURCE_ONLY)]
+        # Read __file__-relative by modules of the trees: flow's grammar, lark's `%import common`.
+        data = {a: files[a] for a in packaged
+                if a.startswith(("flowdsl/grammar/", "lark/grammars/common.lark", "lark/grammars/unicode.lark"))}
         pythons, skipped = [], []
         for py in find_pythons():
             try:
@@ -485,6 +725,7 @@ def build(output: str) -> Dict[str, object]:
                 continue
             files.update(pycs)
             files.update({f"{PYC_DIR}/{py.tag}/{a}": b for a, b in data.items()})
+            files.update(tree_data(py, tree))
             pythons.append(py)
         files["__main__.py"] = main_module(pythons)
 

@@ -8,6 +8,7 @@ pip, so the only packages it can import are the ones inside the pyz.
 
 import hashlib
 import json
+import marshal
 import os
 import re
 import shutil
@@ -21,7 +22,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "orders" / "orders.flow"
-BUNDLED = ("lark", "croniter", "dateutil", "msgpack", "tabulate", "six")
+sys.path.insert(0, str(ROOT))
+from build_zipapp import DROPPED, SOURCE_ONLY  # noqa: E402
+
+BUNDLED = ("lark", "croniter", "dateutil", "msgpack", "tabulate", "six", "tzdata")
 
 
 # ---- interpreters ------------------------------------------------------------------
@@ -95,7 +99,7 @@ def test_contents(pyz):
         infos = zf.infolist()
         names = [i.filename for i in infos]
         main = zf.read("__main__.py").decode()
-        tables = zf.read("flowdsl/lang/_tables.py").decode()
+        tables = marshal.loads(zf.read("flowdsl/lang/_tables.marshal"))
         lark_init = zf.read("lark/__init__.py").decode()
     assert not [n for n in names if n.lower().endswith((".so", ".pyd", ".dll", ".dylib"))]
     assert not [n for n in names if ".dist-info/" in n or "__pycache__" in n]
@@ -109,17 +113,31 @@ def test_contents(pyz):
 
     # the tables were made by the lark that is bundled, so the parser uses them
     bundled = re.search(r"__version__(?:: str)? = ['\"]([^'\"]+)", lark_init).group(1)
-    assert re.search(r"^TABLES = \{'lark': '([^']+)'", tables, re.M).group(1) == bundled
+    assert tables["lark"] == bundled
 
     # one bytecode tree per tag that __main__.py lists, each complete
     trees = json.loads(re.search(r"^PYC_TREES = (\{.*\})$", main, re.M).group(1))
     assert "cpython-39" in trees and f"cpython-3{sys.version_info[1]}" in trees
-    sources = [n for n in names if n.endswith(".py") and "/" in n and not n.startswith("__pyc__/")]
+    sources = [n for n in names if n.endswith(".py") and n != "__main__.py" and not n.startswith("__pyc__/")]
+    source_only = [s for s in sources if s.startswith(SOURCE_ONLY)]
+    assert "lark/load_grammar.py" in source_only
+    assert not [s for s in source_only if s.startswith(("flowdsl/", "msgpack/", "croniter/"))]
     for tag in trees:
         tree = {n[len(f"__pyc__/{tag}/"):] for n in names if n.startswith(f"__pyc__/{tag}/")}
         assert not [n for n in tree if n.endswith(".py")]
         assert {"flowdsl/grammar/flow.lark", "flowdsl/lang/_tables.pyc", "lark/grammars/common.lark"} <= tree
-        assert {s + "c" for s in sources} <= tree
+        assert {s + "c" for s in sources if s not in source_only} == {n for n in tree if n.endswith(".pyc")}
+        assert not [n for n in tree if n.endswith(("_tables.marshal", "_tzdata.marshal"))]  # one copy, at the root
+        assert "flowdsl/lang/_regexes.marshal" in tree  # the lexer's patterns as this interpreter compiles them
+        assert "flowdsl/lang/_records.marshal" in tree  # the IR records' __init__s, compiled by it
+
+    # tzdata's zones as one entry (the only one of the tzdata package), and not dateutil's second copy of them
+    assert not [n for n in names if n.startswith(("tzdata/", *DROPPED))]
+    with zipfile.ZipFile(pyz) as zf:
+        tzdata = marshal.loads(zf.read("flowdsl/lang/_tzdata.marshal"))
+    assert len(tzdata["zones"]) > 500 and tzdata["files"][tzdata["zones"]["Australia/Lord_Howe"]].startswith(b"TZif")
+    assert tzdata["files"][tzdata["zones"]["US/Eastern"]] == tzdata["files"][tzdata["zones"]["America/New_York"]]
+    assert Path(pyz).stat().st_size <= 2_500_000, "the issue's budget for the archive"
 
 
 def build_inputs() -> str:
@@ -200,6 +218,87 @@ def test_ticks_on_a_bare_interpreter(which, pyz, bare_python, tmp_path):
     out = run_pyz(python, pyz, "schedule", f, "--now", "2026-10-24T12:00:00Z", "--next", "2", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)[0]["next"] == ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+
+
+@pytest.mark.parametrize("which", ["3.9", "newest"])
+def test_time_zones_without_a_system_database(which, pyz, bare_python, tmp_path):
+    """As on Alpine, distroless or slim containers: zoneinfo finds no system database, the bundled tzdata answers."""
+    python = bare_python(which)
+    hidden = {**clean_env(), "PYTHONTZPATH": str(tmp_path / "nonexistent")}
+    probe = subprocess.run([str(python), "-c", "import zoneinfo; zoneinfo.ZoneInfo('Europe/Berlin')"],
+                           capture_output=True, text=True, env=hidden)
+    assert probe.returncode != 0 and "ZoneInfoNotFoundError" in probe.stderr, "the system database is not hidden"
+
+    f = tmp_path / "zones.flow"
+    f.write_text('pipeline zones {\n    schedule cron "30 2 * * *" tz "Europe/Berlin"\n'
+                 '    schedule cron "45 1 * * *" tz "Australia/Lord_Howe"\n    catchup all\n}\n'
+                 'task a { sh "true" }\n')
+    bad = tmp_path / "bad" / "typo.flow"
+    bad.parent.mkdir()
+    bad.write_text('pipeline typo {\n    schedule cron "0 5 * * *" tz "Europe/Berln"\n}\ntask a { sh "true" }\n')
+
+    def answers(env):
+        def flow(*args):
+            return subprocess.run([str(python), str(pyz), *map(str, args)], capture_output=True, text=True, env=env,
+                                  cwd=tmp_path, timeout=120)
+        valid = flow("validate", f)
+        typo = flow("validate", bad)
+        schedule = flow("schedule", f, "--now", "2026-03-28T12:00:00Z", "--next", "3", "--json")
+        tick = flow("tick", f, "--now", "2026-10-25T00:30:30Z", "--dry-run", "--json")
+        assert (valid.returncode, typo.returncode, schedule.returncode, tick.returncode) == (0, 1, 0, 0), \
+            valid.stderr + typo.stderr + schedule.stderr + tick.stderr
+        return valid.stdout, typo.stdout, json.loads(schedule.stdout), json.loads(tick.stdout)
+
+    without, system = answers(hidden), answers(clean_env())
+    assert without == system
+    assert "E104 unknown time zone `Europe/Berln`" in without[1]
+    nexts = [n for entry in without[2] for n in entry["next"]]
+    assert "2026-03-29T03:00:00+02:00" in nexts  # Berlin's gap, read from the bundled database
+    assert [x["logical_date"] for x in without[3]["fired"]] == ["2026-10-25T02:30:00+02:00"]  # the first of two 02:30s
+
+
+# Parses with the archive's parser in-process: the lexer's patterns come from the tree's table, none is
+# compiled, and the IR is the one the same parser builds with the patterns compiled as usual; the IR
+# records' __init__s come compiled too.
+FROZEN_PROBE = textwrap.dedent("""
+    import json, sys
+    pyz, flow_file = sys.argv[1:3]
+    sys.path[:0] = [pyz + "/__pyc__/" + sys.implementation.cache_tag, pyz]
+    try:
+        import re._compiler as compiler
+    except ImportError:
+        import sre_compile as compiler
+    from flowdsl.lang import parser
+    lark_parser, _ = parser._parser()
+    frozen = lark_parser.parser.lexer.root_lexer.re
+    real, compiled = compiler.compile, []
+    compiler.compile = lambda *a, **k: compiled.append(a[0]) or real(*a, **k)
+    text = open(flow_file, encoding="utf-8").read()
+    module, diagnostics = parser.parse(text, flow_file)
+    compiled_before = len(compiled)
+    from flowdsl.lang import frozen_re
+    for lexer in frozen_re._lexers(lark_parser):  # the same parser, its patterns compiled as usual
+        lexer.re = __import__("re")
+        lexer._scanner = None
+    again, _ = parser.parse(text, flow_file)
+    from flowdsl.lang import records
+    print(json.dumps({"kind": type(frozen).__name__, "frozen": frozen.frozen, "compiled_before": compiled_before == 0,
+                      "same_ir": module == again, "diagnostics": len(diagnostics),
+                      "records": len(records.SOURCES) >= 2 and all(records._precompiled(t) for t in records.SOURCES)}))
+""")
+
+
+@pytest.mark.parametrize("which", ["3.9", "3.11", "newest"])
+def test_the_lexer_uses_patterns_compiled_at_build_time(which, pyz, bare_python, tmp_path):
+    python = bare_python(which)
+    out = subprocess.run([str(python), "-I", "-c", FROZEN_PROBE, str(pyz), str(EXAMPLE)], capture_output=True,
+                         text=True, env=clean_env(), cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.splitlines()[-1])
+    assert report["kind"] == "FrozenRe" and report["frozen"] >= 10
+    assert report["compiled_before"], "a pattern of the lexer was compiled at run time"
+    assert report["same_ir"] and report["diagnostics"] == 0
+    assert report["records"], "the records' __init__s were compiled at run time"
 
 
 # Runs the archive's own __main__.py in-process, then reports where modules came from.

@@ -94,6 +94,9 @@ def _parser():
                 _tables = None
             if _tables is not None and _tables.TABLES["lark"] == __version__:
                 _PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"], transformer=_BUILDER)
+                from .frozen_re import install
+
+                install(_PARSER)  # the lexer's regular expressions, compiled at build time
                 gc.freeze()
         finally:
             if enabled:

@@ -8,10 +8,12 @@ imported from elsewhere, a compiled module) is accepted, not guessed at.
 
 from __future__ import annotations
 
-import ast
 import os
 import sys
-from typing import Dict, List, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:
+    import ast  # imported where a module is read: a file without `run` tasks never needs it (cold start)
 
 from .records import finish, record
 
@@ -92,6 +94,8 @@ def _compiled_exists(base: str) -> bool:
 
 
 def _read_module(path: str) -> ModuleSource:
+    import ast
+
     try:
         with open(path, "rb") as f:
             tree = ast.parse(f.read(), filename=path)
@@ -132,6 +136,8 @@ def _read_module(path: str) -> ModuleSource:
 
 def lookup(source: ModuleSource, attr: str) -> Union[ast.AST, str, None]:
     """The definition of `attr` (dotted: `Class.method`), OPAQUE, or None."""
+    import ast
+
     parts = attr.split(".")
     node = source.names.get(parts[0])
     if node is None:
@@ -148,6 +154,8 @@ def lookup(source: ModuleSource, attr: str) -> Union[ast.AST, str, None]:
 
 def signature(node: ast.AST, bound: bool = False) -> Optional[Signature]:
     """What the definition accepts; None when the source cannot say."""
+    import ast
+
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         if node.decorator_list:  # a decorator may change the signature
             return None
@@ -195,6 +203,8 @@ def _function_signature(args: ast.arguments, skip_first: bool, kind: str) -> Sig
 
 
 def _is_dataclass(node: ast.ClassDef) -> bool:
+    import ast
+
     for d in node.decorator_list:
         target = d.func if isinstance(d, ast.Call) else d
         name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", "")
@@ -207,6 +217,8 @@ def _is_dataclass(node: ast.ClassDef) -> bool:
 
 
 def _dataclass_signature(node: ast.ClassDef, has_run: bool) -> Optional[Signature]:
+    import ast
+
     if node.bases:
         return None  # inherited fields cannot be seen from here
     accepted, required = [], []

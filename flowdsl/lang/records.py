@@ -18,7 +18,7 @@ module is compiled in a single `exec` by `finish()`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 _set = object.__setattr__
 _pending: List[type] = []
@@ -80,6 +80,37 @@ def is_record(node: Any) -> bool:
     return isinstance(node, Record)
 
 
+SOURCES: List[str] = []  # what finish() compiled, for build_zipapp.py to compile ahead
+PRECOMPILED_FILE = "_records.marshal"
+_precompiled_code: Optional[Dict[str, Any]] = None
+
+
+def _precompiled(text: str) -> Any:
+    """The code of `text` as build_zipapp.py compiled it for this interpreter, or None.
+
+    Compiling the generated `__init__`s is most of what importing the IR
+    costs; in flow.pyz each bytecode tree carries them compiled, by source
+    text, as `_records.marshal` beside this module (for the interpreter
+    whose magic number it names). Anywhere else: None, and exec compiles.
+    """
+    global _precompiled_code
+    if _precompiled_code is None:
+        _precompiled_code = {}
+        loader = globals().get("__loader__")
+        if hasattr(loader, "get_data"):
+            import marshal
+            import os
+            from importlib._bootstrap_external import MAGIC_NUMBER
+
+            try:
+                data = marshal.loads(loader.get_data(os.path.join(os.path.dirname(__file__), PRECOMPILED_FILE)))
+                if data["magic"] == MAGIC_NUMBER:
+                    _precompiled_code = marshal.loads(data["code"])
+            except (OSError, EOFError, ValueError, TypeError, KeyError):
+                pass
+    return _precompiled_code.get(text)
+
+
 def finish(namespace: Dict[str, Any]) -> None:
     """Compile the `__init__` of every record made since the last call, in one go."""
     source: List[str] = []
@@ -97,7 +128,9 @@ def finish(namespace: Dict[str, Any]) -> None:
                 params.append(f)
             body.append(f"    _set(self, {f!r}, {f})")
         source.append(f"def _init{i}({', '.join(params)}):\n" + ("\n".join(body) or "    pass"))
-    exec("\n".join(source), env)  # noqa: S102 (generated from the classes' own field names)
+    text = "\n".join(source)
+    SOURCES.append(text)
+    exec(_precompiled(text) or text, env)  # noqa: S102 (generated from the classes' own field names)
     for i, cls in enumerate(_pending):
         init = env[f"_init{i}"]
         init.__qualname__ = f"{cls.__qualname__}.__init__"

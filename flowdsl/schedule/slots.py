@@ -13,19 +13,19 @@ scheduler, `flow tick --now` and the tests all ask the same questions.
 * A window `(start, end)` drops every slot outside it (both ends included).
 
 The cron fields are read by `cronexpr` (the validator's reader), so what
-`flow validate` accepts and what fires are one grammar.
+`flow validate` accepts and what fires are one grammar; croniter then finds
+the matching wall-clock times (imported only here, never by `flow validate`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator, List, NamedTuple, Optional, Set, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..lang import cronexpr
 
 UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
-DAY = dt.timedelta(days=1)
 SHIFT = dt.timedelta(hours=3)  # more than any daylight-saving change moves a wall time
 Window = Tuple[Optional[dt.datetime], Optional[dt.datetime]]
 
@@ -37,61 +37,54 @@ class Slot(NamedTuple):
 
 
 class CronRule:
+    """A cron expression on the wall clock of a zone: croniter walks the wall clock, flow places it in time.
+
+    croniter is given naive wall times, so it never applies a time zone itself;
+    `resolve` then applies flow's daylight-saving rules to each wall time it finds.
+    """
+
     def __init__(self, expr: str, tz: str = "UTC") -> None:
         from ..lang.timeutil import zone
 
         self.expr = expr
         self.zone = zone(tz)
-        self.minutes, self.hours, self.days, self.months, self.weekdays, self.day_star, self.weekday_star = \
-            cronexpr.fields(expr)
-
-    def day_matches(self, day: dt.date) -> bool:
-        if day.month not in self.months:
-            return False
-        dom = day.day in self.days
-        dow = (day.isoweekday() % 7) in self.weekdays  # cron: 0 is Sunday
-        if self.day_star or self.weekday_star:  # cron: restricted fields are either/or, `*` never counts
-            return dom and dow
-        return dom or dow
+        _croniter_form(expr)  # a bad expression fails here, not at the first walk
 
     def after(self, start: dt.datetime) -> Iterator[Slot]:
         """Slots after `start`, in order, forever (or until none can come)."""
         local = start.astimezone(self.zone).replace(tzinfo=None)
-        # A gap can move yesterday's wall time past `start`, but no offset change moves one by three hours.
-        return self._walk(local.date() - DAY, DAY, local - SHIFT, lambda at: at > start)
+        # A gap can move an earlier wall time past `start`, but no offset change moves one by three hours.
+        return self._walk(local - SHIFT, False, lambda at: at > start)
 
     def before(self, end: dt.datetime) -> Iterator[Slot]:
         """Slots at or before `end`, newest first, back to the year 1 (or eight empty years)."""
         local = end.astimezone(self.zone).replace(tzinfo=None)
-        return self._walk(local.date() + DAY, -DAY, local + SHIFT, lambda at: at <= end)
+        return self._walk(local + SHIFT, True, lambda at: at <= end)
 
-    def _walk(self, day: dt.date, step: dt.timedelta, bound: dt.datetime, keep) -> Iterator[Slot]:
-        """The slots `keep` accepts, day by day from `day` in the direction of `step`, in that order.
+    def _walk(self, wall: dt.datetime, backwards: bool, keep) -> Iterator[Slot]:
+        """The slots `keep` accepts, from the wall time `wall` on (or back), in that order.
 
-        Hours wholly on the far side of `bound` (a wall time) are not resolved at all.
-        Raises OverflowError at the calendar's ends (`between` and friends stop there).
+        Resolving is monotonic in wall time (every wall time of a gap lands on
+        the gap's end, the first of a repeated hour is the one kept), so a slot
+        equal to the one before it is the same slot reached from another wall
+        time, never an earlier one. Raises OverflowError at the calendar's ends.
         """
-        forward = step > dt.timedelta(0)
-        hours = self.hours if forward else self.hours[::-1]
-        minutes = self.minutes if forward else self.minutes[::-1]
-        empty_years = 0
-        while empty_years < 8:  # `0 0 31 2 *` never fires: stop looking after eight years of nothing
-            year, found = day.year, False
-            while day.year == year:
-                if self.day_matches(day):
-                    found = True
-                    seen: Set[dt.datetime] = set()
-                    for hour in hours:
-                        if (dt.datetime.combine(day, dt.time(hour, 59)) < bound if forward
-                                else dt.datetime.combine(day, dt.time(hour, 0)) > bound):
-                            continue
-                        for minute in minutes:
-                            slot = self.resolve(dt.datetime.combine(day, dt.time(hour, minute)))
-                            if keep(slot.at) and slot.at not in seen:
-                                seen.add(slot.at)
-                                yield slot
-                day += step
-            empty_years = 0 if found else empty_years + 1
+        from croniter.croniter import CroniterBadDateError
+
+        it = _croniter_at(self.expr, wall)
+        step = it.get_prev if backwards else it.get_next
+        last = None
+        while True:
+            try:
+                found = step(dt.datetime)
+            except CroniterBadDateError:
+                return
+            except (ValueError, OSError) as e:  # the calendar's ends, as croniter meets them
+                raise OverflowError(str(e)) from e
+            slot = self.resolve(found)
+            if slot.at != last and keep(slot.at):
+                last = slot.at
+                yield slot
 
     def resolve(self, wall: dt.datetime) -> Slot:
         """The instant a wall-clock time of this zone fires at."""
@@ -117,6 +110,55 @@ class CronRule:
 
     def __repr__(self) -> str:
         return f"cron {self.expr!r} in {self.zone}"
+
+
+_FORMS: Dict[str, Tuple[str, bool]] = {}  # cron expression -> _croniter_form(expression)
+_TEMPLATES: Dict[str, object] = {}  # cron expression -> a croniter with its fields expanded
+
+
+def _croniter_at(expr: str, wall: dt.datetime):
+    """A croniter for `expr` positioned at the wall time `wall`.
+
+    Each expression is expanded once per process (a tick reads hundreds of
+    pipelines, many with the same expression); a walk gets its own copy.
+    """
+    import copy
+
+    template = _TEMPLATES.get(expr)
+    if template is None:
+        from croniter import croniter
+
+        cron, day_or = _croniter_form(expr)
+        # Eight years without a match (`0 0 31 2 *`) ends a walk: 29 February needs up to eight.
+        template = _TEMPLATES[expr] = croniter(cron, wall, day_or=day_or, max_years_between_matches=8)
+    it = copy.copy(template)
+    it.set_current(wall, force=True)
+    return it
+
+
+def _croniter_form(expr: str) -> Tuple[str, bool]:
+    """(the expression as croniter reads it, croniter's day_or) for flow's reading of `expr`.
+
+    The fields are read once, by `cronexpr` (the validator's reader), and handed
+    to croniter as plain lists of numbers, so croniter never reads flow's syntax
+    on its own. Cron's rule that a field written with a leading `*` (`*`, `*/2`)
+    does not restrict the days becomes croniter's day_or (croniter would count
+    `*/2` as restricted).
+    """
+    if expr in _FORMS:
+        return _FORMS[expr]
+    minutes, hours, days, months, weekdays, day_star, weekday_star = cronexpr.fields(expr)
+
+    def listed(values, full: int) -> str:
+        return "*" if len(values) == full else ",".join(str(v) for v in sorted(values))
+
+    day_or = not (day_star or weekday_star)
+    # Under day_or a full list is not `*`: `1-31` with a weekday means every day, as in cron.
+    day_field = ",".join(str(v) for v in sorted(days)) if day_or else listed(days, 31)
+    weekday_field = ",".join(str(v) for v in sorted(weekdays)) if day_or else listed(weekdays, 7)
+    form = " ".join([listed(minutes, 60), listed(hours, 24), day_field, listed(months, 12), weekday_field]), day_or
+    _FORMS[expr] = form
+    return form
 
 
 def _offset(t: dt.datetime, zone) -> Optional[dt.timedelta]:

@@ -222,3 +222,16 @@ def test_a_year_of_every_second_is_bounded():
     got = slots.newest(rule, utc(2025, 1, 1), utc(2026, 1, 1), None, 3)
     assert [s.at for s in got] == [utc(2025, 12, 31, 23, 59, 58), utc(2025, 12, 31, 23, 59, 59), utc(2026, 1, 1)]
     assert len(slots.between(rule, utc(2025, 1, 1), utc(2026, 1, 1), None, limit=101)) == 101
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin"])
+def test_day_fields_read_as_cron_reads_them_against_the_oracle(tz):
+    # croniter walks the wall clock; flow hands it the fields as cronexpr reads them. A leading `*`
+    # (`*/2`) leaves the days unrestricted (both restricted: either one matches); `1-31` is restricted.
+    exprs = ["0 12 */2 * 1", "0 12 1-31 * 1", "0 12 13 * 0-6", "30 4 */10 * */3", "0 0 29 2 *", "15 3 1,15 * 5",
+             "0 6 * 2-3 sun", "45 23 31 * *"]
+    start, end = utc(2028, 1, 20), utc(2028, 3, 12)
+    for expr in exprs:
+        got = [s.at for s in slots.between(cron(expr, tz), start, end)]
+        assert got == _oracle(expr, tz, start, end), (expr, tz)
+        assert got, expr
