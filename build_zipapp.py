@@ -71,12 +71,16 @@ WHEEL_TARGET = ["--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
 
 PYC_DIR = "__pyc__"
 # Left out of the bytecode trees: what flow never imports at run time (lark's grammar
-# compiler, its Earley and CYK parsers and tools, dateutil's zone files loader)
-# stays as source at the root, still importable (__main__.py's
-# RootSources finds it).
+# compiler, its Earley and CYK parsers and tools, dateutil's zone files loader), and
+# flow's modules that only slow verbs import, stay as source at the root, still
+# importable (__main__.py's RootSources finds them).
 SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xearley.py", "lark/parsers/cyk.py",
                "lark/tools/", "lark/reconstruct.py", "lark/tree_matcher.py", "lark/tree_templates.py",
-               "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/")
+               "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/",
+               # flow's own modules whose verbs take far longer than compiling them: the dask
+               # executor (importing distributed alone takes a second) and the HTML report's page
+               "flowdsl/run/dask.py", "flowdsl/run/daskhost.py", "flowdsl/cli/reportpage.py",
+               "flowdsl/cli/reportdata.py")
 # Left out of the archive: dateutil's own copy of the time zone database (0.9 MB with
 # its copies in the trees), its date parser and recurrence rules (croniter imports
 # only dateutil.relativedelta and dateutil.tz, and never asks dateutil for a zone),
