@@ -32,8 +32,8 @@ pipeline {name} {{
     catchup latest
     overlap skip
     params {{
-        day = run.date          # the schedule slot's date, or today for `flow run`
-        who = "world"           # flow run {name}.flow --param who=team
+        day = run.date  # the schedule slot's date, or today for `flow run`
+        who = "world"  # flow run {name}.flow --param who=team
         out = "out"
     }}
     defaults {{
@@ -43,21 +43,21 @@ pipeline {name} {{
 
 task greet {{
     description "Build the day's greeting"
-    run     {name}_tasks:greet
-    with    {{ who = params.who  day = params.day }}
-    retry   2 delay 1s backoff 2
+    run {name}_tasks:greet
+    with {{ who = params.who  day = params.day }}
+    retry 2 delay 1s backoff 2
     timeout 30s
 }}
 
 task shout {{
     description "Upper-case the greeting: naming a task's result makes it run after that task"
-    run  {name}_tasks:shout
+    run {name}_tasks:shout
     with {{ text = greet.text }}
 }}
 
 task save {{
     description "Write it to out/<day>.txt; interpolated values are shell-quoted"
-    sh   "mkdir -p {{params.out}} && echo {{shout}} | tee {{params.out}}/{{params.day}}.txt"
+    sh "mkdir -p {{params.out}} && echo {{shout}} | tee {{params.out}}/{{params.day}}.txt"
     tags io
 }}
 '''

@@ -145,3 +145,10 @@ def test_a_failed_write_is_an_error_and_leaves_the_file(pyz, tmp_path):
     assert f"{f}: cannot write: File too large" in proc.stderr and "Traceback" not in proc.stderr
     assert f.read_text(encoding="utf-8") == MESSY
     assert [p.name for p in tmp_path.iterdir()] == ["p.flow"]  # the temporary file is gone
+
+
+def test_the_examples_are_in_canonical_layout(flow):
+    from runkit import ROOT
+
+    proc = flow("fmt", "--check", ROOT / "examples")
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -80,6 +80,9 @@ def test_an_unknown_zone_is_a_usage_error_and_writes_nothing(flow, tmp_path):
     assert flow("init", tmp_path / "q", "--tz", "America/New_York").returncode == 0
     assert 'tz "America/New_York"' in (tmp_path / "q" / "q.flow").read_text()
     assert flow("validate", "--strict", tmp_path / "q").returncode == 0
+    # the starter is in canonical layout: a flow-fmt pre-commit hook leaves it alone
+    proc = flow("fmt", "--check", tmp_path / "q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_json_shape(flow, pyz, tmp_path):
