@@ -14,14 +14,14 @@ def cmd_graph(args) -> int:
         return EXIT_FAILED
     states = None
     if args.run is not None:
-        states = _run_states(args)
+        states = _run_states(args, program.pipeline.name)
         if states is None:
             return EXIT_FAILED
     print(render(program, args.format, states))
     return EXIT_OK
 
 
-def _run_states(args):
+def _run_states(args, pipeline: str):
     """Each task's state in the run `--run` names (from its journal), or None after saying why it cannot be read."""
     import sys
 
@@ -30,9 +30,11 @@ def _run_states(args):
 
     root = state.state_dir(args.file, args.state_dir)
     try:
-        run_id = history.resolve(root, args.run)
+        run_id = history.resolve(root, args.run, pipeline)
     except history.NoSuchRun as e:
         raise UsageError(str(e)) from None
+    if history.pipeline_of(run_id) != pipeline:  # another pipeline's states would colour tasks that merely share names
+        raise UsageError(f"run {run_id} is not a run of {pipeline}")
     try:
         return task_states(history.load(state.run_dir(root, run_id)))
     except journal.JournalError as e:

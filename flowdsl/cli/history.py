@@ -74,11 +74,12 @@ def cmd_runs(args) -> int:
         raise UsageError("--limit must be at least 1")
     found = history.runs(_root(args), args.pipeline, args.limit)
     if args.html:
-        from .report import write_index
+        from .report import index_path, write_index
 
         whose = f" of {args.pipeline}" if args.pipeline else ""
-        written, failed = write_index(_root(args), found, args.html, f"flow runs{whose} in {_root(args)}")
-        print(f"wrote {args.html} and {written} run pages")
+        index = index_path(args.html)
+        written, failed = write_index(_root(args), found, index, f"flow runs{whose} in {_root(args)}")
+        print(f"wrote {index} and {written} run pages")
         return EXIT_FAILED if failed else EXIT_OK
     if args.json:
         keys = ("run_id", "pipeline", "status", "trigger", "logical_date", "started_at", "finished_at", "duration_s")

@@ -28,10 +28,9 @@ def cmd_report(args) -> int:
 
     root = state.state_dir(None, args.state_dir)
     target = args.html
-    is_dir = os.path.isdir(target) or target.endswith(("/", os.sep))
+    is_dir = is_folder(target)
     if is_dir and args.run_id is None:
-        os.makedirs(target, exist_ok=True)
-        index = os.path.join(target, "index.html")
+        index = index_path(target)
         written, failed = write_index(root, history.runs(root), index, f"flow runs in {root}")
         print(f"wrote {index} and {written} run pages")
         return EXIT_FAILED if failed else EXIT_OK
@@ -41,7 +40,7 @@ def cmd_report(args) -> int:
         raise UsageError(str(e)) from None
     path = os.path.join(target, f"{run_id}.html") if is_dir else target
     if is_dir:
-        os.makedirs(target, exist_ok=True)
+        index_path(target)  # makes the folder
     _check_parent(path)
     try:
         write_page(state.run_dir(root, run_id), path)
@@ -50,6 +49,22 @@ def cmd_report(args) -> int:
         return EXIT_FAILED
     print(f"wrote {path}")
     return EXIT_OK
+
+
+def is_folder(target: str) -> bool:
+    """`--html` names a folder: one that exists, or a path ending with `/`."""
+    return os.path.isdir(target) or target.endswith(("/", os.sep))
+
+
+def index_path(target: str) -> str:
+    """Where an index goes for `--html TARGET`: TARGET itself, or `index.html` in the folder it names."""
+    if not is_folder(target):
+        return target
+    try:
+        os.makedirs(target, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot make the folder {target}: {e.strerror or e}") from None
+    return os.path.join(target, "index.html")
 
 
 def _check_parent(path: str) -> None:

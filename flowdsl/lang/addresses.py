@@ -53,7 +53,7 @@ def _host_port(rest: str, text: str) -> Tuple[str, int]:
         raise AddressError("E101", f"`{text}` is not a Dask scheduler address: write \"tcp://host:port\"")
     if not _HOST.match(host):
         raise AddressError("E101", f"`{host}` is not a host name or an IP address")
-    if not port_text.isdigit():
+    if not (port_text.isascii() and port_text.isdigit()):  # isdigit alone takes `²` and `٣`
         raise AddressError("E101", f"the port of `{text}` must be a number")
     port = int(port_text)
     if not 1 <= port <= 65535:

@@ -125,6 +125,11 @@ def test_runs_html_writes_an_index_linking_to_each_run(flow, tmp_path):
     for run_id in ids:
         assert f'href="{run_id}.html"' in index
         assert rows(page_data(out / f"{run_id}.html"))["a"]["state"] == "success"
+    # a folder, as `flow report --html DIR/` takes it: index.html and the pages inside, nothing beside it
+    proc = flow("runs", "--html", str(tmp_path / "new") + "/", cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(["index.html"] + [f"{i}.html" for i in ids])
+    assert not list(tmp_path.glob("*.html"))
 
 
 def test_wrong_command_lines_are_usage_errors(flow, demo, tmp_path):
@@ -208,6 +213,12 @@ def test_graph_run_colours_nodes_by_the_runs_states(flow, demo):
     assert "classDef" not in plain
     proc = flow("graph", "p.flow", "--run", "nosuch", cwd=folder)
     assert proc.returncode == 2 and "no run `nosuch`" in proc.stderr
+    # a run of another pipeline in the same state folder does not colour this one
+    (folder / "other.flow").write_text("pipeline other {}\ntask bad { sh \"true\" }\n")
+    assert flow("run", "other.flow", "-q", cwd=folder).returncode == 0
+    other = json.loads(flow("runs", "other", "--json", cwd=folder).stdout)[0]["run_id"]
+    proc = flow("graph", "p.flow", "--run", other, cwd=folder)
+    assert proc.returncode == 2 and f"run {other} is not a run of" in proc.stderr, explain(proc)
     no_traceback(proc)
 
 
