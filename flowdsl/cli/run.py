@@ -246,12 +246,10 @@ def choose_executor(given, dask_address, pipeline) -> Tuple[str, object]:
         if dask_address:
             raise UsageError("--dask-address goes with the dask executor (--executor dask)")
         return executor, None
-    if dask_address:
-        address, where = dask_address, "--dask-address"
-    elif address is None and os.environ.get("FLOW_DASK_ADDRESS"):
-        address, where = os.environ["FLOW_DASK_ADDRESS"], "FLOW_DASK_ADDRESS"
-    elif address is None and pipeline.executor is not None and pipeline.executor.address is not None:
-        address, where = pipeline.executor.address.text, f"the pipeline {pipeline.name}"
+    from ..run.daskconfig import address_source
+
+    found = address_source(pipeline, (address, where) if address else (dask_address, "--dask-address"))
+    address, where = found if found else (None, None)
     if address is None:
         raise UsageError("the dask executor needs the scheduler's address: --executor dask://host:8786, "
                          "--dask-address tcp://host:8786 or FLOW_DASK_ADDRESS")
@@ -263,16 +261,12 @@ def choose_executor(given, dask_address, pipeline) -> Tuple[str, object]:
 
 def dask_timeout(given) -> float:
     """Seconds to reach the scheduler: --dask-timeout, else FLOW_DASK_TIMEOUT, else 10."""
-    text = given if given is not None else os.environ.get("FLOW_DASK_TIMEOUT")
-    if text is None:
-        return 10.0
+    from ..run.daskconfig import timeout
+
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 3600:
-        raise UsageError(f"the Dask connect timeout takes seconds (0 to 3600], not `{text}`")
-    return value
+        return timeout(given)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def connect_dask(address: str, timeout: float, code_folders, detached: bool):

@@ -56,13 +56,21 @@ def dask_address(pipeline) -> str:
     from ..lang.addresses import AddressError
     from ..lang.addresses import dask_address as normalise
     from ..run import dask
+    from ..run.daskconfig import address_source, timeout
 
-    text = os.environ.get("FLOW_DASK_ADDRESS") or pipeline.executor.address.text
+    text, where = address_source(pipeline) or ("", f"the pipeline {pipeline.name}")
     try:
         address = normalise(text, bare=True)
+    except AddressError as e:
+        raise CannotStart(f"{where}: {e}") from None
+    try:
+        seconds = timeout()  # FLOW_DASK_TIMEOUT, as for `flow run`
+    except ValueError as e:
+        raise CannotStart(str(e)) from None
+    try:
         dask.import_distributed()
-        dask.probe(address, dask.CONNECT_TIMEOUT)
-    except (AddressError, dask.DaskUnavailable) as e:
+        dask.probe(address, seconds)
+    except dask.DaskUnavailable as e:
         raise CannotStart(str(e)) from None
     return address
 

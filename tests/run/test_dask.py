@@ -499,3 +499,22 @@ def test_tick_starts_a_dask_pipeline_on_the_cluster_from_the_environment(flow, c
     result = report["tasks"]["where"]["result"]
     assert result["name"] == "schedule" and "flowcode-" in result["file"], result
     assert fired["run_id"] == report["run_id"] and f.exists()
+
+
+def test_tick_reads_the_dask_settings_of_the_environment_as_run_does(flow, tmp_path):
+    write_project(tmp_path, """
+        pipeline hourly {
+            schedule every 1h
+            executor dask "tcp://127.0.0.1:1"
+        }
+        task where { run tasks:where  with { name = run.trigger } }
+    """, TASKS)
+    cases = [({"FLOW_DASK_TIMEOUT": "soon"}, "the Dask connect timeout takes seconds"),
+             ({"FLOW_DASK_ADDRESS": "h:\u00b2"}, "FLOW_DASK_ADDRESS: the port of `h:\u00b2` must be a number")]
+    for hour, (env, said) in enumerate(cases, 10):  # each tick owns the next hour's slot
+        proc = flow("tick", tmp_path, "--now", f"2026-01-01T{hour}:00:30", "--json", cwd=tmp_path, env=env)
+        assert proc.returncode == 1 and said in proc.stdout + proc.stderr, explain(proc)
+        assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+        assert state_runs(tmp_path) == [] or all(
+            not (r / "report.json").exists() or json.loads((r / "report.json").read_text())["status"] == "failed"
+            for r in state_runs(tmp_path))
