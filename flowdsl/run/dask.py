@@ -15,6 +15,14 @@ What travels, and how:
 * an attempt: a plain dict, its arguments in the run's `results` codec; the
   outcome comes back as a plain dict with the result's codec bytes and the
   attempt's output, which is appended to the run's log file here.
+* the output while the attempt runs: the worker sends what its log gained
+  (masked there, whole lines) as Dask events on the run's topic
+  (`Worker.log_event`), which this client subscribes to; the handler only
+  queues them, and `wait`, on the runner's thread, appends them to the
+  attempt's log file. Each chunk names its first byte, so the outcome's
+  whole log adds only what the events did not bring (a chunk that arrives
+  late, out of order or twice is dropped); a worker that dies leaves what
+  had arrived.
 
 Dask must not run an attempt twice behind flow's back: futures are submitted
 with `retries=0`, and the scheduler's `allowed-failures` is set to 0, so a
@@ -168,7 +176,13 @@ def _remote_functions():
         dask_scheduler.allowed_failures = 0
         return before
 
-    return flow_attempt, flow_signal, flow_warm, no_second_runs
+    def drop_topic(topic, dask_scheduler):
+        """Forget a run's output events and their subscriber (Broker is internal: if it changed, they stay)."""
+        topics = getattr(getattr(dask_scheduler, "_broker", None), "_topics", None)
+        if isinstance(topics, dict):
+            topics.pop(topic, None)
+
+    return flow_attempt, flow_signal, flow_warm, no_second_runs, drop_topic
 
 
 # ---- the backend -------------------------------------------------------------------------
@@ -182,16 +196,19 @@ class DaskBackend:
         self.address = address
         self.client = _connect(distributed, address, timeout)
         self.token = uuid.uuid4().hex[:12]
-        self.remote, self.signal, warm, no_second_runs = _remote_functions()
+        self.remote, self.signal, warm, no_second_runs, self.drop_topic = _remote_functions()
         self.done: queue.Queue[Any] = queue.Queue()
         self.futures: Dict[str, Any] = {}  # dask key -> future
         self.attempts: Dict[str, Attempt] = {}  # dask key -> the attempt
         self.keys: Dict[str, str] = {}  # attempt key -> dask key
+        self.written: Dict[str, int] = {}  # dask key -> bytes of its log appended from events so far
+        self.topic = f"flow-output-{self.token}"  # the run's output events
         self.plugins: List[str] = []
         self.refused: List[Outcome] = []  # attempts that could not be sent, reported by the next `wait`
         self.resources: Dict[str, Dict[str, float]] = {}  # task -> `resources { ... }`, set by the runner
         try:
             self.client.run_on_scheduler(no_second_runs)
+            self.client.subscribe_topic(self.topic, self.done.put)  # on the client's event loop: only a hand-over
             self.flow_zip = self._upload(*_zip(_package_files(), "flowdsl"))
             files = _code_files(code_folders)
             self.code_zip = self._upload(*_zip(files, "flowcode")) if files else None
@@ -224,6 +241,7 @@ class DaskBackend:
         dask_key = f"flow-{self.token}-{attempt.key}-{attempt.number}"
         try:
             payload = attempt_to_plain(attempt, self.token, dask_key)
+            payload["topic"] = self.topic
         except Exception as e:  # an argument the run's codec cannot carry
             now = time.time()
             self.refused.append(Outcome(attempt.key, attempt.number, False, started=now, finished=now, error={
@@ -240,17 +258,26 @@ class DaskBackend:
         if self.refused:
             refused, self.refused = self.refused, []
             return refused
-        try:
-            first = self.done.get(timeout=timeout) if timeout is None or timeout > 0 else self.done.get_nowait()
-        except queue.Empty:
-            return []
-        done = [first]
-        while True:
+        end = None if timeout is None else time.monotonic() + timeout
+        done: List[Any] = []
+        wrote = False
+        while True:  # output events are written as they come; finished futures end the wait
+            left = None if end is None else end - time.monotonic()
             try:
-                done.append(self.done.get_nowait())
+                if done or wrote or (left is not None and left <= 0):
+                    item = self.done.get_nowait()
+                else:
+                    item = self.done.get(timeout=left)
             except queue.Empty:
                 break
+            if isinstance(item, (tuple, list)):  # (scheduler's timestamp, {"key", "at", "data"}): output
+                self._append(item[1])
+                wrote = True
+            else:
+                done.append(item)
         done = [f for f in done if self.futures.get(f.key) is f]  # not one given up on (killed)
+        if not done:
+            return []
         finished = [f for f in done if f.status == "finished"]
         try:
             plains = self.client.gather(finished) if finished else []
@@ -264,11 +291,32 @@ class DaskBackend:
             if self.keys.get(attempt.key) == f.key:
                 del self.keys[attempt.key]
             plain = by_key.get(f.key)
-            out.append(self._outcome(attempt, plain) if plain is not None else _lost(attempt, f))
+            written = self.written.pop(f.key, 0)
+            out.append(self._outcome(attempt, plain, written) if plain is not None else _lost(attempt, f))
         return out
 
-    def _outcome(self, attempt: Attempt, plain: Dict[str, Any]) -> Outcome:
+    def _append(self, chunk: Any) -> None:
+        """A piece of a running attempt's log, from its worker: appended if it is the next one."""
+        try:
+            dask_key, at, data = chunk["key"], chunk["at"], chunk["data"]
+        except (TypeError, KeyError):
+            return
+        attempt = self.attempts.get(dask_key)
+        written = self.written.get(dask_key, 0)
+        if attempt is None or not isinstance(data, bytes) or at > written or at + len(data) <= written:
+            return  # ended or killed, a gap (the outcome fills it), or already written
+        data = data[written - at:]
+        try:
+            with open_log(attempt.log_path) as f:
+                f.write(data)
+        except OSError:
+            return
+        self.written[dask_key] = written + len(data)
+
+    def _outcome(self, attempt: Attempt, plain: Dict[str, Any], written: int = 0) -> Outcome:
         log = plain.get("log")
+        if log:
+            log = log[written:]  # the events brought the first `written` bytes
         if log:
             with open_log(attempt.log_path) as f:
                 f.write(log)
@@ -282,6 +330,7 @@ class DaskBackend:
         future = self.futures.pop(dask_key, None) if dask_key else None
         if future is not None:
             self.attempts.pop(dask_key, None)
+            self.written.pop(dask_key, None)
             try:
                 self.client.run(self.signal, self.token, signal.SIGKILL, key, self.flow_zip, wait=False)
                 future.cancel()
@@ -300,6 +349,10 @@ class DaskBackend:
         try:
             if self.futures:
                 self.client.cancel(list(self.futures.values()))
+            try:  # the scheduler keeps a topic's last events (and its subscribers): forget the run's
+                self.client.run_on_scheduler(self.drop_topic, self.topic)
+            except Exception:
+                pass
             for name in self.plugins:
                 try:
                     self.client.unregister_worker_plugin(name)

@@ -15,6 +15,13 @@ the standard library. The helper processes import flow from the same zip.
 Only plain data crosses: the attempt arrives as a dict whose arguments are
 bytes in the run's `results` codec, and the outcome leaves as a dict with
 the result's codec bytes and the attempt's log.
+
+The log also travels while the attempt runs: the helper writes it to a file
+here, secrets already masked (as every backend writes its logs), and the
+worker's thread sends what the file gained, whole lines, as Dask events
+(`Worker.log_event` on the run's topic, which the runner subscribes to).
+Each chunk says at which byte of the log it starts; the outcome still
+carries the whole log, and the runner appends only what it has not written.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Any, Dict, List, Optional
 POLL = 0.1  # seconds between looks at the future's state while an attempt runs
 SHELL_SLACK = 5.0  # a shell attempt enforces its own timeout in the helper; this backs it up
 IDLE_HELPERS = 8  # helpers kept warm per worker process
+CHUNK = 64 << 10  # at most this much output per event (one every POLL), a line longer than it is cut
 
 # A helper: this interpreter, flow's zip (and the run's code) on its path,
 # flow's worker loop on the socket it is given.
@@ -161,6 +169,7 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
     with _lock:
         _running[(token, key)] = helper
     outcome = None
+    tail = _Tail(worker, payload.get("topic"), payload["dask_key"], log)
     try:
         helper.conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
         while outcome is None:
@@ -178,6 +187,8 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
             elif not _wanted(worker, payload["dask_key"]):
                 helper.kill()
                 outcome = _failed(payload, started, "Interrupted", "the attempt's future was cancelled")
+            else:
+                tail.send()
     except (OSError, ValueError) as e:
         helper.kill()
         outcome = _failed(payload, started, "WorkerDied", f"could not hand the attempt to its process: {e}")
@@ -185,7 +196,8 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
         with _lock:
             _running.pop((token, key), None)
         _release(helper)
-    outcome["log"] = _take(log)
+        tail.close()
+    outcome["log"] = _take(log)  # the whole log: the runner skips what the events brought
     outcome["worker"] = worker.address
     return outcome
 
@@ -210,6 +222,46 @@ def _failed(payload: Dict[str, Any], started: float, kind: str, message: str) ->
     return {"key": payload["key"], "number": payload["number"], "ok": False, "result": None,
             "error": {"type": kind, "message": message, "traceback": ""},
             "started": started, "finished": time.time()}
+
+
+class _Tail:
+    """Sends what the attempt's log file gained, as events on the run's topic, while the attempt runs.
+
+    The file holds what the helper wrote, secrets already masked, so a chunk
+    can hold nothing the final log would not; chunks end at a newline (a
+    line longer than CHUNK is cut), the whole log comes with the outcome.
+    """
+
+    def __init__(self, worker, topic: Optional[str], dask_key: str, path: str) -> None:
+        self.worker, self.topic, self.dask_key, self.path = worker, topic, dask_key, path
+        self.sent = 0  # bytes of the log sent so far
+        self.file = None
+
+    def send(self) -> None:
+        if not self.topic:
+            return
+        try:
+            if self.file is None:
+                self.file = open(self.path, "rb")  # once the helper has created it
+            self.file.seek(self.sent)
+            data = self.file.read(CHUNK)
+        except OSError:
+            return
+        cut = data.rfind(b"\n") + 1
+        if not cut and len(data) < CHUNK:
+            return  # no whole line yet
+        data = data[:cut or len(data)]
+        try:
+            self.worker.log_event(self.topic, {"key": self.dask_key, "at": self.sent, "data": data})
+        except Exception:  # an older or odd worker: the outcome still carries the whole log
+            self.topic = None
+            return
+        self.sent += len(data)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def _take(path: str) -> bytes:

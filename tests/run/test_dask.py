@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -118,6 +119,7 @@ TASKS = {
                 pass
 
         def slow(path, seconds):
+            print("slow started", flush=True)
             with open(path, "a") as f:
                 f.write(f"{os.getpid()} {os.getppid()}\\n")
             time.sleep(seconds)
@@ -131,6 +133,18 @@ TASKS = {
         def leak(token):
             print("the token is", token)
             return {"echo": token}
+
+        def chatty(token, gate):
+            print("the token is", token, flush=True)
+            sys.stdout.write(token[:4])  # a secret cut in two writes, the second one later
+            sys.stdout.flush()
+            time.sleep(0.5)
+            print(token[4:], "in two writes", flush=True)
+            for _ in range(300):
+                if os.path.exists(gate):
+                    break
+                time.sleep(0.1)
+            print("after the gate")
 
         def thing():
             return object()
@@ -307,6 +321,8 @@ def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, 
         log = tmp_path / "victim.log"
         assert wait_until(lambda: log.exists() and log.read_text().strip(), 30), "the attempt never started"
         helper, worker_pid = map(int, log.read_text().split())
+        first_log = lambda: b"".join(p.read_bytes() for p in tmp_path.glob(".flow/runs/*/logs/victim.1.log"))
+        assert wait_until(lambda: first_log() == b"slow started\n", 10), "the output did not stream"
         os.kill(worker_pid, signal.SIGKILL)  # the `dask worker` process running it; its nanny starts another
         assert wait_until(lambda: len(log.read_text().split("\n")) > 2, 30), "the retry never started"
         assert wait_until(lambda: not alive(helper), 5), "the dead worker's attempt process lives on"
@@ -324,6 +340,7 @@ def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, 
     first = next(r for r in records if r["e"] == "end" and r["task"] == "victim")
     assert first["error"]["type"] == "WorkerDied" and first["retry_at"] is not None, first
     assert report["tasks"]["victim"]["attempts"] == 2
+    assert first_log() == b"slow started\n"  # what had streamed stays in the dead attempt's log
 
 
 def test_sigint_stops_remote_attempts_and_the_run_resumes(flow, pyz, cluster, tmp_path):
@@ -518,3 +535,67 @@ def test_tick_reads_the_dask_settings_of_the_environment_as_run_does(flow, tmp_p
         assert state_runs(tmp_path) == [] or all(
             not (r / "report.json").exists() or json.loads((r / "report.json").read_text())["status"] == "failed"
             for r in state_runs(tmp_path))
+
+
+def attempt_log(folder: Path, name: str) -> bytes:
+    paths = list(folder.glob(f".flow/runs/*/logs/{name}"))
+    return paths[0].read_bytes() if paths else b""
+
+
+def test_remote_output_streams_to_the_log_and_to_v_while_the_attempt_runs(pyz, cluster, tmp_path):
+    sleep_until_gate = "i=0; while [ ! -e gate ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done"  # 30 s at most
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task talk {{ sh "echo first line; {sleep_until_gate}; echo second line" }}
+    """)
+    run = spawn_run(pyz, f, "-v")
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)  # -v goes to stdout
+    reader.start()
+    try:
+        # the command now sleeps until `gate` exists: its first line is already in the log, and on -v
+        assert wait_until(lambda: attempt_log(tmp_path, "talk.1.log") == b"first line\n", 30), \
+            attempt_log(tmp_path, "talk.1.log")
+        assert wait_until(lambda: "talk | first line\n" in lines, 10), lines
+        time.sleep(1)
+        assert run.poll() is None and attempt_log(tmp_path, "talk.1.log") == b"first line\n"
+        assert not any("second line" in x for x in lines), lines
+        (tmp_path / "gate").touch()
+        assert run.wait(30) == 0
+        reader.join(10)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    # the end of the attempt adds only what had not streamed: each line once
+    assert attempt_log(tmp_path, "talk.1.log") == b"first line\nsecond line\n"
+    assert lines.count("talk | first line\n") == 1 and lines.count("talk | second line\n") == 1, lines
+
+
+def test_streamed_remote_output_masks_secrets(pyz, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{
+            executor dask "{cluster.address}"
+            params {{ token = secret("DASK_TEST_TOKEN") }}
+        }}
+        task chatty {{ run tasks:chatty  with {{ token = params.token  gate = "gate" }} }}
+        task shell {{ sh "echo {{params.token}} from sh" }}
+    """, TASKS)
+    run = spawn_run(pyz, f, "-v", env={"DASK_TEST_TOKEN": "s3cr3t-value"})
+    try:
+        streamed = b"the token is ***\n*** in two writes\n"
+        assert wait_until(lambda: attempt_log(tmp_path, "chatty.1.log") == streamed, 30), \
+            attempt_log(tmp_path, "chatty.1.log")
+        (tmp_path / "gate").touch()
+        out, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, f"{out}\n{err}"
+    assert attempt_log(tmp_path, "chatty.1.log") == streamed + b"after the gate\n"
+    assert attempt_log(tmp_path, "shell.1.log") == b"*** from sh\n"
+    assert "s3cr" not in out + err
+    for path in state_runs(tmp_path)[0].rglob("*"):
+        if path.is_file():
+            assert b"s3cr" not in path.read_bytes(), path
