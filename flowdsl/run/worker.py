@@ -232,6 +232,7 @@ class _Log:
             _ThreadStreams.install()
             _ThreadStreams.local.target = self.file
             _ThreadStreams.local.secrets = self.secrets
+            _ThreadStreams.local.pending = ""
         return self
 
     def __exit__(self, *exc):
@@ -248,7 +249,11 @@ class _Log:
             if self.pump is not None:
                 self.pump.finish()  # the pipe's last writer is gone: drain and stop
         else:
+            rest = getattr(_ThreadStreams.local, "pending", "")
+            if rest:  # the last line, without its newline
+                self.file.write(mask(rest, self.secrets).encode("utf-8", "replace"))
             _ThreadStreams.local.target = None
+            _ThreadStreams.local.pending = ""
         self.file.close()
 
 
@@ -321,7 +326,17 @@ class _ThreadStreams:
             if target is None:
                 return self.original.write(text)
             secrets = getattr(_ThreadStreams.local, "secrets", ())
-            target.write((mask(text, secrets) if secrets else text).encode("utf-8", "replace"))
+            if not secrets:
+                target.write(text.encode("utf-8", "replace"))
+                return len(text)
+            # masked a line at a time, as the masking pump does: a secret written in pieces is whole here
+            pending = _ThreadStreams.local.pending + text
+            cut = pending.rfind("\n") + 1
+            if not cut and len(pending) > 1 << 20:
+                cut = len(pending)
+            if cut:
+                target.write(mask(pending[:cut], secrets).encode("utf-8", "replace"))
+            _ThreadStreams.local.pending = pending[cut:]
             return len(text)
 
         def flush(self):

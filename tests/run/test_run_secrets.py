@@ -5,6 +5,7 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 from runkit import explain, run_json, state_runs, write_project
 
 MODULE = {
@@ -25,6 +26,13 @@ MODULE = {
 
         def namespace(token):
             return types.SimpleNamespace(token=token)
+
+        def print_in_pieces(token):
+            sys.stdout.write("in pieces: " + token[:5])  # a secret split across writes
+            sys.stdout.flush()
+            sys.stdout.write(token[5:] + " and the rest\\n")
+            sys.stdout.write("tail without a newline " + token)
+            return "pieces"
     """,
 }
 
@@ -103,6 +111,19 @@ def test_a_secret_printed_by_a_python_task_is_masked(flow, tmp_path):
     assert report["tasks"]["printed"]["result"] == "printed"
     assert secret not in proc.stderr
     assert "printed | stdout says ***" in proc.stderr
+    assert_nowhere(secret, tmp_path / ".flow")
+
+
+@pytest.mark.parametrize("executor", ["process", "thread", "inline"])
+def test_a_secret_written_in_pieces_is_masked_on_every_executor(flow, tmp_path, executor):
+    secret = "tok-" + uuid.uuid4().hex
+    f = write_project(tmp_path, """
+        task pieces { run leaky:print_in_pieces  with { token = secret("E2E_TOKEN") } }
+    """, MODULE)
+    proc, report = run_json(flow, f, "--executor", executor, env={"E2E_TOKEN": secret})
+    assert proc.returncode == 0 and report["tasks"]["pieces"]["result"] == "pieces", explain(proc)
+    (log,) = (tmp_path / ".flow" / "runs").glob("*/logs/pieces.1.log")
+    assert log.read_text() == "in pieces: *** and the rest\ntail without a newline ***"
     assert_nowhere(secret, tmp_path / ".flow")
 
 
