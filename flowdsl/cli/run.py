@@ -145,7 +145,7 @@ def cmd_run(args) -> int:
                 "declared: " + ", ".join(declared) if declared else "it declares none")
             raise UsageError(f"--param `{key}` is not a param of {program.pipeline.name}; {hint}")
     executor, address = choose_executor(args.executor, args.dask_address, program.pipeline)
-    timeout = dask_timeout(args.dask_timeout)
+    timeout = dask_timeout(args.dask_timeout) if executor == "dask" else None  # a local run ignores Dask settings
     logical = None
     if args.logical_date:
         from ..lang.timeutil import parse_iso
@@ -160,8 +160,9 @@ def cmd_run(args) -> int:
     from ..store.journal import Busy, JournalError
 
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
-                         logical_date=logical, state_dir=args.state_dir, dask_address=address,
-                         dask_timeout=timeout)
+                         logical_date=logical, state_dir=args.state_dir, dask_address=address)
+    if timeout is not None:
+        options.dask_timeout = timeout
     out = sys.stderr if args.json else sys.stdout
     reporter = make_reporter(out, args.quiet, args.verbose)
     try:

@@ -69,12 +69,27 @@ def _rule():
     return Rule
 
 
+def _load(**options):
+    """(a Lark parser, whether it came from the zipapp's frozen tables); else built from the grammar (cached)."""
+    from lark import Lark, __version__
+
+    try:
+        from . import _tables  # only in the zipapp
+    except ImportError:
+        _tables = None
+    if _tables is not None and _tables.TABLES["lark"] == __version__:
+        parser = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"], **options)
+        from .frozen_re import install
+
+        install(parser)  # the lexer's regular expressions, compiled at build time
+        return parser, True
+    return Lark(grammar_text(), cache=True, **options, **_LARK_OPTIONS), False
+
+
 def _parser():
     global _PARSER, _BUILDER
     if _PARSER is None:
         import gc
-
-        from lark import Lark, __version__
 
         from .builder import Builder
 
@@ -88,21 +103,12 @@ def _parser():
         enabled = gc.isenabled()
         gc.disable()
         try:
-            try:
-                from . import _tables  # only in the zipapp
-            except ImportError:
-                _tables = None
-            if _tables is not None and _tables.TABLES["lark"] == __version__:
-                _PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"], transformer=_BUILDER)
-                from .frozen_re import install
-
-                install(_PARSER)  # the lexer's regular expressions, compiled at build time
+            _PARSER, frozen = _load(transformer=_BUILDER)
+            if frozen:
                 gc.freeze()
         finally:
             if enabled:
                 gc.enable()
-        if _PARSER is None:
-            _PARSER = Lark(grammar_text(), transformer=_BUILDER, cache=True, **_LARK_OPTIONS)
     return _PARSER, _BUILDER
 
 
@@ -122,18 +128,7 @@ def layout_parser():
     """
     global _LAYOUT_PARSER
     if _LAYOUT_PARSER is None:
-        from lark import Lark, __version__
-
-        try:
-            from . import _tables  # only in the zipapp
-        except ImportError:
-            _tables = None
-        callbacks = {"COMMENT": _comment}
-        if _tables is not None and _tables.TABLES["lark"] == __version__:
-            _LAYOUT_PARSER = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"],
-                                                  lexer_callbacks=callbacks)
-        else:
-            _LAYOUT_PARSER = Lark(grammar_text(), cache=True, lexer_callbacks=callbacks, **_LARK_OPTIONS)
+        _LAYOUT_PARSER = _load(lexer_callbacks={"COMMENT": _comment})[0]
     return _LAYOUT_PARSER
 
 

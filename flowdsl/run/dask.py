@@ -43,9 +43,9 @@ import uuid
 import zipfile
 from typing import Any, Dict, List, Optional, Sequence
 
+from .daskconfig import DEFAULT_TIMEOUT
 from .worker import Attempt, Outcome, open_log
 
-CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler (FLOW_DASK_TIMEOUT, --dask-timeout)
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
 MAX_CODE_BYTES = 64 << 20  # the run's code zip; past this, deploy the code on the workers instead
 
@@ -191,7 +191,7 @@ def _remote_functions():
 class DaskBackend:
     """Attempts as futures on a Dask cluster; `wait` gathers the finished ones."""
 
-    def __init__(self, address: str, code_folders: Sequence[str], timeout: float = CONNECT_TIMEOUT) -> None:
+    def __init__(self, address: str, code_folders: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
         distributed = import_distributed()
         self.address = address
         self.client = _connect(distributed, address, timeout)

@@ -47,8 +47,8 @@ class RunOptions:
     forced: Set[str] = field(default_factory=set)  # tasks that run again whatever they left (--from)
     earlier_id: Optional[str] = None  # a --from run: the run whose results it keeps
     earlier: Optional[state.RunState] = None
-    dask_address: Optional[str] = None  # the executor's address, from the command line or FLOW_DASK_ADDRESS
-    dask_timeout: Optional[float] = None  # seconds to reach the scheduler
+    dask_address: Optional[str] = None  # the executor's address (run.daskconfig: command line, environment, file)
+    dask_timeout: float = 10.0  # seconds to reach the scheduler (run.daskconfig.timeout)
     backend: Any = None  # a backend made before the run was opened (a dask client, connected)
 
 
@@ -238,10 +238,9 @@ class Runner:
             return make_backend(self.executor, min(self.capacity, max(1, len(self.plan.tasks))))
         from . import dask  # only a run on a Dask cluster imports it
 
-        try:
+        try:  # the address and timeout were chosen and checked before the run opened (cli.run, schedule.launch)
             backend = self.options.backend or dask.DaskBackend(
-                self.options.dask_address or self.pipeline.executor.address.text, self.sys_path,
-                self.options.dask_timeout or dask.CONNECT_TIMEOUT)
+                self.options.dask_address, self.sys_path, self.options.dask_timeout)
         except dask.DaskUnavailable as e:  # a detached or scheduled run whose cluster went away since its check
             self.reporter.note(str(e))
             self.stop_reason = str(e)

@@ -257,6 +257,15 @@ class _Log:
         self.file.close()
 
 
+def _line_cut(pending):
+    """How much of buffered output (bytes or str) to mask and write now: up to its last line break, all past 1 MiB.
+
+    Secrets are masked a line at a time, so one written in pieces is whole when it is masked.
+    """
+    cut = pending.rfind(b"\n" if isinstance(pending, bytes) else "\n") + 1
+    return cut or (len(pending) if len(pending) > 1 << 20 else 0)
+
+
 class _MaskingPump:
     """Copies a pipe into the log, masking secrets line by line.
 
@@ -290,9 +299,8 @@ class _MaskingPump:
             if not data:
                 break
             pending += data
-            cut = pending.rfind(b"\n") + 1
-            if cut or len(pending) > 1 << 20:
-                cut = cut or len(pending)
+            cut = _line_cut(pending)
+            if cut:
                 self.write(pending[:cut])
                 pending = pending[cut:]
         if pending:
@@ -329,11 +337,8 @@ class _ThreadStreams:
             if not secrets:
                 target.write(text.encode("utf-8", "replace"))
                 return len(text)
-            # masked a line at a time, as the masking pump does: a secret written in pieces is whole here
             pending = _ThreadStreams.local.pending + text
-            cut = pending.rfind("\n") + 1
-            if not cut and len(pending) > 1 << 20:
-                cut = len(pending)
+            cut = _line_cut(pending)
             if cut:
                 target.write(mask(pending[:cut], secrets).encode("utf-8", "replace"))
             _ThreadStreams.local.pending = pending[cut:]

@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from typing import Callable, Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 REPLACE_GRACE = 30.0  # seconds a replaced run gets to stop after SIGTERM, before SIGKILL
 
@@ -36,9 +36,10 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
     from ..store.journal import Busy, JournalError
 
     executor = program.pipeline.executor.kind if program.pipeline.executor else "process"
-    address = dask_address(program.pipeline) if executor == "dask" else None
     options = RunOptions(executor=executor, logical_date=logical_date, trigger=trigger,
-                         state_dir=state_dir, run_id=run_id, resume=resume, dask_address=address)
+                         state_dir=state_dir, run_id=run_id, resume=resume)
+    if executor == "dask":
+        options.dask_address, options.dask_timeout = dask_settings(program.pipeline)
     runner = Runner(make_plan(program, []), options, PlainReporter(sys.stdout))
     try:
         runner.open()
@@ -51,8 +52,9 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
     return runner
 
 
-def dask_address(pipeline) -> str:
-    """FLOW_DASK_ADDRESS (the crontab's cluster), else the pipeline's; checked now, connected after the fork."""
+def dask_settings(pipeline) -> Tuple[str, float]:
+    """(address, connect timeout): FLOW_DASK_ADDRESS and FLOW_DASK_TIMEOUT (the crontab's), else the pipeline's
+    address and 10 s; checked now, connected after the fork."""
     from ..lang.addresses import AddressError
     from ..lang.addresses import dask_address as normalise
     from ..run import dask
@@ -72,7 +74,7 @@ def dask_address(pipeline) -> str:
         dask.probe(address, seconds)
     except dask.DaskUnavailable as e:
         raise CannotStart(str(e)) from None
-    return address
+    return address, seconds
 
 
 def start(runner, *, session: bool = True, before: Optional[Callable] = None,
