@@ -43,8 +43,9 @@ import uuid
 import zipfile
 from typing import Any, Dict, List, Optional, Sequence
 
+from .capture import open_log
 from .daskconfig import DEFAULT_TIMEOUT
-from .worker import Attempt, Outcome, open_log
+from .worker import Attempt, Outcome
 
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
 MAX_CODE_BYTES = 64 << 20  # the run's code zip; past this, deploy the code on the workers instead

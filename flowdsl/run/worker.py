@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..store import codec
+from . import capture
 from .values import mask
 
 STDERR_TAIL = 2000  # characters of stderr kept in a failed shell task's error
@@ -82,10 +83,6 @@ def exception_names(exc: BaseException) -> List[str]:
 
 # ---- the attempt ---------------------------------------------------------------
 
-
-def open_log(path: str):
-    """An attempt's log, appended to, private to its user like the state folder."""
-    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab", buffering=0)
 
 _current_child: Optional[subprocess.Popen] = None
 # Set by the in-process backends: told of every shell command's process group,
@@ -201,167 +198,28 @@ def _call(attempt: Attempt) -> Any:
         hook("on_destroy")
 
 
-class _Log:
-    """Where a `run` task's output goes: its log file, at the fd level when asked.
-
-    With secrets about, output goes through a pipe and a thread that masks
-    them before anything reaches the file.
-    """
-
-    def __init__(self, path: str, redirect_fds: bool, secrets=()):
-        self.path = path
-        self.redirect_fds = redirect_fds
-        self.secrets = tuple(secrets)
-        self.pump = None
-
-    def __enter__(self):
-        self.file = open_log(self.path)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if self.redirect_fds:  # a worker process: catch C-level and child output too
-            target = self.file.fileno()
-            if self.secrets:
-                read_end, target = os.pipe()
-                self.pump = _MaskingPump(read_end, self.path, self.secrets)
-            self.saved = (os.dup(1), os.dup(2))
-            os.dup2(target, 1)
-            os.dup2(target, 2)
-            if self.pump is not None:
-                os.close(target)
-        else:  # inline or thread: Python-level, per thread
-            _ThreadStreams.install()
-            _ThreadStreams.local.target = self.file
-            _ThreadStreams.local.secrets = self.secrets
-            _ThreadStreams.local.pending = ""
-        return self
-
-    def __exit__(self, *exc):
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except Exception:
-            pass
-        if self.redirect_fds:
-            os.dup2(self.saved[0], 1)
-            os.dup2(self.saved[1], 2)
-            os.close(self.saved[0])
-            os.close(self.saved[1])
-            if self.pump is not None:
-                self.pump.finish()  # the pipe's last writer is gone: drain and stop
-        else:
-            rest = getattr(_ThreadStreams.local, "pending", "")
-            if rest:  # the last line, without its newline
-                self.file.write(mask(rest, self.secrets).encode("utf-8", "replace"))
-            _ThreadStreams.local.target = None
-            _ThreadStreams.local.pending = ""
-        self.file.close()
-
-
-def _line_cut(pending):
-    """How much of buffered output (bytes or str) to mask and write now: up to its last line break, all past 1 MiB.
-
-    Secrets are masked a line at a time, so one written in pieces is whole when it is masked.
-    """
-    cut = pending.rfind(b"\n" if isinstance(pending, bytes) else "\n") + 1
-    return cut or (len(pending) if len(pending) > 1 << 20 else 0)
-
-
-class _MaskingPump:
-    """Copies a pipe into the log, masking secrets line by line.
-
-    It reads until the pipe's last writer is gone. A child the task left
-    running may hold the pipe for ever, so the attempt does not wait for
-    that: `finish` waits only until the task's own output is drained (the
-    first pause after the task ended); the pump goes on in the background,
-    with its own handle on the log, for as long as the child writes.
-    """
-
-    def __init__(self, fd: int, path: str, secrets) -> None:
-        import threading
-
-        self.fd, self.secrets = fd, secrets
-        self.file = open_log(path)
-        self.stopping = False
-        self.drained = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True, name="flow-mask")
-        self.thread.start()
-
-    def run(self) -> None:
-        import select
-
-        pending = b""
-        while True:
-            if not select.select([self.fd], [], [], 0.05)[0]:
-                if self.stopping:
-                    self.drained.set()
-                continue
-            data = os.read(self.fd, 65536)
-            if not data:
-                break
-            pending += data
-            cut = _line_cut(pending)
-            if cut:
-                self.write(pending[:cut])
-                pending = pending[cut:]
-        if pending:
-            self.write(pending)
-        os.close(self.fd)
-        self.file.close()
-        self.drained.set()
-
-    def write(self, data: bytes) -> None:
-        self.file.write(mask(data.decode("utf-8", "replace"), self.secrets).encode())
-
-    def finish(self) -> None:
-        self.stopping = True
-        self.drained.wait(5)
-
-
-class _ThreadStreams:
-    """sys.stdout/sys.stderr replacements that send each thread's writes to its task's log."""
-
-    import threading
-
-    local = threading.local()
-    installed = False
-
-    class Stream:
-        def __init__(self, original):
-            self.original = original
-
-        def write(self, text):
-            target = getattr(_ThreadStreams.local, "target", None)
-            if target is None:
-                return self.original.write(text)
-            secrets = getattr(_ThreadStreams.local, "secrets", ())
-            if not secrets:
-                target.write(text.encode("utf-8", "replace"))
-                return len(text)
-            pending = _ThreadStreams.local.pending + text
-            cut = _line_cut(pending)
-            if cut:
-                target.write(mask(pending[:cut], secrets).encode("utf-8", "replace"))
-            _ThreadStreams.local.pending = pending[cut:]
-            return len(text)
-
-        def flush(self):
-            if getattr(_ThreadStreams.local, "target", None) is None:
-                self.original.flush()
-
-        def __getattr__(self, name):
-            return getattr(self.original, name)
-
-    @classmethod
-    def install(cls) -> None:
-        if not cls.installed:
-            sys.stdout = cls.Stream(sys.stdout)
-            sys.stderr = cls.Stream(sys.stderr)
-            cls.installed = True
-
-
 def _with_log(attempt: Attempt, redirect_fds: bool, fn) -> Any:
-    with _Log(attempt.log_path, redirect_fds, attempt.secrets):
+    """Run fn(attempt) with its output going to the attempt's log.
+
+    A worker process has caught its fds since it started; the inline
+    executor catches them for this attempt only; on a thread, Python-level
+    output is caught per thread.
+    """
+    log = capture.LazyLog(attempt.log_path, attempt.secrets)
+    if not redirect_fds:
+        capture.ThreadStreams.begin(log)
+        try:
+            return fn(attempt)
+        finally:
+            capture.ThreadStreams.end()
+    fds = capture.process_capture() or capture.FdCapture().redirect()
+    fds.begin(log)
+    try:
         return fn(attempt)
+    finally:
+        fds.end()
+        if fds is not capture.process_capture():
+            fds.restore()
 
 
 def _shell(attempt: Attempt) -> Any:
@@ -376,7 +234,8 @@ def _shell(attempt: Attempt) -> Any:
     env.update(attempt.env)
     argv = ["/bin/sh", "-c", attempt.target] if attempt.kind == "sh" else list(attempt.argv)
     deadline = None if attempt.timeout is None else time.monotonic() + attempt.timeout
-    with open_log(attempt.log_path) as log:
+    log = capture.LazyLog(attempt.log_path, attempt.secrets)
+    try:
         try:
             child = subprocess.Popen(argv, cwd=attempt.cwd, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -386,12 +245,14 @@ def _shell(attempt: Attempt) -> Any:
         if child_watch is not None:
             child_watch.add(child.pid)
         try:
-            stdout, stderr_tail, timed_out = _pump(child, log, deadline, attempt.secrets)
+            stdout, stderr_tail, timed_out = _pump(child, log, deadline)
         finally:
             _current_child = None
             kill_group(child)
             if child_watch is not None:
                 child_watch.remove(child.pid)
+    finally:
+        log.close()
     if timed_out:
         raise TaskTimeout(f"timed out after {format_seconds(attempt.timeout)}")
     status = child.returncode
@@ -413,7 +274,7 @@ def _shell(attempt: Attempt) -> Any:
     return text.strip()
 
 
-def _pump(child: subprocess.Popen, log, deadline: Optional[float], secrets) -> Tuple[bytes, bytes, bool]:
+def _pump(child: subprocess.Popen, log: capture.LazyLog, deadline: Optional[float]) -> Tuple[bytes, bytes, bool]:
     """Copy the child's output to the log until it exits; (stdout, stderr tail, timed out)."""
     import select
 
@@ -432,7 +293,7 @@ def _pump(child: subprocess.Popen, log, deadline: Optional[float], secrets) -> T
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
                 return b"".join(stdout), stderr_tail, True
-            watch = list(open_fds) + ([exit_fd] if exit_fd is not None else [])
+            watch = [fd for fd in (out_fd, err_fd) if fd in open_fds] + ([exit_fd] if exit_fd is not None else [])
             # Come back to Python now and then: on a thread, that is where a
             # timeout or an interrupt raised into it is delivered.
             cap = 0.05 if exit_fd is None else 0.25
@@ -445,7 +306,7 @@ def _pump(child: subprocess.Popen, log, deadline: Optional[float], secrets) -> T
                 if not data:
                     open_fds.discard(fd)
                     continue
-                log.write(mask(data.decode("utf-8", "replace"), secrets).encode() if secrets else data)
+                log.write(data)
                 if fd == out_fd:
                     stdout.append(data)
                 else:

@@ -460,7 +460,8 @@ def test_child_output_of_in_process_tasks_stays_out_of_the_json(flow, tmp_path, 
     assert "from-a-child-process" not in proc.stdout
     assert json.loads(proc.stdout)["tasks"]["noisy"]["result"] == 1
     (run,) = state_runs(tmp_path)
-    log = (run / "logs" / "noisy.1.log").read_text()
+    path = run / "logs" / "noisy.1.log"
+    log = path.read_text() if path.exists() else ""  # a log file is made by the first byte of output
     if executor == "inline":  # one attempt at a time: caught at the fd level, as in a worker process
         assert "from-a-child-process" in log
     else:  # threads share fds: a child's output cannot be told apart per task, so it goes to stderr

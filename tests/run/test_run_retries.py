@@ -15,6 +15,7 @@ FLAKY = {
                 f.write(repr(time.time()) + "\\n")
             with open(log) as f:
                 n = len(f.read().split())
+            print(f"attempt {n}")
             if n <= fails:
                 cls = getattr(errors, exc, None) or getattr(builtins, exc)
                 raise cls(f"attempt {n} of {log} failed")

@@ -212,7 +212,7 @@ def test_resume_of_foreach_keeps_finished_instances(flow, tmp_path):
 def test_retries_start_afresh_in_a_resumed_session(flow, tmp_path):
     f = write_project(tmp_path, """
         pipeline r {}
-        task flaky { sh "echo x >> ran.txt; test -f fixed"  retry 1 }
+        task flaky { sh "echo x >> ran.txt; wc -l < ran.txt; test -f fixed"  retry 1 }
     """)
     proc, first = run_json(flow, f)
     assert first["tasks"]["flaky"]["attempts"] == 2
@@ -220,6 +220,8 @@ def test_retries_start_afresh_in_a_resumed_session(flow, tmp_path):
     assert second["tasks"]["flaky"]["attempts"] == 4, "two more attempts: the retry budget is per session"
     logs = sorted(p.name for p in (state_runs(tmp_path)[0] / "logs").iterdir())
     assert logs == ["flaky.1.log", "flaky.2.log", "flaky.3.log", "flaky.4.log"], "no log is overwritten"
+    texts = [(state_runs(tmp_path)[0] / "logs" / name).read_text().strip() for name in logs]
+    assert texts == ["1", "2", "3", "4"]
     status = json.loads(flow("status", "--json", cwd=tmp_path).stdout)
     assert status["status"] == "failed" and status["tasks"]["flaky"]["attempts"] == 4
 
