@@ -1,20 +1,29 @@
 """Runner overhead against a bare ProcessPoolExecutor doing the same calls.
 
-    python3 benchmarks/run_overhead.py [--chain 500] [--fanout 1000] [--scale 10000]
+    python3 benchmarks/run_overhead.py [--chain 500] [--fanout 1000] [--big 10000] [--rounds 5]
+
+Each shape runs `--rounds` times, flow and the bare pool alternating (A B A
+B ...), in this process; it prints the median and the best of each side,
+wall and CPU time (this process and its reaped workers), and their ratios.
 
 * chain: N no-op Python tasks, each `after` the previous (process backend,
-  journal on); the baseline submits the same calls one after another.
-* fan-out: one root, N tasks after it, one sink after them all; the
-  baseline submits N calls at once and waits for all.
+  two workers, journal on); the baseline submits the same calls one after
+  another.
+* fan-out (`--fanout` and `--big`): one root, N tasks after it, one sink
+  after them all; the baseline submits N calls at once and waits for all.
+  flow's figure is `Runner.run()` alone: the file is checked before the clock
+  starts (the whole process is benchmarks/fanout_process.py's job).
 * makespan: 16 tasks of time.sleep(0.25) at concurrency 4; ideal 1.0 s.
-* scale: an N-task fan-out through the CLI in a subprocess: wall time, time
-  per task against the 1,000-task fan-out, and the runner's peak RSS.
+
+The whole `flow run` process (start, parse, check, run, report) and its peak
+memory are measured by benchmarks/fanout_process.py.
 """
 
 import argparse
 import concurrent.futures as cf
 import os
-import subprocess
+import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -58,62 +67,86 @@ def fanout_flow(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_flow(path: str, state: str) -> float:
+def cpu_now() -> float:
+    """CPU seconds of this process and of its children reaped so far."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(fn):
+    def run(*args):
+        c0, t0 = cpu_now(), time.perf_counter()
+        fn(*args)
+        return time.perf_counter() - t0, cpu_now() - c0
+    return run
+
+
+@timed
+def run_flow(plan, state: str) -> None:
+    report = Runner(plan, RunOptions(state_dir=state, workers=WORKERS), Silent()).run()
+    assert report["status"] == "success", report["status"]
+
+
+def checked(path: str):
     loaded = check(path)
     errors = [d for d in loaded.diagnostics if d.severity == "error"]
     assert not errors, errors[:3]
-    plan = make_plan(loaded.program)
-    t0 = time.perf_counter()
-    report = Runner(plan, RunOptions(state_dir=state, workers=WORKERS), Silent()).run()
-    elapsed = time.perf_counter() - t0
-    assert report["status"] == "success", report["status"]
-    return elapsed
+    return make_plan(loaded.program)
 
 
-def bare_chain(n: int) -> float:
-    t0 = time.perf_counter()
+@timed
+def bare_chain(n: int) -> None:
     with cf.ProcessPoolExecutor(WORKERS) as pool:
         for _ in range(n):
             pool.submit(noop_tasks.noop).result()
-    return time.perf_counter() - t0
 
 
-def bare_fanout(n: int) -> float:
-    t0 = time.perf_counter()
+@timed
+def bare_fanout(n: int) -> None:
     with cf.ProcessPoolExecutor(WORKERS) as pool:
         pool.submit(noop_tasks.noop).result()
         for f in [pool.submit(noop_tasks.noop) for _ in range(n)]:
             f.result()
         pool.submit(noop_tasks.noop).result()
-    return time.perf_counter() - t0
 
 
-def best(fn, *args, repeat=3) -> float:
-    return min(fn(*args) for _ in range(repeat))
+def compare(label: str, tasks: int, rounds: int, plan, state: str, bare, n: int) -> None:
+    """flow and the bare pool alternating; medians and bests of wall and CPU time."""
+    flow, base = [], []
+    for _ in range(rounds):
+        flow.append(run_flow(plan, state))
+        base.append(bare(n))
+
+    def line(name, runs):
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        return (f"  {name:<5} wall {statistics.median(walls) / tasks * 1000:.3f} ms/task "
+                f"(best {min(walls) / tasks * 1000:.3f}), CPU {statistics.median(cpus) / tasks * 1000:.3f} ms/task")
+
+    ratio = statistics.median(w for w, _ in flow) / statistics.median(w for w, _ in base)
+    best = min(w for w, _ in flow) / min(w for w, _ in base)
+    cpu = statistics.median(c for _, c in flow) / statistics.median(c for _, c in base)
+    print(f"{label}, {rounds} rounds interleaved: ratio x{ratio:.2f} wall (best x{best:.2f}), x{cpu:.2f} CPU")
+    print(line("flow", flow))
+    print(line("bare", base))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chain", type=int, default=500)
     ap.add_argument("--fanout", type=int, default=1000)
-    ap.add_argument("--scale", type=int, default=10000)
+    ap.add_argument("--big", type=int, default=10000)
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     folder = tempfile.mkdtemp(prefix="flow-run-bench-")
     os.symlink(os.path.join(ROOT, "benchmarks", "noop_tasks.py"), os.path.join(folder, "noop_tasks.py"))
     state = os.path.join(folder, ".flow")
 
     n = args.chain
-    path = write(folder, "chain.flow", chain_flow(n))
-    flow_t, bare_t = best(run_flow, path, state), best(bare_chain, n)
-    print(f"chain of {n}:     flow {flow_t / n * 1000:.3f} ms/task, bare ProcessPoolExecutor "
-          f"{bare_t / n * 1000:.3f} ms/task, ratio {flow_t / bare_t:.2f}x")
-
-    n = args.fanout
-    path = write(folder, "fan.flow", fanout_flow(n))
-    flow_t, bare_t = best(run_flow, path, state), best(bare_fanout, n)
-    fan_per_task = flow_t / (n + 2)
-    print(f"fan-out of {n}: flow {fan_per_task * 1000:.3f} ms/task, bare ProcessPoolExecutor "
-          f"{bare_t / (n + 2) * 1000:.3f} ms/task, ratio {flow_t / bare_t:.2f}x")
+    compare(f"chain of {n}", n, args.rounds, checked(write(folder, "chain.flow", chain_flow(n))), state,
+            bare_chain, n)
+    for n in (args.fanout, args.big):
+        compare(f"fan-out of {n}", n + 2, args.rounds, checked(write(folder, f"fan{n}.flow", fanout_flow(n))),
+                state, bare_fanout, n)
 
     lines = ["pipeline nap { concurrency 4 }"] + [f"task s{i} {{ run noop_tasks:nap }}" for i in range(16)]
     path = write(folder, "nap.flow", "\n".join(lines) + "\n")
@@ -123,26 +156,6 @@ def main() -> None:
     makespan = time.perf_counter() - t0
     print(f"makespan: 16 x sleep(0.25) at concurrency 4: {makespan:.3f} s, ideal 1.000 s, "
           f"{(makespan - 1) * 100:+.1f}%")
-
-    pyz = os.path.join(ROOT, "dist", "flow.pyz")
-    cmd = [sys.executable, pyz] if os.path.exists(pyz) else [sys.executable, "-m", "flowdsl"]
-
-    def through_cli(n: int):
-        path = write(folder, f"scale{n}.flow", fanout_flow(n))
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd + ["run", path, "-q", "--state-dir", state],
-                                env=dict(os.environ, PYTHONPATH=ROOT), stdout=subprocess.DEVNULL)
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status != 0:
-            sys.exit(f"the {n}-task run failed ({status})")
-        return time.perf_counter() - t0, usage.ru_maxrss / 1024
-
-    small, _ = through_cli(args.fanout)
-    big, rss = through_cli(args.scale)
-    # ru_maxrss: the largest of the runner and its (forked, smaller) workers
-    print(f"scale: {args.scale}-task fan-out, whole `flow run` ({os.path.basename(cmd[-1])}): {big:.2f} s, "
-          f"{big / (args.scale + 2) * 1000:.3f} ms/task against {small / (args.fanout + 2) * 1000:.3f} at "
-          f"{args.fanout} ({big / (args.scale + 2) / (small / (args.fanout + 2)):.2f}x), peak RSS {rss:.0f} MB")
 
 
 if __name__ == "__main__":

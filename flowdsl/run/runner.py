@@ -122,6 +122,7 @@ class Runner:
         logical = o.logical_date or now.astimezone()
         run_id = o.run_id or state.new_run_id(p.name, now)
         self.run_values = values.run_values(run_id, p.name, logical, o.trigger)
+        self.env = {"FLOW_RUN_ID": run_id, "FLOW_PIPELINE": p.name, "FLOW_LOGICAL_DATE": logical.isoformat()}
         self.params = self.evaluate_params(self.run_values)
         self.state_root = state.state_dir(self.program.file, o.state_dir)
         self.cache = checkpoint.ResultCache(self.state_root, p.name)
@@ -463,8 +464,7 @@ class Runner:
         task = tp.task
         scope = self.scope(inst)
         s = tp.settings
-        env = {"FLOW_RUN_ID": self.run_values["id"], "FLOW_PIPELINE": self.pipeline.name,
-               "FLOW_LOGICAL_DATE": self.run_values["logical_date"].isoformat(), "FLOW_TASK": inst.key}
+        env = dict(self.env, FLOW_TASK=inst.key)
         kwargs = evaluate(task.args, scope) if task.args is not None else {}
         common = dict(
             key=inst.key, number=inst.attempt, cwd=self.folder, sys_path=self.sys_path,
@@ -634,11 +634,10 @@ class Runner:
             self.reporter.hook_ended(hook.event, error)
 
     def hook_attempt(self, hook: ir.Hook, key: str, n: int, report: Dict[str, Any], status: str) -> Attempt:
-        env = {"FLOW_RUN_ID": self.run_values["id"], "FLOW_PIPELINE": self.pipeline.name, "FLOW_STATUS": status,
-               "FLOW_LOGICAL_DATE": self.run_values["logical_date"].isoformat()}
+        env = dict(self.env, FLOW_STATUS=status)
         scope = self.scope(None)
         common = dict(key=key, number=n, cwd=self.folder, sys_path=self.sys_path, env=env,
-                      log_path=os.path.join(self.run_folder, "logs", f"{key}.{n}.log"), results="pickle",
+                      log_path=state.log_path(self.run_folder, key, n), results="pickle",
                       secrets=tuple(self.secrets.values))
         action = hook.action
         if isinstance(action, ir.RunAction):

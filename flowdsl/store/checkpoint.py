@@ -38,14 +38,23 @@ def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:10]
 
 
+_SHAPES: Dict[type, Optional[tuple]] = {}  # a record class -> its fields but spans; a Span -> None
+
+
 def _shape(node: Any) -> Any:
     """The IR without its spans: what a task means, not where it is written."""
-    if isinstance(node, ir.Span):
-        return None
+    cls = type(node)
+    if cls in _SHAPES:
+        names = _SHAPES[cls]
+        return None if names is None else [cls.__name__] + [[f, _shape(getattr(node, f))] for f in names]
     if isinstance(node, (tuple, list)):
         return [_shape(n) for n in node]
+    if isinstance(node, ir.Span):
+        _SHAPES[cls] = None
+        return None
     if is_record(node):
-        return [type(node).__name__] + [[f, _shape(getattr(node, f))] for f in fields(node) if not f.endswith("span")]
+        _SHAPES[cls] = tuple(f for f in fields(node) if not f.endswith("span"))
+        return _shape(node)
     return node
 
 
