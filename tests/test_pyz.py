@@ -123,7 +123,8 @@ def test_contents(pyz):
     assert "lark/load_grammar.py" in source_only
     assert not [s for s in source_only if s.startswith(("msgpack/", "croniter/"))]
     assert sorted(s for s in source_only if s.startswith("flowdsl/")) == [  # only what slow verbs import
-        "flowdsl/cli/reportdata.py", "flowdsl/cli/reportpage.py", "flowdsl/run/dask.py", "flowdsl/run/daskhost.py"]
+        "flowdsl/cli/init.py", "flowdsl/cli/report.py", "flowdsl/cli/reportdata.py", "flowdsl/cli/reportpage.py",
+        "flowdsl/run/dask.py", "flowdsl/run/daskhost.py"]
     for tag in trees:
         tree = {n[len(f"__pyc__/{tag}/"):] for n in names if n.startswith(f"__pyc__/{tag}/")}
         assert not [n for n in tree if n.endswith(".py")]

@@ -1,7 +1,8 @@
-"""The builder: lark rule callbacks that make IR nodes while the parser runs.
+"""The builder: rule callbacks that make IR nodes while the parser runs.
 
-Lark calls these methods as the LALR parser reduces each rule (the
-transformer is given to the parser, so no parse tree is ever built). They
+The parser (lark, or the fast path in lalr.py) calls these methods as it
+reduces each rule (the builder is given to the parser, so no parse tree is
+ever built). They
 never raise for a problem a user can fix; they record a Diagnostic and go on,
 so one pass reports every problem of a file. The only exceptions are limits
 that protect later stages (nesting depth), raised through `fail`.
@@ -12,11 +13,10 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
-from lark import Token, Transformer
-
 from . import ir
 from .diagnostics import Diagnostic, fail
 from .ir import Span
+from .lalr import Token  # for annotations: lark's tokens have the same fields
 from .strings import scan
 from .timeutil import parse_duration
 
@@ -30,11 +30,14 @@ MAX_INT = 2**63 - 1
 DEFAULTABLE = ("retry", "timeout", "when", "output", "cache", "tags", "resources")
 
 
-class Builder(Transformer):
-    """One instance serves every parse; `begin` resets it for the next file."""
+class Builder:
+    """One instance serves every parse; `begin` resets it for the next file.
+
+    Both parsers call its methods by rule name (lark's and lalr.FastParser),
+    so it imports neither lark nor a base class of lark's.
+    """
 
     def __init__(self) -> None:
-        super().__init__(visit_tokens=False)
         self.begin("<string>")
 
     def begin(self, file: str) -> None:
@@ -54,8 +57,8 @@ class Builder(Transformer):
         return scan(tok.value, tok.line, tok.column, self.file, self.report)
 
     def expr(self, child: Any) -> ir.Expr:
-        """Children that are bare string tokens become Templates."""
-        if isinstance(child, Token):
+        """Children that are bare string tokens become Templates (no method returns a plain str)."""
+        if isinstance(child, str):
             return self.string(child)
         return child
 

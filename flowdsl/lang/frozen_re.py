@@ -78,8 +78,14 @@ def _signature() -> list:
     return [list(sys.version_info[:2]), _sre.MAGIC, _sre.CODESIZE]
 
 
-def install(parser) -> Optional[FrozenRe]:
-    """Give the parser's lexers the table of this interpreter's tree, if there is one that fits."""
+_LOADED: list = []  # [FrozenRe or None] once looked for
+
+
+def load() -> Optional[FrozenRe]:
+    """This interpreter's table, if its tree has one that fits (for lark's lexers and the fast parser)."""
+    if _LOADED:
+        return _LOADED[0]
+    _LOADED.append(None)
     loader = globals().get("__loader__")
     if not hasattr(loader, "get_data"):
         return None
@@ -92,9 +98,16 @@ def install(parser) -> Optional[FrozenRe]:
         table = {(pattern, flags): tuple(args) for pattern, flags, args in data["patterns"]}
     except (OSError, EOFError, ValueError, TypeError, KeyError):
         return None
-    frozen = FrozenRe(table)
-    for lexer in _lexers(parser):
-        lexer.re = frozen
+    _LOADED[0] = FrozenRe(table)
+    return _LOADED[0]
+
+
+def install(parser) -> Optional[FrozenRe]:
+    """Give a lark parser's lexers the table of this interpreter's tree, if there is one that fits."""
+    frozen = load()
+    if frozen is not None:
+        for lexer in _lexers(parser):
+            lexer.re = frozen
     return frozen
 
 

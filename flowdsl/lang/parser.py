@@ -4,6 +4,10 @@ The LALR tables are built once: the zipapp carries them as the generated
 module `flowdsl.lang._tables` (made by build_zipapp.py); a checkout or a wheel
 builds them from `grammar/flow.lark` on first use and lets lark cache them.
 The builder runs inside the parser, so no parse tree is ever made.
+
+In the zipapp a file is first parsed by the fast path (lalr.py, over plain
+tables exported from lark at build time), which never imports lark; text it
+cannot parse goes to lark, whose errors the messages below are made from.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from .ir import Module, Span
 GRAMMAR_FILE = "flow.lark"
 _PARSER = None
 _BUILDER = None
+_FAST: list = []  # [the fast parser, or None] once looked for
 _LAYOUT_PARSER = None
 _COMMENT_SINK = None
 _LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start="start")
@@ -56,7 +61,11 @@ def dump_tables() -> dict:
         else:
             LR0ItemSet.__hash__ = own_hash
     data, memo = lark.memo_serialize([_terminal_def(), _rule()])
-    return {"lark": __version__, "data": data, "memo": memo}
+    from .builder import Builder
+    from .lalr import export
+
+    loaded = Lark._load_from_dict(data, memo)  # as the zipapp loads them: the states numbered alike
+    return {"lark": __version__, "data": data, "memo": memo, "fast": export(loaded, Builder)}
 
 
 def _terminal_def():
@@ -77,8 +86,9 @@ def _load(**options):
         from . import _tables  # only in the zipapp
     except ImportError:
         _tables = None
-    if _tables is not None and _tables.TABLES["lark"] == __version__:
-        parser = Lark._load_from_dict(_tables.TABLES["data"], _tables.TABLES["memo"], **options)
+    tables = _tables.load("lark") if _tables is not None else None
+    if tables is not None and tables["lark"] == __version__:
+        parser = Lark._load_from_dict(tables["data"], tables["memo"], **options)
         from .frozen_re import install
 
         install(parser)  # the lexer's regular expressions, compiled at build time
@@ -86,14 +96,40 @@ def _load(**options):
     return Lark(grammar_text(), cache=True, **options, **_LARK_OPTIONS), False
 
 
-def _parser():
-    global _PARSER, _BUILDER
-    if _PARSER is None:
-        import gc
-
+def _builder():
+    global _BUILDER
+    if _BUILDER is None:
         from .builder import Builder
 
         _BUILDER = Builder()
+    return _BUILDER
+
+
+def _fast_parser():
+    """The fast path's parser, where the zipapp has its tables (else None)."""
+    if not _FAST:
+        _FAST.append(None)
+        try:
+            from . import _tables  # only in the zipapp
+        except ImportError:
+            return None
+        tables = _tables.load("fast")
+        if tables is not None:
+            import re
+
+            from .frozen_re import load
+            from .lalr import FastParser
+
+            _FAST[0] = FastParser(tables, _builder(), load() or re)
+    return _FAST[0]
+
+
+def _parser():
+    global _PARSER
+    if _PARSER is None:
+        import gc
+
+        _builder()
         # The frozen tables make tens of thousands of objects that live as long
         # as the process, and no garbage: collections would only walk them again
         # and again, at exit too (about 12 ms of a cold start). So they are made
@@ -146,6 +182,25 @@ def parse_tree(text: str, on_comment=None):
 
 def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     """Parse one file's text. Raises FlowSyntaxError; returns the builder's findings."""
+    from .builder import split_blocks
+
+    fast = _fast_parser()
+    if fast is not None:
+        from .lalr import Fallback
+
+        builder = _builder()
+        builder.begin(file)
+        try:
+            blocks = fast.parse(text)
+        except Fallback:
+            pass  # a syntax error: lark says which
+        else:
+            pipeline, tasks, includes, more = split_blocks(file, blocks)
+            return Module(file, pipeline, tasks, includes), builder.diagnostics + more
+    return _parse_with_lark(text, file)
+
+
+def _parse_with_lark(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
     from .builder import split_blocks
