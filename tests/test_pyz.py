@@ -304,6 +304,23 @@ def test_the_lexer_uses_patterns_compiled_at_build_time(which, pyz, bare_python,
     assert report["records"], "the records' __init__s were compiled at run time"
 
 
+@pytest.mark.parametrize("which", ["3.9", "newest"])
+def test_a_valid_file_is_checked_without_lark(which, pyz, bare_python, tmp_path):
+    """The fast path parses a clean file; a syntax error still gets lark's exceptions and flow's message."""
+    python = bare_python(which)
+    good = run_pyz(python, pyz, "validate", EXAMPLE, flags=["-X", "importtime"], cwd=tmp_path)
+    assert good.returncode == 0, good.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in good.stderr.splitlines() if line.startswith("import time")]
+    assert "flowdsl.lang.lalr" in imported and "flowdsl.lang.builder" in imported
+    assert not [m for m in imported if m == "lark" or m.startswith("lark.")], "validate imported lark"
+    bad = tmp_path / "bad.flow"
+    bad.write_text("task a {\n    run\n}\n")
+    out = run_pyz(python, pyz, "validate", bad, flags=["-X", "importtime"], cwd=tmp_path)
+    assert out.returncode == 1
+    assert "bad.flow:3:1: error E001 unexpected `}`: `run` takes `module:function`" in out.stdout + out.stderr
+    assert "lark.lark" in out.stderr  # the error path parsed it again with lark
+
+
 # Runs the archive's own __main__.py in-process, then reports where modules came from.
 PROBE = textwrap.dedent("""
     import json, runpy, sys
