@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Dict, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..run.exitcodes import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, report_bug
 from .inputs import UsageError
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Optional, Sequence, Tuple
 
 VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, help)
     "validate": ("validate", "validate", "check .flow files; never imports user code"),
@@ -69,16 +72,17 @@ def _columns() -> int:
 
 
 def parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
-    """The command line's parser; given the verb, only that verb's module is imported to add its options."""
+    """The command line's parser; given the verb, only that verb's parser is made (and its module imported)."""
     top = argparse.ArgumentParser(prog="flow", description="Check and run pipelines written in the .flow language.",
                                   formatter_class=Formatter)
     top.add_argument("--version", action="version", version=f"flow {__version__}")
     sub = top.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
     for name, (_, _, help_) in VERBS.items():
+        if verb is not None and name != verb:
+            continue  # a known verb: its parser alone (the others only for `flow --help` and a wrong verb)
         p = sub.add_parser(name, help=help_, description=help_, formatter_class=Formatter)
-        if verb is None or name == verb:
-            verb_function(name, "add")(p)
+        verb_function(name, "add")(p)
     return top
 
 

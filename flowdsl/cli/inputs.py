@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import List, Optional, Sequence, Tuple
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence, Tuple
 
 
 class UsageError(Exception):

@@ -11,7 +11,6 @@ that protect later stages (nesting depth), raised through `fail`.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
 
 from . import ir
 from .diagnostics import Diagnostic, fail
@@ -19,6 +18,10 @@ from .ir import Span
 from .lalr import Token  # for annotations: lark's tokens have the same fields
 from .strings import scan
 from .timeutil import parse_duration
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 # Deeper lists and maps than this are refused: later stages walk expressions
 # recursively, and no real pipeline nests 100 levels.
@@ -373,7 +376,8 @@ def _cut(text: str, limit: int = 24) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-Blocks = Tuple[Optional[ir.Pipeline], Tuple[ir.Task, ...], Tuple[ir.Include, ...], List[Diagnostic]]
+if TYPE_CHECKING:
+    Blocks = Tuple[Optional[ir.Pipeline], Tuple[ir.Task, ...], Tuple[ir.Include, ...], List[Diagnostic]]
 
 
 def split_blocks(file: str, blocks: List[Any]) -> Blocks:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import List, Optional, Sequence
+
 
 
 def check(path: str, targets: Sequence[str] = (), loader=None, modules: Optional[List[str]] = None):

@@ -9,7 +9,10 @@ fire times with (so what validates and what fires are one reading).
 from __future__ import annotations
 
 import re
-from typing import FrozenSet, List, Optional, Tuple
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import FrozenSet, List, Optional, Tuple
 
 MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",

@@ -6,10 +6,12 @@ codes, not prose, so wording can improve without breaking anyone's CI filter.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Optional, Sequence
-
 from .ir import Span
 from .records import finish, record
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Sequence
 
 ERROR = "error"
 WARNING = "warning"

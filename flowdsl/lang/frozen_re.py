@@ -19,7 +19,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Any, Dict, Optional, Tuple
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
 
 TABLE_FILE = "_regexes.marshal"
 

@@ -9,9 +9,11 @@ Every node carries the `Span` of the source text it came from.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
-
 from .records import Factory, fields, finish, is_record, record
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Any, Optional, Tuple, Union
 
 
 @record
@@ -132,7 +134,8 @@ class EnvCall:
     span: Span
 
 
-Expr = Union[Literal, Duration, Ref, Template, ListExpr, MapExpr, EnvCall]
+if TYPE_CHECKING:
+    Expr = Union[Literal, Duration, Ref, Template, ListExpr, MapExpr, EnvCall]
 
 
 # ---- task statements -------------------------------------------------------
@@ -168,7 +171,8 @@ class ExecAction:
     span: Span
 
 
-Action = Union[RunAction, ShAction, ExecAction]
+if TYPE_CHECKING:
+    Action = Union[RunAction, ShAction, ExecAction]
 
 
 @record

@@ -18,7 +18,10 @@ tests/lang/test_fast_parser.py holds the two to the same results.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
+
 
 
 class Fallback(Exception):

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Dict, List, Optional, Tuple
 
 from . import ir
 from .diagnostics import Diagnostic, FlowSyntaxError
 from .ir import Span
 from .parser import parse
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 
 class Parsed:

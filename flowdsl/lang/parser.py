@@ -13,10 +13,13 @@ cannot parse goes to lark, whose errors the messages below are made from.
 from __future__ import annotations
 
 import os
-from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from .diagnostics import Diagnostic, FlowSyntaxError, fail
 from .ir import Module, Span
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Dict, FrozenSet, List, Optional, Tuple
 
 GRAMMAR_FILE = "flow.lark"
 _PARSER = None

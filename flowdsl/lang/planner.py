@@ -7,11 +7,14 @@ of tasks and edges: Tarjan's algorithm finds the cycles, Kahn's the order.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Set, Tuple
+from collections import namedtuple
 
 from . import ir
-from .ir import Span
 from .records import finish, record
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 
 def iter_refs(expr) -> Iterator[ir.Ref]:
@@ -58,10 +61,9 @@ def task_refs(task: ir.Task) -> Iterator[Tuple[ir.Ref, bool]]:
             yield ref, scoped
 
 
-class Edge(NamedTuple):
-    upstream: str
-    kind: str  # "data" (a reference) or "after"
-    span: Span
+# An edge into a task: upstream (a task name), kind ("data" for a reference, or
+# "after") and the span that makes it.
+Edge = namedtuple("Edge", "upstream kind span")
 
 
 def edges(program: ir.Program) -> Dict[str, List[Edge]]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
-
-if TYPE_CHECKING:
-    import ast  # imported where a module is read: a file without `run` tasks never needs it (cold start)
 
 from .records import finish, record
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    import ast  # imported where a module is read: a file without `run` tasks never needs it (cold start)
+    from typing import Dict, List, Optional, Tuple, Union
 
 OPAQUE = "opaque"  # exists, but its shape cannot be read
 

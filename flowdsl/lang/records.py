@@ -18,7 +18,10 @@ module is compiled in a single `exec` by `finish()`.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
+
 
 _set = object.__setattr__
 _pending: List[type] = []

@@ -8,9 +8,12 @@ points at the field, not at the whole string.
 from __future__ import annotations
 
 import re
-from typing import Callable, List, Optional, Tuple, Union
 
 from .ir import Field, Ref, Span, Template
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Callable, List, Optional, Tuple, Union
 
 ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 
@@ -22,7 +25,8 @@ _FIELD = re.compile(
     re.S)
 _ACCESSOR = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*(?:(\d+)|'([^']*)'|\"([^\"]*)\")\s*\]")
 
-Report = Callable[[str, str, Span, Optional[str]], None]
+if TYPE_CHECKING:
+    Report = Callable[[str, str, Span, Optional[str]], None]
 
 
 def _dedent_plan(raw: str) -> Tuple[str, int, int]:

@@ -6,10 +6,11 @@ Aware datetimes everywhere, UTC inside; a naive ISO datetime means UTC.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Optional
 
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:  # imported by the functions that need it: durations (every file has some) do not
     from datetime import datetime, tzinfo
+    from typing import Optional
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_PART = re.compile(r"(\d[\d_]*)(ms|s|m|h|d|w)")

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 from . import ir, planner
 from .diagnostics import Diagnostic, did_you_mean
 from .ir import RESERVED, RUN_VALUES, Span
 from .pysource import OPAQUE, SourceIndex, lookup, signature
+
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 # field name, size of its range, first value: for the step warning (W104)
 CRON_FIELDS = (("minute", 60, 0), ("hour", 24, 0), ("day-of-month", 31, 1), ("month", 12, 1), ("day-of-week", 7, 0))
