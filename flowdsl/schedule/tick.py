@@ -116,6 +116,8 @@ class Ticker:
                 self.outcome.fired.append(self.fired_entry(launch, run_id=None))
             return
         self.state.save()  # the claims are on disk before any run starts
+        if not launches:
+            return  # nothing else changed: one write (an idle tick's only one)
         try:
             for launch in launches:
                 self.launch(launch)

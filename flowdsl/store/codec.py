@@ -9,9 +9,7 @@ section 5), and decoding never runs code; `results pickle` takes anything.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
-import pathlib
-import uuid
+import sys
 from typing import Any
 
 import msgpack
@@ -22,6 +20,16 @@ _DATETIME, _DATE, _TIME, _TIMEDELTA, _DECIMAL, _UUID, _PATH, _TUPLE, _SET, _BIGI
 
 class ResultTypeError(TypeError):
     """A result that `results msgpack` cannot carry."""
+
+
+def _is(obj: Any, module: str, name: str) -> bool:
+    """isinstance(obj, module.name), without importing the module: none of its objects exist before it is.
+
+    decimal, pathlib and uuid (with platform and urllib) cost `flow tick` and
+    every run a few ms to import, for types few results have.
+    """
+    loaded = sys.modules.get(module)
+    return loaded is not None and isinstance(obj, getattr(loaded, name))
 
 
 def _default(obj: Any) -> Any:
@@ -38,11 +46,11 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_TIME, obj.isoformat().encode())
     if isinstance(obj, dt.timedelta):
         return msgpack.ExtType(_TIMEDELTA, pack([obj.days, obj.seconds, obj.microseconds]))
-    if isinstance(obj, decimal.Decimal):
+    if _is(obj, "decimal", "Decimal"):
         return msgpack.ExtType(_DECIMAL, str(obj).encode())
-    if isinstance(obj, uuid.UUID):
+    if _is(obj, "uuid", "UUID"):
         return msgpack.ExtType(_UUID, obj.bytes)
-    if isinstance(obj, pathlib.PurePath):
+    if _is(obj, "pathlib", "PurePath"):
         return msgpack.ExtType(_PATH, str(obj).encode())
     if isinstance(obj, bool):
         return bool(obj)
@@ -83,10 +91,16 @@ def _ext_hook(code: int, data: bytes) -> Any:
         days, seconds, micros = unpack(data)
         return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
     if code == _DECIMAL:
+        import decimal
+
         return decimal.Decimal(data.decode())
     if code == _UUID:
+        import uuid
+
         return uuid.UUID(bytes=data)
     if code == _PATH:
+        import pathlib
+
         return pathlib.Path(data.decode())
     if code == _BIGINT:
         return int(data.decode())
@@ -144,7 +158,7 @@ def to_json(value: Any) -> Any:
         return {k: to_json(v) for k, v in value.items()}
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
-    if isinstance(value, (uuid.UUID, pathlib.PurePath, decimal.Decimal)):
+    if _is(value, "uuid", "UUID") or _is(value, "pathlib", "PurePath") or _is(value, "decimal", "Decimal"):
         return str(value)
     text = repr(value)
     return text if len(text) <= 200 else text[:197] + "..."
