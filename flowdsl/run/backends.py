@@ -381,9 +381,7 @@ def _on_sigterm(signum, frame) -> None:
     """Stop now, with everything this worker started: a shell command's own
     group, and what a Python task spawned (it shares the worker's group)."""
     worker.kill_current_child()
-    fds = capture.process_capture()
-    if fds is not None:  # the last words of a task stopped for its timeout reach its log
-        fds.salvage()
+    capture.salvage()  # the last words of a task stopped for its timeout reach its log
     try:
         os.killpg(0, signal.SIGKILL)  # our group: the worker leads it (setpgid in worker_main)
     finally:
@@ -421,7 +419,6 @@ def worker_main(conn, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigterm)
     _die_with_parent(parent_pid)
-    capture.capture_process()
     while True:
         try:
             attempt = pickle.loads(conn.recv_bytes())

@@ -4,10 +4,10 @@ An attempt that prints nothing leaves no file (creating 10,000 empty files
 was most of a 10,000-task run's system time). Output arrives three ways and
 leaves one way, through a LazyLog that masks secrets a line at a time:
 
-- a worker process catches fds 1 and 2 (C code and child processes too) in
-  one pipe for its whole life; a pump thread copies what arrives into the
-  current attempt's log, and the attempt's end drains what is left;
-- the inline executor does the same for one attempt at a time;
+- a worker process (and the inline executor) points fds 1 and 2 at a pipe
+  of the attempt's own while it runs (C code and child processes are caught
+  too); one pump thread per process copies each pipe into its attempt's
+  log as output comes, and the attempt's end drains what is left;
 - the thread executor swaps sys.stdout and sys.stderr for streams that
   follow each thread's attempt (ThreadStreams);
 - sh and exec commands are read through their own pipes (worker._pump).
@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Optional
+import time
 
 from .values import mask
 
@@ -81,99 +81,178 @@ class LazyLog:
         return mask(data.decode("utf-8", "replace"), self.secrets).encode("utf-8", "replace")
 
 
-class FdCapture:
-    """fds 1 and 2 into a pipe; a pump thread copies what arrives into the current LazyLog.
+class _Pump:
+    """One thread per process: copies each attempt's pipe into that attempt's log until no writer is left.
 
-    The pump reads, and the attempt's end drains, only under `lock`: so once
-    `end` returns, every byte the attempt wrote is in its log, and a byte
-    written later (by a child it left running) goes to the same log until
-    the next attempt begins.
+    Reads happen only under `lock`, by this thread as output arrives or by
+    an attempt's end draining its own pipe, so a byte is written once and
+    in order. A pipe stays watched while a child the task left running
+    still holds it: that child's output keeps going to its attempt's log.
     """
 
     def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
+        import select
+
+        self.lock = threading.Lock()
+        self.logs: dict = {}  # read end -> LazyLog
+        self.heard: set = set()  # the read ends epoll listens to
+        self.epoll = select.epoll() if hasattr(select, "epoll") else None
+        threading.Thread(target=self._run, daemon=True, name="flow-output").start()
+
+    def watch(self, fd: int, log: LazyLog) -> None:
+        with self.lock:
+            self.logs[fd] = log
+            self._listen(fd, True)
+
+    def _listen(self, fd: int, on: bool) -> None:
+        """(the lock held) epoll listens to fd, or not; either may already be so."""
+        if self.epoll is None or (fd in self.heard) == on:
+            return
+        if on:
+            self.epoll.register(fd, 1)  # EPOLLIN (no writer left reads as EPOLLHUP)
+            self.heard.add(fd)
+        else:
+            self.epoll.unregister(fd)
+            self.heard.discard(fd)
+
+    def drain(self, fd: int) -> None:
+        with self.lock:
+            log = self.logs.get(fd)
+            if log is not None:
+                self._drain(fd, log)
+
+    def pause(self, fd: int) -> None:
+        """The attempt is ending: stop listening, so that its closing write end wakes nobody."""
+        with self.lock:
+            if fd in self.logs:
+                self._listen(fd, False)
+
+    def finish(self, fd: int) -> None:
+        """The attempt's fds are back: copy the rest; the pipe closes, or a child still holds it and is listened to."""
+        with self.lock:
+            log = self.logs.get(fd)
+            if log is not None and self._drain(fd, log):
+                log.close()  # its last partial line; a child's later write opens the file again
+                self._listen(fd, True)
+
+    def _drain(self, fd: int, log: LazyLog) -> bool:
+        """(the lock held) False once every writer is gone: the pipe is closed and forgotten."""
+        while True:
+            try:
+                data = os.read(fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            if data:
+                log.write(data)
+                continue
+            del self.logs[fd]
+            self._listen(fd, False)
+            os.close(fd)
+            log.close()
+            return False
+
+    def _run(self) -> None:
+        import select
+
+        while True:
+            if self.epoll is not None:
+                ready = [fd for fd, _ in self.epoll.poll()]
+            else:  # no epoll: look every 50 ms
+                with self.lock:
+                    fds = list(self.logs)
+                ready = select.select(fds, [], [], 0.05)[0] if fds else []
+                if not fds:
+                    time.sleep(0.05)
+            for fd in ready:
+                try:
+                    self.drain(fd)
+                except OSError:  # the log cannot be written (a full disk): the task's next write fails (EPIPE)
+                    self.forget(fd)
+
+    def forget(self, fd: int) -> None:
+        with self.lock:
+            if self.logs.pop(fd, None) is not None:
+                self._listen(fd, False)
+                os.close(fd)
+
+
+_PUMP: list = []  # [the process's _Pump], made on first use
+_CURRENT: list = []  # [the read end of the attempt whose output fds 1 and 2 carry now]
+_SAVED: list = []  # [fd 1, fd 2] as they were before the first attempt (dups)
+
+
+def _pump() -> _Pump:
+    if not _PUMP:
+        _PUMP.append(_Pump())
+    return _PUMP[0]
+
+
+def _after_fork() -> None:
+    """A forked child starts afresh: the pump's thread (and its epoll set) belong to the parent."""
+    _PUMP.clear()
+    _CURRENT.clear()
+    _SAVED.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class FdCapture:
+    """fds 1 and 2 of this process into a pipe of the attempt's own, for as long as it runs.
+
+    C code and child processes are caught too. The attempt's end puts fds 1
+    and 2 back and drains the pipe: every byte the attempt wrote is then in
+    its log, before the next attempt's output can start.
+    """
+
+    def __init__(self, log: LazyLog) -> None:
+        self.log = log
+
+    def __enter__(self) -> FdCapture:
+        pump = _pump()
+        if not _SAVED:
+            _SAVED.extend((os.dup(1), os.dup(2)))  # where fds 1 and 2 go between attempts, kept open
+        _flush_std()  # what was buffered before goes where it was going
+        self.read_fd, write_fd = os.pipe()
         try:  # room for a burst from C code that writes while holding the GIL
             import fcntl
 
-            fcntl.fcntl(self.write_fd, _F_SETPIPE_SZ, 1 << 20)
+            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, 1 << 20)
         except (ImportError, OSError):
             pass
         os.set_blocking(self.read_fd, False)
-        self.lock = threading.Lock()
-        self.sink: Optional[LazyLog] = None
-        self.saved = None
-        self.thread = threading.Thread(target=self._pump, daemon=True, name="flow-output")
-        self.thread.start()
-
-    def redirect(self) -> FdCapture:
-        """fds 1 and 2 now write into the pipe (what was buffered before goes where it was going)."""
-        _flush_std()
-        self.saved = (os.dup(1), os.dup(2))
-        os.dup2(self.write_fd, 1)
-        os.dup2(self.write_fd, 2)
+        pump.watch(self.read_fd, self.log)
+        os.dup2(write_fd, 1)
+        os.dup2(write_fd, 2)
+        os.close(write_fd)
+        _CURRENT[:] = [self.read_fd]
         return self
 
-    def restore(self) -> None:
-        """fds 1 and 2 back; the pump goes on until no child holds the pipe, then closes the log."""
+    def __exit__(self, *exc) -> None:
         _flush_std()
-        os.dup2(self.saved[0], 1)
-        os.dup2(self.saved[1], 2)
-        os.close(self.saved[0])
-        os.close(self.saved[1])
-        os.close(self.write_fd)
+        pump = _pump()
+        pump.pause(self.read_fd)
+        os.dup2(_SAVED[0], 1)
+        os.dup2(_SAVED[1], 2)
+        _CURRENT[:] = []
+        pump.finish(self.read_fd)
 
-    def begin(self, log: LazyLog) -> None:
-        _flush_std()
-        with self.lock:
-            self._drain()  # late output still belongs to the attempt before
-            if self.sink is not None:
-                self.sink.close()
-            self.sink = log
 
-    def end(self) -> None:
-        _flush_std()
-        with self.lock:
-            self._drain()
-            if self.sink is not None:
-                self.sink.close()
-
-    def salvage(self) -> None:
-        """The process is about to die (a timeout): write what is in the pipe, if the lock comes soon."""
-        if self.lock.acquire(timeout=0.5):
-            try:
-                _flush_std()
-                self._drain()
-                if self.sink is not None:
-                    self.sink.close()
-            except Exception:
-                pass
-            finally:
-                self.lock.release()
-
-    def _drain(self) -> bool:
-        """Copy what the pipe holds into the sink (the lock held); False once every writer is gone."""
-        while True:
-            try:
-                data = os.read(self.read_fd, 1 << 16)
-            except BlockingIOError:
-                return True
-            if not data:
-                return False
-            if self.sink is not None:
-                self.sink.write(data)
-
-    def _pump(self) -> None:
-        import select
-
-        open_ = True
-        while open_:
-            select.select([self.read_fd], [], [])
-            with self.lock:
-                open_ = self._drain()
-        with self.lock:
-            if self.sink is not None:
-                self.sink.close()
-            os.close(self.read_fd)
+def salvage() -> None:
+    """The process is about to die (a timeout): write what the running attempt's pipe holds, if the lock comes soon."""
+    if not _PUMP or not _CURRENT:
+        return
+    pump, fd = _PUMP[0], _CURRENT[0]
+    if pump.lock.acquire(timeout=0.5):
+        try:
+            _flush_std()
+            log = pump.logs.get(fd)
+            if log is not None and pump._drain(fd, log):
+                log.close()
+        except Exception:  # dying anyway: what could be saved was
+            pass
+        finally:
+            pump.lock.release()
 
 
 def _flush_std() -> None:
@@ -182,19 +261,6 @@ def _flush_std() -> None:
             stream.flush()
         except Exception:  # a closed or odd stream: nothing of ours to save
             pass
-
-
-_process_capture: Optional[FdCapture] = None
-
-
-def capture_process() -> None:
-    """A worker process: its fds 1 and 2 go to the current attempt's log for the rest of its life."""
-    global _process_capture
-    _process_capture = FdCapture().redirect()
-
-
-def process_capture() -> Optional[FdCapture]:
-    return _process_capture
 
 
 class ThreadStreams:

@@ -201,25 +201,19 @@ def _call(attempt: Attempt) -> Any:
 def _with_log(attempt: Attempt, redirect_fds: bool, fn) -> Any:
     """Run fn(attempt) with its output going to the attempt's log.
 
-    A worker process has caught its fds since it started; the inline
-    executor catches them for this attempt only; on a thread, Python-level
-    output is caught per thread.
+    In a worker process and the inline executor, at the file-descriptor
+    level (C code and child processes too); on a thread, Python-level output,
+    per thread.
     """
     log = capture.LazyLog(attempt.log_path, attempt.secrets)
-    if not redirect_fds:
-        capture.ThreadStreams.begin(log)
-        try:
+    if redirect_fds:
+        with capture.FdCapture(log):
             return fn(attempt)
-        finally:
-            capture.ThreadStreams.end()
-    fds = capture.process_capture() or capture.FdCapture().redirect()
-    fds.begin(log)
+    capture.ThreadStreams.begin(log)
     try:
         return fn(attempt)
     finally:
-        fds.end()
-        if fds is not capture.process_capture():
-            fds.restore()
+        capture.ThreadStreams.end()
 
 
 def _shell(attempt: Attempt) -> Any:

@@ -35,6 +35,15 @@ MODULE = {"talk.py": """
         print("finished")
         return "waited"
 
+    def spawn():
+        subprocess.Popen(["sh", "-c", "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.1; done"])
+        return "spawned"
+
+    def nap_and_say(name):
+        time.sleep(1.0)
+        print(f"{name} after the nap")
+        return name
+
     def hang():
         print("before the timeout", flush=True)
         os.write(2, b"raw bytes before the timeout\\n")
@@ -90,6 +99,20 @@ def test_a_running_python_task_s_output_is_in_its_log_before_it_ends(pyz, tmp_pa
             proc.kill()
     assert proc.returncode == 0, err
     assert log() == b"started\nfinished\n"
+
+
+def test_a_child_left_running_writes_to_its_own_attempt_s_log(flow, tmp_path):
+    """On one worker, the next attempt does not get the output of a child the previous one left running."""
+    f = write_project(tmp_path, """
+        pipeline p { concurrency 1 }
+        task spawn { run talk:spawn }
+        task later { run talk:nap_and_say  with { name = "later" }  after spawn }
+    """, MODULE)
+    proc, report = run_json(flow, f, "--workers", "1")
+    assert proc.returncode == 0, explain(proc)
+    (run,) = state_runs(tmp_path)
+    assert (run / "logs" / "spawn.1.log").read_text().split("\n")[:6] == [f"tick {i}" for i in range(1, 7)]
+    assert (run / "logs" / "later.1.log").read_text() == "later after the nap\n"
 
 
 @pytest.mark.parametrize("executor", ["process", "inline"])
