@@ -77,7 +77,7 @@ PYC_DIR = "__pyc__"
 # importable (__main__.py's RootSources finds them).
 SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xearley.py", "lark/parsers/cyk.py",
                "lark/tools/", "lark/reconstruct.py", "lark/tree_matcher.py", "lark/tree_templates.py",
-               "lark/ast_utils.py", "lark/__pyinstaller/", "dateutil/zoneinfo/",
+               "lark/ast_utils.py", "lark/indenter.py", "lark/__pyinstaller/", "dateutil/zoneinfo/",
                # flow's own modules whose verbs take far longer than compiling them, or run
                # once per project: the dask executor (importing distributed alone takes a
                # second), the HTML report (about a second for a large run), `flow init`

@@ -76,7 +76,10 @@ class FastParser:
     """Parses text into what the builder's methods return, or raises Fallback."""
 
     def __init__(self, tables: Dict[str, Any], builder: Any, re_module: Any) -> None:
-        self.states: List[Dict[str, int]] = tables["states"]  # action >= 0: shift to that state; ~rule: reduce
+        symbols = tables["symbols"]  # the states name their symbols by index: the archive is smaller
+        # each state: symbol -> action (>= 0: shift to that state; ~rule: reduce by that rule)
+        self.states: List[Dict[str, int]] = [dict(zip([symbols[i] for i in keys], actions))
+                                             for keys, actions in tables["states"]]
         self.start, self.end = tables["start"], tables["end"]
         self.lexer_of = tables["lexer_of"]  # parser state -> index into lexers
         self.lexers = [_Lexer(spec) for spec in tables["lexers"]]
@@ -255,12 +258,13 @@ def export(parser, builder: Any) -> Dict[str, Any]:
     for origin, _, name, _ in rule_specs:
         if getattr(builder, name, None) is None and origin not in inlined:
             raise ValueError(f"rule {origin}: no builder method `{name}`, and no rule inlines it")
+    symbols = sorted({symbol for actions in table.states.values() for symbol in actions})
+    number = {symbol: i for i, symbol in enumerate(symbols)}
     states = []
     for state in range(len(table.states)):
-        row = {}
-        for symbol, (action, arg) in table.states[state].items():
-            row[symbol] = arg if action is Shift else ~index[arg]
-        states.append(row)
+        actions = table.states[state]
+        states.append([[number[symbol] for symbol in actions],
+                       [arg if action is Shift else ~index[arg] for action, arg in actions.values()]])
     lexer = frontend.lexer
     if parser.options.lexer_callbacks or not hasattr(lexer, "lexers"):
         raise ValueError("the fast parser needs lark's contextual lexer, without lexer callbacks")
@@ -272,8 +276,8 @@ def export(parser, builder: Any) -> Dict[str, Any]:
             which[id(basic)] = len(lexers)
             lexers.append(_export_lexer(basic))
         lexer_of.append(which[id(basic)])
-    return {"states": states, "start": table.start_states["start"], "end": table.end_states["start"],
-            "rules": rule_specs, "lexers": lexers, "lexer_of": lexer_of}
+    return {"symbols": symbols, "states": states, "start": table.start_states["start"],
+            "end": table.end_states["start"], "rules": rule_specs, "lexers": lexers, "lexer_of": lexer_of}
 
 
 def _export_lexer(basic) -> Dict[str, Any]:

@@ -40,6 +40,8 @@ from typing import Any, Dict, Iterator, List, Set, Tuple
 
 import msgpack
 
+from . import packing
+
 VERSION = 1
 SYNC_INTERVAL = 0.1  # seconds between group-commit fsyncs
 
@@ -92,7 +94,7 @@ class Writer:
         self.pending: List[bytes] = []
         self.dirty = False
         self.last_sync = 0.0
-        self.packer = msgpack.Packer(use_bin_type=True)
+        self.pack = packing.packer()  # msgpack.Packer(use_bin_type=True)'s bytes
 
     def truncate(self, size: int) -> None:
         """Cut a torn tail off before appending after it."""
@@ -101,7 +103,7 @@ class Writer:
 
     def append(self, record: Dict[str, Any], sync: bool = False) -> None:
         """Queue a record; `flush` writes what is queued in one call."""
-        self.pending.append(self.packer.pack(record))
+        self.pending.append(self.pack(record))
         if sync:
             self.sync()
 
