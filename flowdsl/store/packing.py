@@ -19,8 +19,22 @@ import msgpack
 _B, _H, _I, _Q = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q")
 _b, _h, _i, _q = struct.Struct(">b"), struct.Struct(">h"), struct.Struct(">i"), struct.Struct(">q")
 _D = struct.Struct(">d")
-_FIXSTR = [bytes([0xA0 | n]) for n in range(32)]
-_FIXINT = [bytes([n]) for n in range(128)]
+_FIX = [bytes([n]) for n in range(256)]  # one-byte values: fixints, and the fix forms' headers
+_FIXSTR = _FIX[0xA0:0xC0]
+_FIXINT = _FIX[:0x80]
+
+
+def _head(n: int, fix: int, fix_max: int, c8, c16: bytes, c32: bytes):
+    """The header of a string, binary, array or map of length n (None past 32 bits: msgpack says why)."""
+    if n <= fix_max:
+        return _FIX[fix | n]
+    if c8 is not None and n <= 0xFF:
+        return c8 + _B.pack(n)
+    if n <= 0xFFFF:
+        return c16 + _H.pack(n)
+    if n <= 0xFFFFFFFF:
+        return c32 + _I.pack(n)
+    return None
 
 
 def packer():
@@ -84,53 +98,29 @@ class Packer:
 
     def _str(self, s: str, out: list) -> None:
         data = s.encode("utf-8")
-        n = len(data)
-        if n <= 0x1F:
-            out.append(_B.pack(0xA0 | n))
-        elif n <= 0xFF:
-            out.append(b"\xd9" + _B.pack(n))
-        elif n <= 0xFFFF:
-            out.append(b"\xda" + _H.pack(n))
-        elif n <= 0xFFFFFFFF:
-            out.append(b"\xdb" + _I.pack(n))
-        else:
-            out.append(self.other.pack(s))
-            return
-        out.append(data)
+        head = _head(len(data), 0xA0, 0x1F, b"\xd9", b"\xda", b"\xdb")
+        out.extend((head, data) if head else (self.other.pack(s),))
 
     def _bytes(self, data: bytes, out: list) -> None:
-        n = len(data)
-        if n <= 0xFF:
-            out.append(b"\xc4" + _B.pack(n))
-        elif n <= 0xFFFF:
-            out.append(b"\xc5" + _H.pack(n))
-        elif n <= 0xFFFFFFFF:
-            out.append(b"\xc6" + _I.pack(n))
-        else:
-            out.append(self.other.pack(data))
-            return
-        out.append(data)
+        head = _head(len(data), 0, -1, b"\xc4", b"\xc5", b"\xc6")
+        out.extend((head, data) if head else (self.other.pack(data),))
 
     def _list(self, items, out: list) -> None:
-        n = len(items)
-        if n <= 0x0F:
-            out.append(_B.pack(0x90 | n))
-        elif n <= 0xFFFF:
-            out.append(b"\xdc" + _H.pack(n))
-        else:
-            out.append(b"\xdd" + _I.pack(n))
+        head = _head(len(items), 0x90, 0x0F, None, b"\xdc", b"\xdd")
+        if head is None:
+            out.append(self.other.pack(items))
+            return
+        out.append(head)
         pack = self._pack
         for item in items:
             pack(item, out)
 
     def _dict(self, d: dict, out: list) -> None:
-        n = len(d)
-        if n <= 0x0F:
-            out.append(_B.pack(0x80 | n))
-        elif n <= 0xFFFF:
-            out.append(b"\xde" + _H.pack(n))
-        else:
-            out.append(b"\xdf" + _I.pack(n))
+        head = _head(len(d), 0x80, 0x0F, None, b"\xde", b"\xdf")
+        if head is None:
+            out.append(self.other.pack(d))
+            return
+        out.append(head)
         pack, append = self._pack, out.append
         for key, value in d.items():
             if type(key) is str and len(key) <= 0x1F and key.isascii():  # a record's field names
