@@ -41,21 +41,31 @@ def _digest(data: bytes) -> str:
 _SHAPES: Dict[type, Optional[tuple]] = {}  # a record class -> its fields but spans; a Span -> None
 
 
-def _shape(node: Any) -> Any:
-    """The IR without its spans: what a task means, not where it is written."""
+def _shape_text(node: Any) -> str:
+    """The IR without its spans, as text: what a task means, not where it is written.
+
+    Written directly, it is the text `repr` gives of the nested lists
+    [class name, [field, shape]...] (lists for tuples, None for spans) that
+    fingerprints were first made from, so fingerprints stay what they were.
+    """
     cls = type(node)
     if cls in _SHAPES:
         names = _SHAPES[cls]
-        return None if names is None else [cls.__name__] + [[f, _shape(getattr(node, f))] for f in names]
+        if names is None:
+            return "None"
+        parts = [repr(cls.__name__)]
+        for f in names:
+            parts.append(f"[{f!r}, {_shape_text(getattr(node, f))}]")
+        return "[" + ", ".join(parts) + "]"
     if isinstance(node, (tuple, list)):
-        return [_shape(n) for n in node]
+        return "[" + ", ".join([_shape_text(n) for n in node]) + "]"
     if isinstance(node, ir.Span):
         _SHAPES[cls] = None
-        return None
+        return "None"
     if is_record(node):
         _SHAPES[cls] = tuple(f for f in fields(node) if not f.endswith("span"))
-        return _shape(node)
-    return node
+        return _shape_text(node)
+    return repr(node)
 
 
 class Fingerprints:
@@ -83,7 +93,7 @@ class Fingerprints:
             task = tp.task
             d = self.definitions.get(name)
             if d is None:
-                d = "d" + _digest(repr(_shape([task.action, task.args, task.foreach, tp.settings.output])).encode())
+                d = "d" + _digest(_shape_text([task.action, task.args, task.foreach, tp.settings.output]).encode())
             part = self.static[name] = f"{d}.s{self.source(task.action)}"
         return part
 
@@ -114,7 +124,7 @@ class Fingerprints:
         env = sorted((k, v) for k, v in attempt.env.items() if k.startswith("FLOW_ARG_"))
         inputs = [attempt.kind, attempt.target, list(attempt.argv or ()), env, attempt.kwargs]
         try:  # json's encoder is in C: this runs once per task, also in a 10,000-task resume
-            text = json.dumps(inputs, default=_canonical, separators=(",", ":"))
+            text = _INPUTS.encode(inputs)  # json.dumps(inputs, default=_canonical, separators=(",", ":"))
         except (TypeError, ValueError, RecursionError):
             text = repr(inputs)
         return f"{self.static_part(name)}.i{_digest(text.encode('utf-8', 'surrogatepass'))}"
@@ -127,6 +137,9 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return "<bytes>" + bytes(value).hex()
     return f"<{type(value).__name__}>{value!r}"
+
+
+_INPUTS = json.JSONEncoder(default=_canonical, separators=(",", ":"))  # one encoder, not one per call
 
 
 def why_changed(old: Optional[str], new: str) -> str:
