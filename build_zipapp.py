@@ -487,14 +487,17 @@ _archive = getattr(_loader, "archive", None)
 if _archive is None:
     raise ImportError("the frozen tables are read from flow.pyz only")
 _FILES = {{"lark": "{data}", "fast": "{fast}"}}
+_LOADED = {{}}
 
 
 def load(part):
-    """The tables named `part`, or None if they cannot be read."""
-    try:
-        return marshal.loads(_loader.get_data(os.path.join(_archive, *_FILES[part].split("/"))))
-    except (OSError, EOFError, ValueError, TypeError):
-        return None
+    """The tables named `part` (read once), or None if they cannot be read."""
+    if part not in _LOADED:
+        try:
+            _LOADED[part] = marshal.loads(_loader.get_data(os.path.join(_archive, *_FILES[part].split("/"))))
+        except (OSError, EOFError, ValueError, TypeError):
+            _LOADED[part] = None
+    return _LOADED[part]
 '''
 
 

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Dict, List, Tuple
 
@@ -117,6 +118,20 @@ def spawn_run(pyz: Path, flow_file: Path, *args, env=None, **popen) -> subproces
     return subprocess.Popen([sys.executable, str(pyz), "run", str(flow_file), *map(str, args)],
                             cwd=flow_file.parent, env=full_env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+@contextmanager
+def stopped(proc: subprocess.Popen, marker: str | None = None):
+    """The block's process, killed and reaped when the block is left while it still runs (a failed assertion);
+    with `marker`, every process that carries it (kill_marked) first."""
+    try:
+        yield proc
+    finally:
+        if marker is not None:
+            kill_marked(marker)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def state_runs(folder: Path) -> List[Path]:

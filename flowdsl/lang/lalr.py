@@ -139,10 +139,9 @@ class FastParser:
         except _NoAction:
             pass
         # parser._keyword_as_name: a keyword where the parser takes a NAME is that NAME
-        value = token.value
-        if token.type in _NOT_WORDS or not value.isidentifier() or "NAME" not in states[state_stack[-1]]:
+        if not may_be_name(token) or "NAME" not in states[state_stack[-1]]:
             raise Fallback(f"unexpected {token.type}") from None
-        name = Token("NAME", value, token.start_pos, token.line, token.column, token.end_line, token.end_column,
+        name = Token("NAME", token.value, token.start_pos, token.line, token.column, token.end_line, token.end_column,
                      token.end_pos)
         try:
             return self._step(name, state_stack, value_stack, states, rules, False)
@@ -178,6 +177,12 @@ class FastParser:
 
 
 _NOT_WORDS = frozenset({"NAME", "STRING", "LONG_STRING", "NUMBER", "DURATION", "CALLABLE", "$END"})
+
+
+def may_be_name(token) -> bool:
+    """A token (this module's or lark's) that becomes a NAME where the parser takes one and not it:
+    a keyword spelled like a name (parser._keyword_as_name, and FastParser the same way)."""
+    return token.type not in _NOT_WORDS and isinstance(token.value, str) and token.value.isidentifier()
 
 
 def _callback(builder: Any, name: str, chain: list) -> Callable[[list], Any]:

@@ -233,18 +233,16 @@ def _keyword_as_name(e) -> bool:
     from lark import Token
     from lark.exceptions import UnexpectedToken
 
-    if not isinstance(e, UnexpectedToken) or e.token.type in _NOT_WORDS:
+    from .lalr import may_be_name
+
+    if not isinstance(e, UnexpectedToken) or not may_be_name(e.token) or "NAME" not in e.interactive_parser.accepts():
         return False
-    value = e.token.value
-    if not (isinstance(value, str) and value.isidentifier()) or "NAME" not in e.interactive_parser.accepts():
-        return False
-    e.interactive_parser.feed_token(Token.new_borrow_pos("NAME", value, e.token))
+    e.interactive_parser.feed_token(Token.new_borrow_pos("NAME", e.token.value, e.token))
     return True
 
 
 # ---- friendly syntax errors --------------------------------------------------
 
-_NOT_WORDS = frozenset({"NAME", "STRING", "LONG_STRING", "NUMBER", "DURATION", "CALLABLE", "$END"})
 _TOKEN_WORDS = {"NAME": "name", "STRING": "string", "LONG_STRING": "string", "NUMBER": "number",
                 "DURATION": "duration", "CALLABLE": "callable"}
 _WORDS = {

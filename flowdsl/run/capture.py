@@ -31,12 +31,12 @@ def open_log(path: str):
     return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab", buffering=0)
 
 
-def line_cut(pending):
-    """How much of buffered output (bytes or str) to mask and write now: up to its last line break, all past 1 MiB.
+def _line_cut(pending: bytes) -> int:
+    """How much of buffered output to mask and write now: up to its last line break, all past 1 MiB.
 
     Secrets are masked a line at a time, so one written in pieces is whole when it is masked.
     """
-    cut = pending.rfind(b"\n" if isinstance(pending, bytes) else "\n") + 1
+    cut = pending.rfind(b"\n") + 1
     return cut or (len(pending) if len(pending) > LONG_LINE else 0)
 
 
@@ -56,24 +56,24 @@ class LazyLog:
     def write(self, data: bytes) -> None:
         if self.secrets:
             data = self.pending + data
-            cut = line_cut(data)
+            cut = _line_cut(data)
             data, self.pending = data[:cut], data[cut:]
             data = self._masked(data)
-        if data:
-            if self.file is None:
-                self.file = open_log(self.path)
-            self.file.write(data)
+        self._put(data)
 
     def close(self) -> None:
         if self.pending:
             rest, self.pending = self.pending, b""
-            rest = self._masked(rest)
-            if self.file is None:
-                self.file = open_log(self.path)
-            self.file.write(rest)
+            self._put(self._masked(rest))
         if self.file is not None:
             self.file.close()
             self.file = None
+
+    def _put(self, data: bytes) -> None:
+        if data:
+            if self.file is None:
+                self.file = open_log(self.path)
+            self.file.write(data)
 
     def _masked(self, data: bytes) -> bytes:
         if not data or not self.secrets:
@@ -115,26 +115,30 @@ class _Pump:
             self.epoll.unregister(fd)
             self.heard.discard(fd)
 
-    def drain(self, fd: int) -> None:
-        with self.lock:
+    def drain(self, fd: int, finished: bool = False, wait: float = -1) -> None:
+        """Copy what the pipe holds into its log.
+
+        `finished`: the attempt's fds are back, so its last partial line is
+        written too. The pipe then closes; or a child still holds it, or the
+        next attempt will (FdCapture keeps it), and it is listened to, still
+        this log's until then. `wait`: how long to wait for the lock (a dying
+        process cannot wait for ever).
+        """
+        if not self.lock.acquire(timeout=wait):
+            return
+        try:
             log = self.logs.get(fd)
-            if log is not None:
-                self._drain(fd, log)
+            if log is not None and self._drain(fd, log) and finished:
+                log.close()  # its last partial line; a later write (a child's) opens the file again
+                self._listen(fd, True)
+        finally:
+            self.lock.release()
 
     def pause(self, fd: int) -> None:
         """The attempt is ending: stop listening, so that its closing write end wakes nobody."""
         with self.lock:
             if fd in self.logs:
                 self._listen(fd, False)
-
-    def finish(self, fd: int) -> None:
-        """The attempt's fds are back: copy the rest. The pipe then closes; or a child still holds it, or the
-        next attempt will (FdCapture keeps it), and it is listened to, still this log's until then."""
-        with self.lock:
-            log = self.logs.get(fd)
-            if log is not None and self._drain(fd, log):
-                log.close()  # its last partial line; a later write (a child's) opens the file again
-                self._listen(fd, True)
 
     def _drain(self, fd: int, log: LazyLog) -> bool:
         """(the lock held) False once every writer is gone: the pipe is closed and forgotten."""
@@ -237,7 +241,7 @@ class FdCapture:
         _CURRENT[:] = []
         if not keep:
             os.close(self.write_fd)  # a child may hold the pipe: it stays its attempt's until the child lets go
-        pump.finish(self.read_fd)
+        pump.drain(self.read_fd, finished=True)
         if keep:
             _SPARE.append((self.read_fd, self.write_fd))
 
@@ -272,19 +276,12 @@ def _no_children() -> bool:
 
 def salvage() -> None:
     """The process is about to die (a timeout): write what the running attempt's pipe holds, if the lock comes soon."""
-    if not _PUMP or not _CURRENT:
-        return
-    pump, fd = _PUMP[0], _CURRENT[0]
-    if pump.lock.acquire(timeout=0.5):
+    if _PUMP and _CURRENT:
+        _flush_std()
         try:
-            _flush_std()
-            log = pump.logs.get(fd)
-            if log is not None and pump._drain(fd, log):
-                log.close()
+            _PUMP[0].drain(_CURRENT[0], finished=True, wait=0.5)
         except Exception:  # dying anyway: what could be saved was
             pass
-        finally:
-            pump.lock.release()
 
 
 def _flush_std() -> None:

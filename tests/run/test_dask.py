@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runkit import explain, journal_records, run_json, spawn_run, state_runs, wait_until, write_project
+from runkit import explain, journal_records, run_json, spawn_run, state_runs, stopped, wait_until, write_project
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
 
@@ -317,7 +317,7 @@ def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, 
         task victim {{ run tasks:slow  with {{ path = "victim.log"  seconds = 60 }}  retry 1 }}
     """, TASKS)
     run = spawn_run(pyz, f, "--json")
-    try:
+    with stopped(run):
         log = tmp_path / "victim.log"
         assert wait_until(lambda: log.exists() and log.read_text().strip(), 30), "the attempt never started"
         helper, worker_pid = map(int, log.read_text().split())
@@ -331,10 +331,6 @@ def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, 
         assert len([x for x in lines if x]) == 2, lines  # the first attempt and flow's retry, nothing more
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     report = json.loads(out)
     records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
     first = next(r for r in records if r["e"] == "end" and r["task"] == "victim")
@@ -353,16 +349,12 @@ def test_sigint_stops_remote_attempts_and_the_run_resumes(flow, pyz, cluster, tm
     """, TASKS)
     run = spawn_run(pyz, f)
     pidfile = tmp_path / "long.pid"
-    try:
+    with stopped(run):
         patient = tmp_path / "patient.pid"
         assert wait_until(lambda: pidfile.exists() and pidfile.read_text().strip() and patient.exists(), 30)
         pid = int(pidfile.read_text())
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     assert run.returncode == 130, f"{run.returncode}\n{out}\n{err}"
     assert wait_until(lambda: not alive(pid), 5), "the remote sleep outlived the interrupted run"
     # SIGINT reached the remote attempt, as it does a local one: the class's on_abort ran on the worker
@@ -384,15 +376,11 @@ def test_a_sigkilled_runner_takes_its_remote_attempts_along_and_resumes(flow, py
     """, TASKS)
     run = spawn_run(pyz, f)
     log = tmp_path / "long.log"
-    try:
+    with stopped(run):
         assert wait_until(lambda: log.exists() and log.read_text().strip(), 30), "long never started"
         helper = int(log.read_text().split()[0])
         os.kill(run.pid, signal.SIGKILL)
         run.wait(10)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     assert wait_until(lambda: not alive(helper), 10), "the remote attempt outlived its runner"
     f.write_text(f.read_text().replace("seconds = 60", "seconds = 0"))
     proc, report = run_json(flow, f, "--resume")
@@ -552,7 +540,7 @@ def test_remote_output_streams_to_the_log_and_to_v_while_the_attempt_runs(pyz, c
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(run.stdout), daemon=True)  # -v goes to stdout
     reader.start()
-    try:
+    with stopped(run):
         # the command now sleeps until `gate` exists: its first line is already in the log, and on -v
         assert wait_until(lambda: attempt_log(tmp_path, "talk.1.log") == b"first line\n", 30), \
             attempt_log(tmp_path, "talk.1.log")
@@ -563,10 +551,6 @@ def test_remote_output_streams_to_the_log_and_to_v_while_the_attempt_runs(pyz, c
         (tmp_path / "gate").touch()
         assert run.wait(30) == 0
         reader.join(10)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     # the end of the attempt adds only what had not streamed: each line once
     assert attempt_log(tmp_path, "talk.1.log") == b"first line\nsecond line\n"
     assert lines.count("talk | first line\n") == 1 and lines.count("talk | second line\n") == 1, lines
@@ -582,16 +566,12 @@ def test_streamed_remote_output_masks_secrets(pyz, cluster, tmp_path):
         task shell {{ sh "echo {{params.token}} from sh" }}
     """, TASKS)
     run = spawn_run(pyz, f, "-v", env={"DASK_TEST_TOKEN": "s3cr3t-value"})
-    try:
+    with stopped(run):
         streamed = b"the token is ***\n*** in two writes\n"
         assert wait_until(lambda: attempt_log(tmp_path, "chatty.1.log") == streamed, 30), \
             attempt_log(tmp_path, "chatty.1.log")
         (tmp_path / "gate").touch()
         out, err = run.communicate(timeout=30)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
     assert run.returncode == 0, f"{out}\n{err}"
     assert attempt_log(tmp_path, "chatty.1.log") == streamed + b"after the gate\n"
     assert attempt_log(tmp_path, "shell.1.log") == b"*** from sh\n"

@@ -7,7 +7,7 @@ import stat
 import time
 
 import pytest
-from runkit import explain, journal_records, run_json, spawn_run, state_runs, write_project
+from runkit import explain, journal_records, run_json, spawn_run, state_runs, stopped, write_project
 
 SHOW = {
     "show.py": """
@@ -335,7 +335,7 @@ def test_verbose_streams_while_the_task_runs(pyz, tmp_path):
             return os.path.exists("go")
     """})
     proc = spawn_run(pyz, f, "-v", "--json")
-    try:
+    with stopped(proc):
         seen = []
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
@@ -351,10 +351,6 @@ def test_verbose_streams_while_the_task_runs(pyz, tmp_path):
         assert proc.returncode == 0, err
         assert "talk | second line" in err
         assert json.loads(out)["tasks"]["talk"]["result"] is True, "the line was shown only after the task ended"
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_dry_run_runs_nothing(flow, tmp_path):

@@ -16,6 +16,7 @@ from runkit import (
     run_json,
     spawn_run,
     state_runs,
+    stopped,
     wait_until,
     write_project,
 )
@@ -185,7 +186,7 @@ def test_interrupt_stops_the_run_and_calls_on_abort(pyz, tmp_path, signame):
         task later { sh "touch later.finished"  after cls }
     """, SLOW)
     proc = spawn_run(pyz, f, "--json", env={"FLOW_E2E_MARK": marker})
-    try:
+    with stopped(proc, marker):
         assert wait_until(lambda: _started(tmp_path, ("cls", "shell")), 20), proc.poll()
         os.kill(proc.pid, getattr(signal, signame))
         out, err = proc.communicate(timeout=15)
@@ -208,11 +209,6 @@ def test_interrupt_stops_the_run_and_calls_on_abort(pyz, tmp_path, signame):
         # Nothing left running, nothing finished later.
         assert wait_until(lambda: not marked_processes(marker), 1.0), marked_processes(marker)
         assert sorted(p.name for p in tmp_path.glob("*.finished")) == []
-    finally:
-        kill_marked(marker)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def test_interrupt_stops_an_inline_attempt(pyz, tmp_path):
@@ -220,17 +216,13 @@ def test_interrupt_stops_an_inline_attempt(pyz, tmp_path):
         task cls { run slow:Slow  with { tag = "cls" } }
     """, {"slow.py": SLOW["slow.py"].replace("time.sleep(30)", "time.sleep(2)")})
     proc = spawn_run(pyz, f, "--json", "--executor", "inline")
-    try:
+    with stopped(proc):
         assert wait_until(lambda: _started(tmp_path, ("cls",)), 20), proc.poll()
         os.kill(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=15)
         assert proc.returncode == 130, f"exit {proc.returncode}\n{out}\n{err}"
         assert not (tmp_path / "cls.finished").exists(), "the attempt ran to its end"
         assert "on_abort" in (tmp_path / "cls.events").read_text().split("\n")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 @pytest.mark.parametrize("executor", ["thread", "inline"])
@@ -259,7 +251,7 @@ def test_interrupt_stops_shell_tasks_of_in_process_executors(pyz, tmp_path, exec
         task shell { sh "touch shell.started; sleep 2.5; touch shell.finished" }
     """)
     proc = spawn_run(pyz, f, "--json", "--executor", executor, env={"FLOW_E2E_MARK": marker})
-    try:
+    with stopped(proc, marker):
         assert wait_until(lambda: _started(tmp_path, ("shell",)), 20), proc.poll()
         started = time.time()
         os.kill(proc.pid, signal.SIGINT)
@@ -268,8 +260,3 @@ def test_interrupt_stops_shell_tasks_of_in_process_executors(pyz, tmp_path, exec
         time.sleep(max(0.0, started + 2.8 - time.time()))
         assert not (tmp_path / "shell.finished").exists(), "the shell command was not stopped"
         assert not marked_processes(marker)
-    finally:
-        kill_marked(marker)
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()

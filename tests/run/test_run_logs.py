@@ -12,7 +12,7 @@ import json
 import time
 
 import pytest
-from runkit import explain, run_json, spawn_run, state_runs, wait_until, write_project
+from runkit import explain, run_json, spawn_run, state_runs, stopped, wait_until, write_project
 
 MODULE = {"talk.py": """
     import os, subprocess, sys, time
@@ -88,15 +88,12 @@ def test_a_running_python_task_s_output_is_in_its_log_before_it_ends(pyz, tmp_pa
         task waiting { run talk:wait_for  with { path = "go" } }
     """, MODULE)
     proc = spawn_run(pyz, f)
-    try:
+    with stopped(proc):
         log = lambda: b"".join(p.read_bytes() for p in tmp_path.glob(".flow/runs/*/logs/waiting.1.log"))
         assert wait_until(lambda: b"started" in log(), timeout=30)
         assert b"finished" not in log()
         (tmp_path / "go").touch()
         out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert proc.returncode == 0, err
     assert log() == b"started\nfinished\n"
 
