@@ -224,7 +224,6 @@ def from_wire(cls, data: bytes):
     return record
 
 
-
 class _Worker:
     def __init__(self, process, conn) -> None:
         self.process = process
