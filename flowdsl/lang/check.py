@@ -7,7 +7,6 @@ if TYPE_CHECKING:
     from typing import List, Optional, Sequence
 
 
-
 def check(path: str, targets: Sequence[str] = (), loader=None, modules: Optional[List[str]] = None):
     """Load `path` (following includes) and validate it.
 

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from typing import Any, Callable, Dict, List, Optional
 
 
-
 class Fallback(Exception):
     """The fast path cannot go on: parse with lark instead."""
 

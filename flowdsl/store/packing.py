@@ -71,7 +71,7 @@ class Packer:
 
     def _int(self, n: int, out: list) -> None:
         if 0 <= n < 0x80:
-            out.append(_B.pack(n))
+            out.append(_FIXINT[n])
         elif -0x20 <= n < 0:
             out.append(_b.pack(n))
         elif 0x80 <= n <= 0xFF:
