@@ -137,10 +137,11 @@ class InlineBackend:
 
 
 def _with_alarm(attempt: Attempt) -> Outcome:
-    """A `run` attempt's timeout in the main thread: SIGALRM raises inside it."""
+    """An attempt's timeout in the main thread: SIGALRM raises TaskTimeout inside it (a shell command's
+    group is then killed on the way out). The runner cannot act while an inline attempt holds its thread."""
     # One attempt at a time: its output can be caught at the file-descriptor
     # level (child processes included), as in a worker process.
-    if attempt.kind != "run" or not attempt.timeout or threading.current_thread() is not threading.main_thread():
+    if not attempt.timeout or threading.current_thread() is not threading.main_thread():
         return worker.execute(attempt, redirect_fds=True)
 
     def expire(signum, frame):

@@ -223,6 +223,7 @@ class FdCapture:
         if not _SAVED:
             _SAVED.extend((os.dup(1), os.dup(2)))  # where fds 1 and 2 go between attempts, kept open
         _flush_std()  # what was buffered before goes where it was going
+        _line_buffered()
         self.read_fd, self.write_fd = _SPARE.pop() if _SPARE else _new_pipe()
         pump.watch(self.read_fd, self.log)
         os.dup2(self.write_fd, 1)
@@ -282,6 +283,17 @@ def salvage() -> None:
             _PUMP[0].drain(_CURRENT[0], finished=True, wait=0.5)
         except Exception:  # dying anyway: what could be saved was
             pass
+
+
+def _line_buffered() -> None:
+    """print() reaches the log a line at a time, in order with stderr: into a pipe, Python would
+    keep stdout's text until 8 KiB gathered or the attempt ended (once per process; cheap after)."""
+    for stream in (sys.stdout, sys.stderr):
+        if not getattr(stream, "line_buffering", True):
+            try:
+                stream.reconfigure(line_buffering=True)
+            except (AttributeError, ValueError, OSError):
+                pass
 
 
 def _flush_std() -> None:

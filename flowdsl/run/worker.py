@@ -59,6 +59,20 @@ class Outcome:
     cpu: Optional[float] = None  # CPU seconds the attempt used (user + system), children included for sh/exec
 
 
+@dataclass(frozen=True)
+class Began:
+    """A queueing backend's word that an attempt left its queue and started on a worker (at `t`, wall time).
+
+    Backends that start an attempt when it is submitted never send one; for
+    those that queue (Dask), an attempt is `queued` until this arrives, and
+    its timeout counts from here.
+    """
+
+    key: str
+    number: int
+    t: float
+
+
 class TaskTimeout(Exception):
     """Raised inside an attempt that ran past its timeout."""
 
@@ -102,9 +116,8 @@ def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
         data = codec.encode_result(result, attempt.results)
         return Outcome(attempt.key, attempt.number, True, result=data, started=started, finished=time.time(),
                        cpu=cpu.used())
-    except (Interrupted, KeyboardInterrupt) as e:
+    except Interrupted:  # the run asked it to stop; a KeyboardInterrupt the task raises is its own failure
         error = {"type": "Interrupted", "message": "the run was interrupted", "traceback": ""}
-        _ = e
     except TaskTimeout as e:
         error = {"type": "Timeout", "message": str(e), "traceback": ""}
     except codec.ResultTypeError as e:
@@ -186,7 +199,7 @@ def _call(attempt: Attempt) -> Any:
         try:
             hook("on_create")
             result = _await(instance.run())
-        except (Interrupted, KeyboardInterrupt):
+        except Interrupted:
             hook("on_abort")
             raise
         except BaseException as e:
@@ -227,7 +240,6 @@ def _shell(attempt: Attempt) -> Any:
     env = dict(os.environ)
     env.update(attempt.env)
     argv = ["/bin/sh", "-c", attempt.target] if attempt.kind == "sh" else list(attempt.argv)
-    deadline = None if attempt.timeout is None else time.monotonic() + attempt.timeout
     log = capture.LazyLog(attempt.log_path, attempt.secrets)
     try:
         try:
@@ -239,7 +251,7 @@ def _shell(attempt: Attempt) -> Any:
         if child_watch is not None:
             child_watch.add(child.pid)
         try:
-            stdout, stderr_tail, timed_out = _pump(child, log, deadline)
+            stdout, stderr_tail = _pump(child, log)
         finally:
             _current_child = None
             kill_group(child)
@@ -247,8 +259,6 @@ def _shell(attempt: Attempt) -> Any:
                 child_watch.remove(child.pid)
     finally:
         log.close()
-    if timed_out:
-        raise TaskTimeout(f"timed out after {format_seconds(attempt.timeout)}")
     status = child.returncode
     if status != 0:
         tail = mask(stderr_tail.decode("utf-8", "replace").strip()[-STDERR_TAIL:], attempt.secrets)
@@ -268,8 +278,13 @@ def _shell(attempt: Attempt) -> Any:
     return text.strip()
 
 
-def _pump(child: subprocess.Popen, log: capture.LazyLog, deadline: Optional[float]) -> Tuple[bytes, bytes, bool]:
-    """Copy the child's output to the log until it exits; (stdout, stderr tail, timed out)."""
+def _pump(child: subprocess.Popen, log: capture.LazyLog) -> Tuple[bytes, bytes]:
+    """Copy the child's output to the log until it exits; (stdout, stderr tail).
+
+    The attempt's timeout is not looked at here: the runner's deadline ends
+    the attempt through its backend's `kill` (a worker process dies with its
+    command's group; on a thread, TaskTimeout is raised into this loop).
+    """
     import select
 
     out_fd, err_fd = child.stdout.fileno(), child.stderr.fileno()
@@ -284,15 +299,10 @@ def _pump(child: subprocess.Popen, log: capture.LazyLog, deadline: Optional[floa
         while True:
             if child.poll() is not None and (not open_fds or exit_fd is None or _drained(open_fds)):
                 break
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                return b"".join(stdout), stderr_tail, True
             watch = [fd for fd in (out_fd, err_fd) if fd in open_fds] + ([exit_fd] if exit_fd is not None else [])
             # Come back to Python now and then: on a thread, that is where a
             # timeout or an interrupt raised into it is delivered.
-            cap = 0.05 if exit_fd is None else 0.25
-            wait = cap if wait is None else min(wait, cap)
-            ready, _, _ = select.select(watch, [], [], wait)
+            ready, _, _ = select.select(watch, [], [], 0.05 if exit_fd is None else 0.25)
             for fd in ready:
                 if fd == exit_fd:
                     continue
@@ -311,7 +321,7 @@ def _pump(child: subprocess.Popen, log: capture.LazyLog, deadline: Optional[floa
     finally:
         if exit_fd is not None:
             os.close(exit_fd)
-    return b"".join(stdout), stderr_tail, False
+    return b"".join(stdout), stderr_tail
 
 
 def _readable(fds) -> bool:
