@@ -37,7 +37,7 @@ sys.path.insert(0, ROOT)
 
 from flowdsl import check  # noqa: E402
 from flowdsl.lang.planner import make_plan  # noqa: E402
-from flowdsl.run.runner import Runner, RunOptions  # noqa: E402
+from flowdsl.run.driver import Runner, RunOptions  # noqa: E402
 
 DASK = os.path.join(os.path.dirname(sys.executable), "dask")
 TASKS = "import time\n\ndef noop():\n    return None\n\ndef nap():\n    time.sleep(0.25)\n"

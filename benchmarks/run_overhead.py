@@ -36,7 +36,7 @@ import noop_tasks  # noqa: E402
 
 from flowdsl import check  # noqa: E402
 from flowdsl.lang.planner import make_plan  # noqa: E402
-from flowdsl.run.runner import Runner, RunOptions  # noqa: E402
+from flowdsl.run.driver import Runner, RunOptions  # noqa: E402
 
 WORKERS = 2
 

@@ -1,4 +1,4 @@
-"""`flow run`: params, targets, resume and --from, the dry run, detaching; the run itself is run.runner's."""
+"""`flow run`: params, targets, resume and --from, the dry run, detaching; the run itself is run.driver's."""
 
 from __future__ import annotations
 
@@ -99,6 +99,13 @@ def resume_options(args, program, state_root: str, options) -> None:
     options.targets = list(head.get("targets") or ())
     options.trigger = head.get("trigger", "manual")
     options.logical_date = parse_iso(head["logical_date"])
+    if head.get("from_run"):  # a --from run: what it has not yet taken from its earlier run, it still may
+        options.earlier_forced = set(head.get("forced") or ())
+        try:
+            options.earlier = history.load(state.run_dir(state_root, head["from_run"]))
+            options.earlier_id = head["from_run"]
+        except (journal.JournalError, OSError):
+            pass  # that run was pruned: what this run did not finish runs
 
 
 def earlier_run(program, state_root: str, options, say) -> None:
@@ -154,8 +161,8 @@ def cmd_run(args) -> int:
             logical = parse_iso(args.logical_date)
         except ValueError as e:
             raise UsageError(f"--logical-date: {e}") from None
+    from ..run.driver import Runner, RunOptions
     from ..run.progress import make_reporter
-    from ..run.runner import Runner, RunOptions
     from ..run.values import EvalError
     from ..store.journal import Busy, JournalError
 

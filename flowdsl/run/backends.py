@@ -1,9 +1,30 @@
-"""Backends: where attempts execute. They decide nothing; the runner does.
+"""Backends: where attempts execute. They decide nothing; the run machine does.
 
-Each backend takes Attempts (`submit`), hands back Outcomes (`wait`), and can
-stop one attempt (`kill`) or all (`interrupt`). The process backend keeps a
-pool of long-lived workers fed over pipes, so a task costs two messages, not
-a process start; a worker that dies or is killed is replaced.
+The protocol every backend implements (the driver, run.driver, is its one user):
+
+    capacity          how many attempts it can run at once (informative: the
+                      run's concurrency is the machine's to keep)
+    queues            True if a submitted attempt may wait for a worker (Dask);
+                      absent or False: it starts when submitted
+    submit(attempt)   start (or queue) one attempt; never raises for the
+                      attempt's sake: a problem comes back as its Outcome
+    wait(timeout)     what happened since the last call, waiting up to
+                      `timeout` seconds (None: until something happens) for
+                      the first thing: Outcomes, and for a queueing backend
+                      one Began per attempt, before its Outcome
+    kill(key)         end that attempt now, with what it started; no Outcome
+                      follows (the machine records the timeout or interrupt)
+    interrupt()       ask every running attempt to stop (SIGINT: on_abort
+                      runs); each reports back through `wait`
+    close()           stop everything and let go of the workers
+
+Timeouts are the machine's deadlines carried out through `kill`; the inline
+executor, which runs an attempt inside `submit`, arms an alarm from the
+attempt's `timeout` instead, since nothing else can act meanwhile.
+
+The process backend keeps a pool of long-lived workers fed over pipes, so a
+task costs two messages, not a process start; a worker that dies or is
+killed is replaced.
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
              resume: bool = False):
     """A Runner for a whole-pipeline run, opened (`resume`: the existing run `run_id`). Raises CannotStart."""
     from ..lang.planner import make_plan
+    from ..run.driver import Runner, RunOptions
     from ..run.progress import PlainReporter
-    from ..run.runner import Runner, RunOptions
     from ..run.values import EvalError
     from ..store.journal import Busy, JournalError
 

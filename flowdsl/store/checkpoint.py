@@ -5,9 +5,11 @@ can be explained:
 
     d  its definition: the action, `with`, `foreach` and `output` as written
        (not their positions, not description, tags, retry or timeout)
-    s  its callable's source: the `def` or `class` as parsed (comments and
-       layout do not count; helpers it calls are not followed), or the
-       module file's bytes when the definition cannot be read
+    s  its callable's source: the `def` or `class` as written, from its first
+       decorator, without comments, blank lines, trailing whitespace and
+       common indentation (`pysource.definition_text`: the same text on every
+       Python version; helpers it calls are not followed), or the module
+       file's bytes when the definition cannot be read
     i  its resolved inputs: the evaluated `with` map, the rendered command or
        argv, and the `FLOW_ARG_` variables
 
@@ -23,7 +25,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Any, Dict, Iterable, List, Optional, Set
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Set
 
 import msgpack
 
@@ -112,7 +114,11 @@ class Fingerprints:
             return "-"  # not ours to follow (installed or standard library)
         node = pysource.lookup(module, ref.attr) if module.error is None else None
         if isinstance(node, ast.AST):
-            return _digest(ast.dump(node).encode())
+            # The text as written, not `ast.dump`: the dump changes with the
+            # Python version, and an upgrade would then run every task again.
+            text = pysource.definition_text(module, node)
+            if text is not None:
+                return _digest(text.encode("utf-8", "surrogatepass"))
         try:
             with open(module.path, "rb") as f:
                 return _digest(f.read())
@@ -154,25 +160,51 @@ def why_changed(old: Optional[str], new: str) -> str:
     return " and ".join(PARTS[k] for k in changed) or "its fingerprint changed"
 
 
-class Previous:
-    """What an earlier run or session of this run left: results to keep, attempt counts to continue."""
+class Kept(NamedTuple):
+    """A success of an earlier session of this run, as the resume found it."""
 
-    def __init__(self, run_id: Optional[str], earlier: Optional[state.RunState], forced: Set[str],
-                 same_run: bool) -> None:
+    fp: Optional[str]
+    seq: int  # the record that set it (state.TaskState.seq)
+
+
+class Previous:
+    """What a run may keep from before, and the attempt counts it continues.
+
+    `own`: the successes of this run's earlier sessions (a resume). Kept when
+    the fingerprint is unchanged and the result is newer than every upstream
+    result (their `seq`), which holds wherever an earlier session was cut off.
+    `earlier`: the successes of the run a `--from` run started from. Kept when
+    the fingerprint is unchanged and every upstream was kept from that run too.
+    `forced` names tasks that run again whatever they left (--from); the
+    run a `--from` run started from gives nothing for its forced tasks either.
+    """
+
+    def __init__(self, run_id: Optional[str] = None, own: Optional[state.RunState] = None,
+                 forced: Iterable[str] = (), earlier_id: Optional[str] = None,
+                 earlier: Optional[state.RunState] = None, earlier_forced: Iterable[str] = ()) -> None:
         self.run_id = run_id
-        self.forced = forced  # task names that must run again (--from)
-        # The earlier session's task states, as they were: the resume record
-        # gives the new session fresh ones, so these are not changed after.
-        self.kept: Dict[str, state.TaskState] = {}
-        self.attempts: Dict[str, int] = {}
+        self.forced: Set[str] = set(forced)
+        self.own: Dict[str, Kept] = {}
+        self.attempts: Dict[str, int] = {}  # attempt numbers (and so log files) continue
+        if own is not None:
+            for key, s in own.tasks.items():
+                if s.attempts:
+                    self.attempts[key] = s.attempts
+                if s.status in state.SUCCEEDED:
+                    self.own[key] = Kept(s.fp, s.seq)
+        self.earlier_id = earlier_id
+        self.earlier_forced: Set[str] = set(earlier_forced) | self.forced
+        self.earlier: Dict[str, state.TaskState] = {}
         if earlier is not None:
-            tasks = earlier.tasks
-            self.kept = {key: s for key, s in tasks.items() if s.status in ("success", "cached")}
-            if same_run:  # attempt numbers (and so log files) continue
-                self.attempts = {key: s.attempts for key, s in tasks.items()}
+            self.earlier = {key: s for key, s in earlier.tasks.items() if s.status in state.SUCCEEDED}
+
+    @property
+    def kept(self) -> Dict[str, Any]:
+        """Every candidate by key (each has `.fp`): this run's own when resuming, else the earlier run's."""
+        return self.own or self.earlier
 
     def __bool__(self) -> bool:
-        return bool(self.kept)
+        return bool(self.own or self.earlier)
 
 
 class ResultCache:

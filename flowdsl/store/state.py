@@ -13,6 +13,14 @@ Layout (mode 0700, private to its user):
 `RunState.apply` is the one place that turns records into task states: the
 live runner applies each record as it writes it, and `flow status` replays
 a journal through the same method.
+
+Each record is numbered by its place in the journal, and a task's final
+state keeps the number of the record that set it (`seq`). A result may be
+kept by a later session only if it is newer than every upstream result: that
+rule, unlike one that remembers what a session did, holds at any point where
+a session may have been cut off. A `resume` record therefore does not forget
+what earlier sessions finished; it only puts back to pending what did not
+succeed (it will run again).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any, Dict, List, Optional
 from . import codec
 
 STATE_ENV = "FLOW_STATE_DIR"
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: task states carry their seq
 SNAPSHOT = "snapshot.json"
 
 
@@ -121,8 +129,11 @@ def write_json_atomic(path: str, data: Any) -> None:
     os.replace(tmp, path)
 
 
+SUCCEEDED = ("success", "cached")
+
+
 class TaskState:
-    __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused")
+    __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused", "seq")
 
     def __init__(self) -> None:
         self.status = "pending"
@@ -134,6 +145,7 @@ class TaskState:
         self.reason: Optional[str] = None
         self.fp: Optional[str] = None
         self.reused: Optional[str] = None  # the run it was kept from
+        self.seq = -1  # the journal's record that set its final state (its place, counting from 0)
 
 
 class RunState:
@@ -142,7 +154,8 @@ class RunState:
     def __init__(self) -> None:
         self.info: Dict[str, Any] = {}
         self.tasks: Dict[str, TaskState] = {}
-        self.before: Dict[str, TaskState] = {}  # the previous session's, during a resumed one
+        self.seq = 0  # records applied so far: the next one's place in the journal
+        self.sessions = 1
         self.hook_records = 0  # in every session (a resume numbers its hook logs after them)
         self.instances: Dict[str, List[str]] = {}  # foreach task -> instance keys
         self.hooks: List[Dict[str, Any]] = []
@@ -158,26 +171,39 @@ class RunState:
 
     def apply(self, r: Dict[str, Any]) -> None:
         e = r["e"]
+        seq = self.seq
+        self.seq = seq + 1
         if e == "start":
             s = self.task(r["task"])
-            s.status, s.attempts, s.error, s.fp = "running", r["n"], None, r.get("fp")
-            if s.started is None:
+            if s.status in SUCCEEDED or s.status == "skipped":  # it runs again: the earlier end is history
+                s.started = s.finished = s.result = None
+            s.status, s.attempts, s.error, s.fp = "queued" if r.get("q") else "running", r["n"], None, r.get("fp")
+            if s.started is None and not r.get("q"):
                 s.started = r["t"]
+        elif e == "began":  # a queued attempt started on a worker
+            s = self.task(r["task"])
+            if s.attempts == r["n"] and s.status == "queued":
+                s.status = "running"
+                if s.started is None:
+                    s.started = r["t"]
         elif e == "end":
             s = self.task(r["task"])
             s.finished = r["t"]
             s.attempts = max(s.attempts, r.get("n", 0))
             if r["status"] == "success":
-                s.status, s.result, s.error = "success", r.get("result"), None
+                s.status, s.result, s.error, s.seq = "success", r.get("result"), None, seq
             elif r["status"] == "cached":
-                s.status, s.result, s.error, s.fp = "cached", r.get("result"), None, r.get("fp")
+                s.status, s.result, s.error, s.fp, s.seq = "cached", r.get("result"), None, r.get("fp"), seq
                 s.started = s.started or r["t"]
             else:
-                s.error = r.get("error")
-                s.status = "pending" if (r.get("retry_at") or r["status"] == "interrupted") else "failed"
+                s.error, s.result = r.get("error"), None
+                if r.get("retry_at") or r["status"] == "interrupted":
+                    s.status = "pending"
+                else:
+                    s.status, s.seq = "failed", seq
         elif e == "skip":
             s = self.task(r["task"])
-            s.status, s.reason, s.finished = "skipped", r.get("reason"), r["t"]
+            s.status, s.reason, s.finished, s.result, s.seq = "skipped", r.get("reason"), r["t"], None, seq
         elif e == "expand":
             keys = [f"{r['task']}[{i}]" for i in range(r["count"])]
             self.instances[r["task"]] = keys
@@ -191,16 +217,26 @@ class RunState:
             s = self.task(r["task"])
             s.status, s.result, s.error, s.fp = r["status"], r.get("result"), None, r.get("fp")
             s.attempts, s.started, s.finished = r.get("n", 0), r.get("started"), r.get("finished")
-            s.reused = r.get("run")
-        elif e == "keep":  # a resumed session keeps these as the session before left them
+            s.reused, s.seq, s.reason = r.get("run"), seq, None
+        elif e == "keep":  # a resumed session keeps these as earlier sessions left them
+            run_id = self.info.get("run_id")
             for key in r["tasks"]:
-                self.keep(key)
-        elif e == "resume":  # a new session of this run: every task starts again from pending
-            self.before = self.tasks
-            self.tasks, self.instances, self.hooks = {}, {}, []
+                kept = self.tasks.get(key)
+                if kept is not None and kept.status in SUCCEEDED:
+                    kept.reused = run_id
+        elif e == "resume":
+            # A new session of this run: what did not succeed runs again (pending, its attempts
+            # counted on); successes stay until the session runs them again, so a session cut off
+            # anywhere leaves every earlier success for the next one to keep.
+            self.sessions += 1
+            self.hooks = []
             self.status, self.finished, self.reason = "running", None, None
             self.info = dict(self.info, tasks=r.get("tasks", self.info.get("tasks", [])), pid=r.get("pid"),
                              fingerprint=r.get("fingerprint"))
+            for key, s in self.tasks.items():
+                if s.status not in SUCCEEDED:
+                    again = self.tasks[key] = TaskState()
+                    again.attempts, again.seq = s.attempts, s.seq
             for name in self.info["tasks"]:
                 self.task(name)
         elif e == "hook":
@@ -228,9 +264,10 @@ class RunState:
             info["overrides"] = b64(info["overrides"])
         return {"v": SNAPSHOT_VERSION, "journal": journal, "info": info, "status": self.status,
                 "finished": self.finished, "reason": self.reason, "hooks": self.hooks,
-                "hook_records": self.hook_records, "instances": self.instances,
+                "hook_records": self.hook_records, "instances": self.instances, "seq": self.seq,
+                "sessions": self.sessions,
                 "tasks": {k: [t.status, t.attempts, t.started, t.finished, t.error, b64(t.result), t.reason,
-                              t.fp, t.reused] for k, t in self.tasks.items()}}
+                              t.fp, t.reused, t.seq] for k, t in self.tasks.items()}}
 
     @classmethod
     def from_snapshot(cls, data: Dict[str, Any]) -> RunState:
@@ -242,18 +279,33 @@ class RunState:
             info["overrides"] = base64.b64decode(info["overrides"])
         run.info, run.status, run.finished, run.reason = info, data["status"], data["finished"], data["reason"]
         run.hooks, run.hook_records, run.instances = data["hooks"], data["hook_records"], data["instances"]
-        for key, (status, attempts, started, finished, error, result, reason, fp, reused) in data["tasks"].items():
+        run.seq, run.sessions = data["seq"], data["sessions"]
+        for key, (status, attempts, started, finished, error, result, reason, fp, reused, seq) in data["tasks"].items():
             t = run.tasks[key] = TaskState()
             t.status, t.attempts, t.started, t.finished, t.error = status, attempts, started, finished, error
             t.result = None if result is None else base64.b64decode(result)
-            t.reason, t.fp, t.reused = reason, fp, reused
+            t.reason, t.fp, t.reused, t.seq = reason, fp, reused, seq
         return run
 
-    def keep(self, key: str) -> None:
-        kept = self.before.get(key)
-        if kept is not None:
-            kept.reused = self.info.get("run_id")
-            self.tasks[key] = kept
+    def settled_seq(self, name: str) -> int:
+        """The newest record that set the final state of a task or of any of its instances."""
+        seq = self.tasks[name].seq if name in self.tasks else -1
+        for key in self.instances.get(name, ()):
+            s = self.tasks[key]
+            if s.seq > seq:
+                seq = s.seq
+        return seq
+
+    def carried(self, name: str, run_id: str) -> bool:
+        """True if the task's result (each instance's, for a foreach task) was reused from run `run_id`."""
+        keys = self.instances.get(name)
+        if keys is None:
+            s = self.tasks.get(name)
+            return s is not None and s.reused == run_id and s.status in SUCCEEDED
+        own = self.tasks.get(name)
+        if own is not None and own.status in ("failed", "skipped"):
+            return False
+        return all(self.tasks[k].reused == run_id for k in keys)
 
     def settle(self, live: bool) -> RunState:
         """A run whose process is gone without a `done` record was interrupted, never `running`."""
@@ -261,7 +313,7 @@ class RunState:
             self.status = "interrupted"
             self.reason = f"the run's process (pid {self.info.get('pid')}) ended without finishing the run"
             for s in self.tasks.values():
-                if s.status == "running":
+                if s.status in ("running", "queued"):
                     s.status = "pending"
                     s.error = {"type": "Interrupted", "message": "the run's process died", "traceback": ""}
         return self
@@ -293,7 +345,7 @@ class RunState:
         if not parts or statuses <= {"success", "cached"}:
             agg.status = "success"
             agg.finished = agg.finished or own.finished
-        elif statuses & {"running"}:
+        elif statuses & {"running", "queued"}:
             agg.status = "running"
         elif statuses & {"pending"}:
             agg.status = "pending" if "failed" not in statuses else "running"

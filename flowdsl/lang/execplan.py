@@ -1,0 +1,178 @@
+"""The checked program lowered once into what a run follows: plain values, defaults applied.
+
+The planner chose the tasks and their order; this turns each into a
+`TaskSpec` of plain values (its trigger rule, one retry policy, its timeout in
+seconds, output mode, cache, resources) and the pipeline into an `ExecPlan`
+(executor, capacity, the run's timeout, results mode, hooks as nodes that run
+after the tasks). Every default is applied here and nowhere else.
+
+Expressions (`with`, a command, a foreach list, params) stay expression trees:
+`run.values` evaluates them, and is the one module of the runner that reads
+the IR. The runner's machine and driver decide from these records alone.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import ir, planner
+
+DEFAULT_EXECUTOR = "process"
+DEFAULT_WHEN = "success"
+DEFAULT_OUTPUT = "text"
+DEFAULT_RESULTS = "msgpack"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """`retry N delay D backoff F max_delay D jitter F on E, ...` as numbers (defaults: at once, no jitter)."""
+
+    count: int
+    delay: float = 0.0
+    backoff: float = 1.0
+    max_delay: Optional[float] = None
+    jitter: float = 0.0
+    on: Tuple[str, ...] = ()  # exception names; empty: any failure
+
+    def delay_before(self, made: int, names: List[str], uniform) -> Optional[float]:
+        """Seconds before the next attempt after `made` failed ones, or None when out of retries.
+
+        `names` are the failure's class names (its bases too); `uniform(a, b)`
+        draws the jitter (random.uniform, or a test's fixed stand-in).
+        """
+        if made > self.count:
+            return None
+        if self.on and not any(n in names for n in self.on):
+            return None
+        delay = self.delay * self.backoff ** (made - 1)
+        if self.max_delay is not None:
+            delay = min(delay, self.max_delay)
+        if self.jitter and delay:
+            delay *= 1 + uniform(-self.jitter, self.jitter)
+        return max(0.0, delay)
+
+
+@dataclass(frozen=True)
+class Action:
+    """What an attempt does: `run` a callable, `sh` a command, `exec` an argv."""
+
+    kind: str  # run | sh | exec
+    target: str = ""  # run: `module:attr`
+    command: Any = None  # sh: the command's template (an expression)
+    argv: Any = None  # exec: the argv list (an expression)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    action: Action
+    args: Any  # the `with` map (an expression), or None
+    upstream: Tuple[str, ...]  # selected tasks only, in the planner's order
+    downstream: Tuple[str, ...]
+    when: str  # success | failure | always
+    foreach_var: Optional[str]
+    foreach_items: Any  # an expression; None: not a foreach task
+    timeout: Optional[float]  # seconds, per attempt
+    timeout_text: str  # as written, for messages
+    retry: Optional[RetryPolicy]
+    output: str  # text | json | lines
+    cache: bool
+    cache_ttl: Optional[float]
+    resources: Optional[Dict[str, Any]]  # for the dask executor
+    source: Any  # the planner's TaskPlan: for fingerprints and descriptions, never for decisions
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    event: str  # success | failure | finish
+    key: str  # `on_failure`: its log files' name
+    action: Action
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    pipeline: str
+    file: str
+    folder: str  # where tasks and hooks run: the folder of the pipeline's file
+    sys_path: Tuple[str, ...]  # that folder, then `pythonpath`
+    tasks: Dict[str, TaskSpec]  # in topological order
+    hooks: Tuple[HookSpec, ...]
+    executor: str
+    concurrency: Optional[int]  # the pipeline's `concurrency`; None: not set
+    capacity: int  # attempts at once: concurrency (default the CPUs), capped by --workers
+    run_timeout: Optional[float]
+    run_timeout_text: str
+    results: str  # msgpack | pickle
+    params: Tuple[Tuple[str, Any], ...]  # (name, default expression)
+    source: planner.Plan
+
+    def hooks_for(self, status: str) -> List[HookSpec]:
+        """The hooks a run that ended `status` fires: `success` or `failure` first, then `finish`."""
+        event = "success" if status == "success" else "failure"
+        return [h for h in self.hooks if h.event == event] + [h for h in self.hooks if h.event == "finish"]
+
+
+def _seconds(expr: Any) -> Optional[float]:
+    return expr.seconds if isinstance(expr, ir.Duration) else None
+
+
+def _number(expr: Any, default: float) -> float:
+    return expr.value if isinstance(expr, ir.Literal) and isinstance(expr.value, (int, float)) else default
+
+
+def lower_action(action: Any) -> Action:
+    if isinstance(action, ir.RunAction):
+        return Action("run", target=str(action.callable))
+    if isinstance(action, ir.ShAction):
+        return Action("sh", command=action.command)
+    return Action("exec", argv=action.argv)
+
+
+def lower_retry(r: Optional[ir.Retry]) -> Optional[RetryPolicy]:
+    if r is None:
+        return None
+    return RetryPolicy(count=int(_number(r.count, 0)), delay=_seconds(r.delay) or 0.0,
+                       backoff=_number(r.backoff, 1), max_delay=_seconds(r.max_delay),
+                       jitter=_number(r.jitter, 0.0), on=tuple(n.name for n in r.on))
+
+
+def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[int] = None) -> ExecPlan:
+    """The plan a run follows; `executor` and `workers` are the command line's (None: the pipeline's)."""
+    program = plan.program
+    p = program.pipeline
+    folder = os.path.dirname(os.path.abspath(program.file))
+    sys_path = tuple([folder] + [os.path.normpath(os.path.join(folder, t.text)) for t in p.pythonpath])
+    downstream: Dict[str, List[str]] = {name: [] for name in plan.tasks}
+    for name, tp in plan.tasks.items():
+        for u in tp.upstream:
+            if u in downstream:
+                downstream[u].append(name)
+    tasks: Dict[str, TaskSpec] = {}
+    for name, tp in plan.tasks.items():
+        task, s = tp.task, tp.settings
+        tasks[name] = TaskSpec(
+            name=name, action=lower_action(task.action), args=task.args,
+            upstream=tuple(u for u in tp.upstream if u in plan.tasks), downstream=tuple(downstream[name]),
+            when=s.when.value if s.when else DEFAULT_WHEN,
+            foreach_var=task.foreach.var.name if task.foreach else None,
+            foreach_items=task.foreach.items if task.foreach else None,
+            timeout=_seconds(s.timeout), timeout_text=s.timeout.text if isinstance(s.timeout, ir.Duration) else "",
+            retry=lower_retry(s.retry), output=s.output.value if s.output else DEFAULT_OUTPUT,
+            cache=s.cache is not None, cache_ttl=_seconds(s.cache.ttl) if s.cache is not None else None,
+            resources={e.key: e.value.value for e in s.resources.entries} if s.resources is not None else None,
+            source=tp)
+    hooks = tuple(HookSpec(h.event, f"on_{h.event}", lower_action(h.action)) for h in p.hooks)
+    concurrency = int(p.concurrency.value) if isinstance(p.concurrency, ir.Literal) else None
+    capacity = concurrency or os.cpu_count() or 1
+    if workers:
+        capacity = min(capacity, workers)
+    return ExecPlan(
+        pipeline=p.name, file=program.file, folder=folder, sys_path=sys_path, tasks=tasks, hooks=hooks,
+        executor=executor or (p.executor.kind if p.executor else DEFAULT_EXECUTOR),
+        concurrency=concurrency, capacity=max(1, capacity),
+        run_timeout=_seconds(p.timeout), run_timeout_text=p.timeout.text if isinstance(p.timeout, ir.Duration) else "",
+        results=p.results.value if p.results else DEFAULT_RESULTS,
+        params=tuple((e.key, e.value) for e in p.params.entries) if p.params is not None else (),
+        source=plan)

@@ -1,0 +1,312 @@
+"""The driver: the thin loop around the run machine.
+
+It owns what the machine must not touch: the state folder and the journal,
+the backend, the reporter, signals and the clock. `open` creates the run (or
+takes over the journal of the run to resume) and writes its first record;
+`execute` feeds the machine until it is done: what the backend hands back,
+the signals that came, and the time (the machine's `timers`), waiting on the
+backend and the machine's next deadline at once, so nothing polls.
+
+Backends implement the protocol written in run.backends: `submit`, `wait`
+(Outcomes, and Began for a backend that queues), `kill`, `interrupt`,
+`close`, and `capacity`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Set
+
+from ..lang import execplan, planner
+from ..store import checkpoint, history, journal, state
+from . import values
+from .actions import Maker, evaluate_params, pack_params, plain
+from .backends import make_backend
+from .machine import Machine
+from .values import Secrets
+from .worker import Began, Interrupted
+
+
+@dataclass
+class RunOptions:
+    params: Dict[str, Any] = field(default_factory=dict)  # --param overrides, already parsed
+    targets: List[str] = field(default_factory=list)
+    executor: Optional[str] = None
+    workers: Optional[int] = None
+    logical_date: Optional[dt.datetime] = None
+    trigger: str = "manual"
+    state_dir: Optional[str] = None
+    run_id: Optional[str] = None
+    resume: bool = False  # continue the journal of `run_id`
+    forced: Set[str] = field(default_factory=set)  # tasks that run again whatever they left (--from)
+    earlier_id: Optional[str] = None  # a --from run (or a resume of one): the run whose results it keeps
+    earlier: Optional[state.RunState] = None
+    earlier_forced: Set[str] = field(default_factory=set)  # a resumed --from run's own --from tasks
+    dask_address: Optional[str] = None  # the executor's address (run.daskconfig: command line, environment, file)
+    dask_timeout: float = 10.0  # seconds to reach the scheduler (run.daskconfig.timeout)
+    backend: Any = None  # a backend made before the run was opened (a dask client, connected; a test's)
+
+
+class Clock:
+    """The real time: monotonic for deadlines, wall for records."""
+
+    now = staticmethod(time.monotonic)
+    wall = staticmethod(time.time)
+
+
+class Runner:
+    def __init__(self, plan: planner.Plan, options: RunOptions, reporter) -> None:
+        self.options = options
+        self.reporter = reporter
+        self.program = plan.program
+        self.plan = execplan.lower(plan, options.executor, options.workers)
+        self.sys_path = self.plan.sys_path
+        self.secrets = Secrets()
+        self.state = state.RunState()
+        self.signals: List[str] = []
+        self.journal_error: Optional[journal.WriteError] = None
+        self.backend: Any = None
+        self.machine: Optional[Machine] = None
+
+    def run(self) -> Dict[str, Any]:
+        self.open()
+        return self.execute()
+
+    # ---- opening the run --------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Create the run (or take over the journal of the run to resume) and write its first record.
+
+        Raises journal.Busy when the run to resume is still alive, EvalError for
+        a param that cannot be evaluated. After `open`, the run may be forked
+        away (`--detach`) before `execute`.
+        """
+        plan, o = self.plan, self.options
+        now = dt.datetime.now(dt.timezone.utc)
+        logical = o.logical_date or now.astimezone()
+        run_id = o.run_id or state.new_run_id(plan.pipeline, now)
+        self.run_values = values.run_values(run_id, plan.pipeline, logical, o.trigger)
+        self.params = evaluate_params(plan, o.params, self.run_values, self.secrets)
+        self.state_root = state.state_dir(self.program.file, o.state_dir)
+        program_fp = fingerprint(self.program)
+        self.fingerprints = checkpoint.Fingerprints(plan.source.tasks, plan.sys_path)
+        if o.resume:
+            self.run_folder = state.run_dir(self.state_root, run_id)
+            self.journal = journal.Writer(state.journal_path(self.run_folder), create=False)
+            earlier, end = history.replay(self.run_folder)  # under the lock: nobody else writes it now
+            if end is not None and end < self.journal.size:
+                self.journal.truncate(end)  # a torn last record
+            self.previous = checkpoint.Previous(run_id, earlier, o.forced, o.earlier_id, o.earlier,
+                                                o.earlier_forced)
+            self.fingerprints.know(self.previous, program_fp, earlier.info.get("fingerprint"))
+            self.state = earlier
+            self.resumed: Optional[str] = earlier.status
+        else:
+            self.run_folder = state.make_run_dir(self.state_root, run_id)
+            self.journal = journal.Writer(state.journal_path(self.run_folder))
+            self.previous = checkpoint.Previous(forced=o.forced, earlier_id=o.earlier_id, earlier=o.earlier)
+            if o.earlier is not None:
+                self.fingerprints.know(self.previous, program_fp, o.earlier.info.get("fingerprint"))
+            self.resumed = None
+        if plan.results == "pickle":  # unpickling a result may import the task's modules
+            for d in reversed(plan.sys_path):
+                if d not in sys.path:
+                    sys.path.insert(0, d)
+        if o.resume:
+            self.first_record({"e": "resume", "t": time.time(), "pid": os.getpid(), "fingerprint": program_fp,
+                               "tasks": list(plan.tasks), "forced": sorted(o.forced)})
+        else:
+            first = {
+                "e": "run", "v": journal.VERSION, "run_id": run_id, "pipeline": plan.pipeline,
+                "file": self.program.file, "fingerprint": program_fp,
+                "params": self.secrets.mask_data(plain(self.params)), "logical_date": logical.isoformat(),
+                "trigger": o.trigger, "t": time.time(), "pid": os.getpid(),
+                "targets": list(o.targets), "tasks": list(plan.tasks),
+                "results": plan.results, "executor": plan.executor, "overrides": pack_params(o.params),
+            }
+            if o.earlier_id is not None:  # a --from run: what a resume of it may still take from that run
+                first.update(from_run=o.earlier_id, forced=sorted(o.forced))
+            self.first_record(first)
+
+    def first_record(self, r: Dict[str, Any]) -> None:
+        self.journal.append(r)
+        self.state.apply(r)
+        self.journal.sync()  # raises WriteError: the run does not start
+
+    def write_summary(self) -> None:
+        try:
+            state.write_json_atomic(os.path.join(self.run_folder, "summary.json"), self.state.summary())
+        except OSError:
+            pass  # `flow runs` falls back to the journal
+
+    def write_snapshot(self, status: str) -> None:
+        """A run likely to be resumed saves its final state, so the resume need not replay the journal."""
+        path = os.path.join(self.run_folder, state.SNAPSHOT)
+        try:
+            if status == "success":
+                if os.path.exists(path):
+                    os.unlink(path)
+            else:
+                digest = state.journal_digest(state.journal_path(self.run_folder))
+                state.write_json_atomic(path, self.state.snapshot(digest))
+        except (OSError, TypeError, ValueError):
+            pass  # a resume replays the journal instead
+
+    # ---- running it ----------------------------------------------------------------------------
+
+    def execute(self) -> Dict[str, Any]:
+        """Run the opened run to its end; the report."""
+        self.state.info["pid"] = os.getpid()  # a detached run continues in a child
+        self.write_summary()
+        self.reporter.run_started({"run_id": self.run_values["id"], "tasks": self.plan.tasks}, self.run_folder)
+        self.say_what_is_kept()
+        unavailable = self.make_backend()
+        maker = Maker(self.plan, self.state, self.run_values, self.params, self.secrets, self.run_folder)
+        capacity = None
+        if self.plan.executor == "dask" and self.plan.concurrency is None:  # --workers, else the cluster's threads
+            capacity = max(1, self.options.workers or getattr(self.backend, "capacity", 1))
+        self.machine = m = Machine(
+            self.plan, self.state, self.previous, maker, self.fingerprints,
+            checkpoint.ResultCache(self.state_root, self.plan.pipeline), self, self.reporter, Clock,
+            capacity=capacity, queues=getattr(self.backend, "queues", False), resumed=self.resumed)
+        previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if unavailable:
+                m.fail(unavailable)
+            m.begin()
+            self.loop(m)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.backend.close()
+        try:
+            self.journal.close()
+            self.write_snapshot(m.status)
+        except journal.WriteError:
+            self.journal.release()
+        report = self.state.report(self.secrets)
+        try:
+            state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
+        except OSError as e:
+            self.reporter.note(f"cannot write {self.run_folder}/report.json: {e.strerror or e}")
+        self.write_summary()
+        self.reporter.run_finished(report)
+        return report
+
+    def loop(self, m: Machine) -> None:
+        refresh = self.reporter.refresh  # signals set a flag: wake often enough to see it, and to redraw
+        while not m.done:
+            self.commit(m)
+            if self.journal_error is not None and not m.failed_run:
+                m.fail(str(self.journal_error))  # before anything else happens: nothing is journaled now
+                continue
+            wake = m.next_wake()
+            wait = refresh if wake is None else min(refresh, max(0.0, wake - time.monotonic()))
+            items = self.backend.wait(wait)
+            while self.signals:  # first: an attempt that a signal stopped must be seen as interrupted
+                m.signalled(self.signals.pop(0))
+            for item in items:
+                if type(item) is Began:
+                    m.began(item)
+                else:
+                    m.ended(item)
+            m.timers()
+            self.reporter.tick(m.running)
+        self.commit(m)
+
+    def say_what_is_kept(self) -> None:
+        prev = self.previous
+        kept = len({k.split("[", 1)[0] for k in (prev.own or prev.earlier)})
+        forced = [t for t in self.plan.tasks if t in prev.forced]
+        again = f"; {', '.join(forced)} run again (--from)" if forced else ""
+        if self.resumed is not None:
+            self.reporter.note(f"resuming a {self.resumed} run: {kept} finished task{'s' * (kept != 1)} "
+                               f"may be kept{again}")
+        elif prev:
+            self.reporter.note(f"keeping what {prev.earlier_id} finished{again}")
+
+    def make_backend(self) -> Optional[str]:
+        """The backend the tasks run on; the reason it cannot be had (a lost Dask cluster), or None."""
+        plan = self.plan
+        if self.options.backend is not None and plan.executor != "dask":  # made by the caller (a test's)
+            self.backend = self.options.backend
+            return None
+        if plan.executor != "dask":
+            self.backend = make_backend(plan.executor, min(plan.capacity, max(1, len(plan.tasks))))
+            return None
+        from . import dask  # only a run on a Dask cluster imports it
+
+        try:  # the address and timeout were chosen and checked before the run opened (cli.run, schedule.launch)
+            self.backend = self.options.backend or dask.DaskBackend(
+                self.options.dask_address, self.sys_path, self.options.dask_timeout)
+        except dask.DaskUnavailable as e:  # a detached or scheduled run whose cluster went away since its check
+            self.reporter.note(str(e))
+            self.backend = make_backend("inline", 1)  # nothing runs on it: the run fails at once
+            return str(e)
+        self.backend.resources = {name: spec.resources for name, spec in plan.tasks.items()
+                                  if spec.resources is not None}
+        if hasattr(self.backend, "report_began"):
+            self.backend.report_began = True
+        return None
+
+    def on_signal(self, signum, frame) -> None:
+        self.signals.append(signal.Signals(signum).name)
+        if getattr(self.backend, "executing", False):  # inline: the attempt runs right here
+            raise Interrupted()
+
+    # ---- the machine's effects ---------------------------------------------------------------------
+
+    def append(self, record: Dict[str, Any], sync: bool = False) -> None:
+        self.journal.append(record)
+        if sync:
+            self.commit(None, sync=True)
+
+    def submit(self, attempt) -> None:
+        self.backend.submit(attempt)
+
+    def kill(self, key: str) -> None:
+        self.backend.kill(key)
+
+    def interrupt(self) -> None:
+        self.backend.interrupt()
+
+    def to_hooks(self) -> None:
+        """Hooks run on a backend of their own, in this machine (never on a cluster)."""
+        if getattr(self.backend, "runs_hooks", False):
+            return
+        self.backend.close()
+        self.backend = make_backend("inline" if self.plan.executor == "inline" else "process", 1)
+
+    def commit(self, m: Optional[Machine], sync: bool = False) -> None:
+        """Write what is queued; a journal that cannot be written stops the run (it stays resumable)."""
+        if m is not None and m.kept_keys:
+            m.flush_keeps()
+        try:
+            if sync:
+                self.journal.sync()
+            else:
+                self.journal.group_commit()
+        except journal.WriteError as e:
+            self.journal.pending = []
+            if self.journal_error is None:
+                self.journal_error = e
+                self.reporter.note(f"{e}: the run stops; free some space, then `flow run --resume`")
+
+
+def fingerprint(program) -> str:
+    """Of the plan's source: every file the program was read from."""
+    h = hashlib.sha256()
+    for path in program.files:
+        h.update(path.encode())
+        try:
+            with open(path, "rb") as f:
+                h.update(f.read())
+        except OSError:
+            pass
+    return h.hexdigest()[:16]
