@@ -23,6 +23,14 @@ What travels, and how:
   whole log adds only what the events did not bring (a chunk that arrives
   late, out of order or twice is dropped); a worker that dies leaves what
   had arrived.
+* the start of an attempt: a future waits in Dask's queue until a worker's
+  thread is free, so the backend says `queues = True`, and the worker sends
+  `{"began": dask key, "t": wall time}` on the same topic as it takes the
+  attempt up. With `report_began` set (the runner does), `wait` returns it as
+  a `worker.Began`, before the attempt's Outcome, once per attempt: one whose
+  event was lost gets its Began (t = the Outcome's `started`) right before its
+  Outcome. The runner counts the attempt's timeout from there, and kills it
+  through `kill`; the worker's own deadline is a later backup (daskhost).
 
 Dask must not run an attempt twice behind flow's back: futures are submitted
 with `retries=0`, and the scheduler's `allowed-failures` is set to 0, so a
@@ -45,7 +53,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .capture import open_log
 from .daskconfig import DEFAULT_TIMEOUT
-from .worker import Attempt, Outcome
+from .worker import Attempt, Began, Outcome
 
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
 MAX_CODE_BYTES = 64 << 20  # the run's code zip; past this, deploy the code on the workers instead
@@ -190,7 +198,14 @@ def _remote_functions():
 
 
 class DaskBackend:
-    """Attempts as futures on a Dask cluster; `wait` gathers the finished ones."""
+    """Attempts as futures on a Dask cluster; `wait` gathers the finished ones.
+
+    An attempt waits in Dask's queue until a worker thread takes it: `wait`
+    reports that moment as a Began, before the attempt's Outcome (with
+    `report_began`; see the module's docstring).
+    """
+
+    queues = True  # a submitted attempt is queued until its Began
 
     def __init__(self, address: str, code_folders: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
         distributed = import_distributed()
@@ -203,9 +218,14 @@ class DaskBackend:
         self.attempts: Dict[str, Attempt] = {}  # dask key -> the attempt
         self.keys: Dict[str, str] = {}  # attempt key -> dask key
         self.written: Dict[str, int] = {}  # dask key -> bytes of its log appended from events so far
+        self.submitted: Dict[str, float] = {}  # dask key -> wall time it was submitted
+        self.began: Dict[str, tuple] = {}  # dask key -> (worker's time it began, that time on our clock)
+        self.reported: set = set()  # dask keys whose Began `wait` has returned
+        # Began items in `wait`'s lists: the runner that understands them sets this (an older one does not)
+        self.report_began = False
         self.topic = f"flow-output-{self.token}"  # the run's output events
         self.plugins: List[str] = []
-        self.refused: List[Outcome] = []  # attempts that could not be sent, reported by the next `wait`
+        self.pending: List[Outcome] = []  # attempts ended here (not sent, stopped in the queue): the next `wait`
         self.resources: Dict[str, Dict[str, float]] = {}  # task -> `resources { ... }`, set by the runner
         try:
             self.client.run_on_scheduler(no_second_runs)
@@ -245,56 +265,115 @@ class DaskBackend:
             payload["topic"] = self.topic
         except Exception as e:  # an argument the run's codec cannot carry
             now = time.time()
-            self.refused.append(Outcome(attempt.key, attempt.number, False, started=now, finished=now, error={
+            self.pending.append(Outcome(attempt.key, attempt.number, False, started=now, finished=now, error={
                 "type": type(e).__name__, "message": f"cannot send the attempt to Dask: {e}", "traceback": ""}))
             return
         self.attempts[dask_key] = attempt
         self.keys[attempt.key] = dask_key
+        self.submitted[dask_key] = time.time()
         future = self.client.submit(self.remote, payload, self.flow_zip, self.code_zip, key=dask_key, pure=False,
                                     retries=0, resources=self.resources.get(attempt.key.split("[", 1)[0]))
         self.futures[dask_key] = future
         future.add_done_callback(self.done.put)  # on the client's event loop: only a hand-over
 
-    def wait(self, timeout: Optional[float]) -> List[Outcome]:
-        if self.refused:
-            refused, self.refused = self.refused, []
-            return refused
+    def wait(self, timeout: Optional[float]) -> List[Any]:
+        """Outcomes (and, with `report_began`, Began items) in the order they happened, within `timeout`.
+
+        An attempt's Began always comes before its Outcome (in the same list or
+        an earlier one), once; none comes for an attempt that was killed.
+        """
+        if self.pending:  # attempts that ended here are reported at once
+            pending, self.pending = self.pending, []
+            out: List[Any] = []
+            for outcome in pending:
+                self._report(out, outcome)
+            return out
         end = None if timeout is None else time.monotonic() + timeout
-        done: List[Any] = []
+        items: List[Any] = []  # finished futures and (dask key, Began), as they arrived
+        ended: set = set()  # the futures in `items`
         wrote = False
-        while True:  # output events are written as they come; finished futures end the wait
+        while True:  # output events are written as they come; finished futures and starts end the wait
             left = None if end is None else end - time.monotonic()
             try:
-                if done or wrote or (left is not None and left <= 0):
+                if items or wrote or (left is not None and left <= 0):
                     item = self.done.get_nowait()
                 else:
                     item = self.done.get(timeout=left)
             except queue.Empty:
                 break
-            if isinstance(item, (tuple, list)):  # (scheduler's timestamp, {"key", "at", "data"}): output
+            if not isinstance(item, (tuple, list)):
+                if item not in ended:
+                    ended.add(item)
+                    items.append(item)
+            elif isinstance(item[1], dict) and "began" in item[1]:  # (timestamp, {"began", "t"}): it started
+                began = self._began(item[1])
+                if began is not None:
+                    # Futures that ended before it (their state came first, on the same stream from the
+                    # scheduler) come before it, although their done callbacks (on a thread of Dask's) may
+                    # not have reached the queue yet: the attempt that left a thread free ends before the
+                    # one that took it begins.
+                    for f in list(self.futures.values()):
+                        if f not in ended and f.done():
+                            ended.add(f)
+                            items.append(f)
+                    items.append((item[1]["began"], began))
+            else:  # (scheduler's timestamp, {"key", "at", "data"}): output
                 self._append(item[1])
                 wrote = True
-            else:
-                done.append(item)
-        done = [f for f in done if self.futures.get(f.key) is f]  # not one given up on (killed)
-        if not done:
-            return []
+        items = [x for x in items if isinstance(x, tuple) or self.futures.get(x.key) is x]  # not one killed
+        done = [x for x in items if not isinstance(x, tuple)]
         finished = [f for f in done if f.status == "finished"]
-        try:
-            plains = self.client.gather(finished) if finished else []
-        except Exception:  # lost between finishing and the gather: one by one
-            plains = [_result_or_none(f) for f in finished]
+        plains: List[Any] = []
+        if finished:
+            try:
+                plains = self.client.gather(finished)
+            except Exception:  # lost between finishing and the gather: one by one
+                plains = [_result_or_none(f) for f in finished]
         by_key = dict(zip([f.key for f in finished], plains))
         out = []
-        for f in done:
-            attempt = self.attempts.pop(f.key)
-            del self.futures[f.key]
-            if self.keys.get(attempt.key) == f.key:
+        for x in items:
+            if isinstance(x, tuple):  # (dask key, Began): not if its outcome came first and brought it along
+                if x[0] in self.attempts and x[0] not in self.reported:
+                    self.reported.add(x[0])
+                    out.append(x[1])
+                continue
+            attempt = self.attempts.pop(x.key)
+            del self.futures[x.key]
+            if self.keys.get(attempt.key) == x.key:
                 del self.keys[attempt.key]
-            plain = by_key.get(f.key)
-            written = self.written.pop(f.key, 0)
-            out.append(self._outcome(attempt, plain, written) if plain is not None else _lost(attempt, f))
+            plain = by_key.get(x.key)
+            written = self.written.pop(x.key, 0)
+            submitted = self.submitted.pop(x.key, None)
+            began_at = self.began.pop(x.key, None)
+            reported = x.key in self.reported
+            self.reported.discard(x.key)
+            if plain is None:
+                outcome = _lost(attempt, x, began_at[1] if began_at else None)
+            else:
+                outcome = self._outcome(attempt, plain, written, began_at, submitted)
+            self._report(out, outcome, reported)
         return out
+
+    def _report(self, out: List[Any], outcome: Outcome, reported: bool = False) -> None:
+        """The Outcome, after its Began if none was returned yet (its event was late or lost, or it never left
+        the queue). Its `started` is the Began's time, whichever it is."""
+        if self.report_began and not reported:
+            out.append(Began(outcome.key, outcome.number, outcome.started))
+        out.append(outcome)
+
+    def _began(self, event: Dict[str, Any]) -> Optional[Began]:
+        """The worker's word that an attempt started; None for one killed or ended, or a second word."""
+        dask_key, t = event.get("began"), event.get("t")
+        attempt = self.attempts.get(dask_key) if isinstance(dask_key, str) else None
+        if attempt is None or dask_key in self.began or not isinstance(t, (int, float)):
+            return None
+        self.began[dask_key] = (t, self._our_clock(t, self.submitted.get(dask_key)))
+        return Began(attempt.key, attempt.number, self.began[dask_key][1]) if self.report_began else None
+
+    @staticmethod
+    def _our_clock(t: float, submitted: Optional[float]) -> float:
+        """A worker's wall time, kept between the submission and now: another machine's clock may be off."""
+        return min(max(t, submitted if submitted is not None else t), time.time())
 
     def _append(self, chunk: Any) -> None:
         """A piece of a running attempt's log, from its worker: appended if it is the next one."""
@@ -314,7 +393,8 @@ class DaskBackend:
             return
         self.written[dask_key] = written + len(data)
 
-    def _outcome(self, attempt: Attempt, plain: Dict[str, Any], written: int = 0) -> Outcome:
+    def _outcome(self, attempt: Attempt, plain: Dict[str, Any], written: int = 0, began: Optional[tuple] = None,
+                 submitted: Optional[float] = None) -> Outcome:
         log = plain.get("log")
         if log:
             log = log[written:]  # the events brought the first `written` bytes
@@ -323,6 +403,13 @@ class DaskBackend:
                 f.write(log)
         fields = {k: v for k, v in plain.items() if k in Outcome.__dataclass_fields__}  # cpu, when it is measured
         fields.update(key=attempt.key, number=attempt.number)
+        # `started` is when the worker took it up (its Began), on our clock: the worker's times move with it
+        worker_t, ours = began if began is not None else (fields.get("started", 0.0), None)
+        if ours is None:
+            ours = self._our_clock(worker_t, submitted)
+        shift = ours - worker_t
+        fields["started"] = ours
+        fields["finished"] = fields.get("finished", worker_t) + shift
         return Outcome(**fields)
 
     def kill(self, key: str) -> None:
@@ -332,6 +419,9 @@ class DaskBackend:
         if future is not None:
             self.attempts.pop(dask_key, None)
             self.written.pop(dask_key, None)
+            self.submitted.pop(dask_key, None)
+            self.began.pop(dask_key, None)
+            self.reported.discard(dask_key)
             try:
                 self.client.run(self.signal, self.token, signal.SIGKILL, key, self.flow_zip, wait=False)
                 future.cancel()
@@ -339,10 +429,31 @@ class DaskBackend:
                 pass  # the scheduler is gone: its workers cancel what it ran
 
     def interrupt(self) -> None:
-        """Ask every running attempt to stop (SIGINT in its process: on_abort runs); they report back."""
-        if self.futures:
+        """Ask every running attempt to stop (SIGINT in its process: on_abort runs); they report back.
+
+        Those still in Dask's queue are cancelled, and reported as Interrupted by the next `wait`: they
+        would start later otherwise. (One whose Began is on its way is killed by its worker instead.)
+        """
+        if not self.futures:
+            return
+        try:
+            self.client.run(self.signal, self.token, signal.SIGINT, None, self.flow_zip, wait=False)
+        except Exception:
+            pass
+        queued = [k for k in self.futures if k not in self.began]
+        now = time.time()
+        for dask_key in queued:
+            attempt = self.attempts.pop(dask_key)
+            future = self.futures.pop(dask_key)
+            if self.keys.get(attempt.key) == dask_key:
+                del self.keys[attempt.key]
+            self.written.pop(dask_key, None)
+            self.submitted.pop(dask_key, None)
+            self.pending.append(Outcome(attempt.key, attempt.number, False, started=now, finished=now, error={
+                "type": "Interrupted", "message": "stopped in Dask's queue when the run was interrupted",
+                "traceback": ""}))
             try:
-                self.client.run(self.signal, self.token, signal.SIGINT, None, self.flow_zip, wait=False)
+                future.cancel()
             except Exception:
                 pass
 
@@ -399,9 +510,10 @@ def _result_or_none(future) -> Optional[Dict[str, Any]]:
         return None
 
 
-def _lost(attempt: Attempt, future) -> Outcome:
+def _lost(attempt: Attempt, future, began: Optional[float] = None) -> Outcome:
     """A future that erred or was cancelled without our asking: the worker died, or the scheduler went."""
     now = time.time()
+    began = now if began is None else min(began, now)
     message = "the Dask future was cancelled (the scheduler restarted or was lost)"
     kind = "WorkerDied"
     if future.status == "error":
@@ -415,4 +527,4 @@ def _lost(attempt: Attempt, future) -> Outcome:
         else:
             kind, message = "DaskError", f"{name}: {exc}"
     return Outcome(attempt.key, attempt.number, False, error={"type": kind, "message": message, "traceback": ""},
-                   started=now, finished=now)
+                   started=began, finished=now)

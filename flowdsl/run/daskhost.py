@@ -22,6 +22,11 @@ worker's thread sends what the file gained, whole lines, as Dask events
 (`Worker.log_event` on the run's topic, which the runner subscribes to).
 Each chunk says at which byte of the log it starts; the outcome still
 carries the whole log, and the runner appends only what it has not written.
+
+The same topic carries one more event per attempt, `{"began": dask key,
+"t": wall time}`, sent as the worker's thread takes the attempt up: until
+then it waited in Dask's queue, which its timeout and duration do not count.
+The outcome's `started` is that same time.
 """
 
 from __future__ import annotations
@@ -36,7 +41,11 @@ import time
 from typing import Any, Dict, List, Optional
 
 POLL = 0.1  # seconds between looks at the future's state while an attempt runs
-SHELL_SLACK = 5.0  # a shell attempt enforces its own timeout in the helper; this backs it up
+# The runner enforces an attempt's timeout: it kills the attempt (DaskBackend.kill) at the time the
+# attempt began here (the `began` event) plus its timeout. The worker's own deadline, counted from the
+# same start, is only a backup for a kill that never arrives (the runner lost, a message dropped):
+# it fires this much later than the runner would, so that it never wins a race with the runner's.
+BACKUP_SLACK = 5.0
 IDLE_HELPERS = 8  # helpers kept warm per worker process
 CHUNK = 64 << 10  # at most this much output per event (one every POLL), a line longer than it is cut
 
@@ -63,6 +72,7 @@ class Helper:
         theirs.close()
         self.conn = Connection(ours.detach())
         self.killed = False
+        self.interrupted = False  # sent SIGINT: if that ends it (before its handler is set), it was interrupted
 
     def kill(self) -> None:
         """SIGTERM (the helper kills its shell command's group and exits), then SIGKILL its group."""
@@ -120,6 +130,7 @@ def _paths(folder: str, flow_zip: str, code_zip: Optional[str]) -> List[str]:
 def _release(h: Helper) -> None:
     with _lock:
         if len(_idle) < IDLE_HELPERS and not h.killed and h.proc.poll() is None:
+            h.interrupted = False  # out of `_running`: no signal reaches it any more
             _idle.append(h)
             return
     h.kill()
@@ -133,6 +144,7 @@ def signal_attempts(token: str, signum: int, key: Optional[str] = None) -> int:
         if signum == signal.SIGKILL:
             h.kill()
         else:
+            h.interrupted = h.interrupted or signum == signal.SIGINT
             try:
                 os.kill(h.proc.pid, signum)
             except OSError:
@@ -151,6 +163,9 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
     from distributed import get_worker
 
     worker = get_worker()
+    # The attempt leaves Dask's queue now: the runner's timeout for it starts here, and its duration.
+    started, began = time.time(), time.monotonic()
+    _began(worker, payload.get("topic"), payload["dask_key"], started)
     folder = worker.local_directory
     paths = _paths(folder, flow_zip, code_zip)
     logs = os.path.join(folder, "flow-logs")
@@ -162,9 +177,8 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
         payload["cwd"] = folder
     timeout = payload.get("timeout")
     deadline = None
-    if timeout is not None:
-        deadline = time.monotonic() + timeout + (0 if payload["kind"] == "run" else SHELL_SLACK)
-    started = time.time()
+    if timeout is not None:  # a backup only: the runner kills the attempt BACKUP_SLACK seconds sooner
+        deadline = began + timeout + BACKUP_SLACK
     helper = _acquire(paths)
     with _lock:
         _running[(token, key)] = helper
@@ -197,14 +211,27 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
             _running.pop((token, key), None)
         _release(helper)
         tail.close()
+    outcome["started"] = started  # when it left Dask's queue (the helper's own clock starts a little later)
     outcome["log"] = _take(log)  # the whole log: the runner skips what the events brought
     outcome["worker"] = worker.address
     return outcome
 
 
+def _began(worker, topic: Optional[str], dask_key: str, t: float) -> None:
+    """Tell the runner the attempt started (an event on the run's topic); if it is lost, the outcome says it."""
+    if not topic:
+        return
+    try:
+        worker.log_event(topic, {"began": dask_key, "t": t})
+    except Exception:  # an older or odd worker: the runner takes the outcome's `started` instead
+        pass
+
+
 def _death(helper: Helper):
     if helper.killed:
         return "Interrupted", "the attempt was stopped"
+    if helper.interrupted:  # SIGINT reached a helper still starting: Python's KeyboardInterrupt ended it
+        return "Interrupted", "the run was interrupted"
     try:
         code = helper.proc.wait(1)
     except subprocess.TimeoutExpired:

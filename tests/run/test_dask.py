@@ -289,6 +289,25 @@ def test_concurrency_bounds_attempts_in_flight(flow, cluster, tmp_path, concurre
     assert most == expected if args or concurrency else 3 <= most <= 4, most
 
 
+def test_a_timeout_counts_from_the_start_on_a_worker_not_the_wait_in_dasks_queue(flow, cluster, tmp_path):
+    """12 attempts of 1 s on the cluster's 4 threads: the last wave waits 2 s in Dask's queue, then runs 1 s;
+    a timeout of 2.5 s is the run's, from each attempt's start (its `began`), so none times out."""
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}"  concurrency 12 }}
+        task spans {{ foreach i in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]  run tasks:span  with {{ seconds = 1 }}
+                      timeout 2500ms }}
+    """, TASKS)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    spans = report["tasks"]["spans"]["result"]
+    assert most_at_once(spans) <= 4 and max(b for _, b in spans) - min(a for a, _ in spans) >= 2.5, spans
+    records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
+    began = {r["task"]: r["t"] for r in records if r["e"] == "began"}
+    assert len(began) == 12, records  # one `began` per attempt: each was queued until then
+    for i, (start, _) in enumerate(spans):  # the task's own clock starts just after its `began`
+        assert 0 <= start - began[f"spans[{i}]"] < 1.0, (i, start, began)
+
+
 def test_resources_send_a_task_to_the_workers_that_have_them(flow, cluster, tmp_path):
     gpu = cluster.add_worker("gpu", "--nthreads", "1", "--resources", "gpu=1")
     try:

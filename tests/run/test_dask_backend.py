@@ -1,0 +1,160 @@
+"""The Dask backend by itself (no runner): when an attempt waits in Dask's queue, and when it begins.
+
+The cluster is the smallest that queues: `dask scheduler` and one `dask
+worker` with one thread, on 127.0.0.1, each command in its own session so
+that the finalizer kills every process it started, by process group. The
+attempts are built as the runner builds them and go through DaskBackend's
+submit / wait / interrupt, as the runner calls them.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
+
+from flowdsl.run.dask import DaskBackend  # noqa: E402
+from flowdsl.run.worker import Attempt, Began, Outcome  # noqa: E402
+from flowdsl.store import codec  # noqa: E402
+
+DASK = Path(sys.executable).parent / "dask"
+NAP = 1.5  # seconds each attempt sleeps
+EPSILON = 0.05  # seconds of slack between clocks read on the same machine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv, log: Path) -> subprocess.Popen:
+    out = open(log, "ab")
+    return subprocess.Popen([str(DASK), *argv], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def one_thread(tmp_path_factory):
+    """The address of a cluster with one worker of one thread: a second attempt waits for the first."""
+    folder = tmp_path_factory.mktemp("cluster")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    procs = []
+    try:
+        procs.append(start(["scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                            "--no-dashboard"], folder / "scheduler.log"))
+        procs.append(start(["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
+                            "--local-directory", str(folder / "worker")], folder / "worker.log"))
+        with distributed.Client(address, timeout=30) as client:
+            client.wait_for_workers(1, timeout=60)
+        yield address
+    finally:
+        for proc in reversed(procs):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait(10)
+
+
+@pytest.fixture
+def backend(one_thread, tmp_path):
+    (tmp_path / "nap.py").write_text(textwrap.dedent("""
+        import time
+
+        def nap(seconds):
+            time.sleep(seconds)
+            return "rested"
+    """))
+    b = DaskBackend(one_thread, [str(tmp_path)], timeout=30)
+    b.report_began = True  # as the runner that understands Began does
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def attempt(folder: Path, key: str, kind: str, target: str, **fields) -> Attempt:
+    """An attempt as the runner makes one (runner.make_attempt)."""
+    return Attempt(key=key, number=1, kind=kind, target=target, cwd=str(folder), sys_path=(str(folder),),
+                   env={"FLOW_TASK": key}, log_path=str(folder / f"{key}.1.log"), timeout=fields.pop("timeout", None),
+                   results="msgpack", **fields)
+
+
+def collect(backend: DaskBackend, count: int, within: float = 30.0):
+    """(what wait() returned, the time each arrived) until `count` Outcomes came."""
+    items, arrived = [], []
+    give_up = time.monotonic() + within
+    while sum(isinstance(x, Outcome) for x in items) < count:
+        assert time.monotonic() < give_up, items
+        got = backend.wait(0.2)
+        now = time.time()
+        for x in got:
+            items.append(x)
+            arrived.append(now)
+    return items, arrived
+
+
+def test_an_attempt_queued_behind_another_begins_when_the_first_ends(backend, tmp_path):
+    assert DaskBackend.queues is True
+    submitted = time.time()
+    # both past a timeout of 2 s if the queue counted: the runner's deadline starts at Began
+    backend.submit(attempt(tmp_path, "first", "run", "nap:nap", kwargs={"seconds": NAP}, timeout=2.0))
+    backend.submit(attempt(tmp_path, "second", "sh", f"sleep {NAP}", timeout=2.0))
+    items, arrived = collect(backend, 2)
+
+    keys = [x.key for x in items]
+    began = {x.key: (i, x) for i, x in enumerate(items) if isinstance(x, Began)}
+    ended = {x.key: (i, x) for i, x in enumerate(items) if isinstance(x, Outcome)}
+    assert sorted(ended) == ["first", "second"], items
+    for key in ended:  # exactly one Began per attempt, before its Outcome
+        assert sum(1 for x in items if isinstance(x, Began) and x.key == key) == 1, items
+        assert began[key][0] < ended[key][0], keys
+        assert began[key][1].number == ended[key][1].number == 1
+        assert ended[key][1].ok, ended[key][1].error
+
+    # Dask picks the order: the first to begin is the one that did not wait
+    one, two = sorted(ended, key=lambda k: began[k][1].t)
+    b1, b2 = began[one][1], began[two][1]
+    o1, o2 = ended[one][1], ended[two][1]
+    assert b1.t - submitted < 1.0, (b1, submitted)  # promptly, on the worker's free thread
+    assert arrived[began[one][0]] - submitted < 2.0
+    # the second began only once the first ended, and the runner hears of it after the first Outcome
+    assert b2.t >= o1.finished - EPSILON, (b2, o1)
+    assert began[two][0] > ended[one][0], keys
+    for b, o in ((b1, o1), (b2, o2)):
+        assert abs(o.started - b.t) < EPSILON, (b, o)  # started is when it left the queue, not when submitted
+        assert NAP - EPSILON <= o.finished - o.started < NAP + 1.0, o  # the wait in the queue is not counted
+    assert o2.started - submitted >= NAP - EPSILON
+    assert codec.decode_result(ended["first"][1].result, allow_pickle=False) == "rested"
+
+
+def test_interrupt_cancels_the_attempts_still_queued(backend, tmp_path):
+    backend.submit(attempt(tmp_path, "running", "run", "nap:nap", kwargs={"seconds": 10}))
+    backend.submit(attempt(tmp_path, "queued", "run", "nap:nap", kwargs={"seconds": 10}))
+    items, give_up = [], time.monotonic() + 15
+    while not any(isinstance(x, Began) for x in items):
+        assert time.monotonic() < give_up, items
+        items += backend.wait(0.2)
+    (running,) = [x.key for x in items if isinstance(x, Began)]
+    queued = "queued" if running == "running" else "running"
+    began = time.monotonic()
+    backend.interrupt()
+    more, _ = collect(backend, 2, within=10)
+    items += more
+    assert time.monotonic() - began < 5  # neither slept its 10 s
+    outcomes = {x.key: x for x in items if isinstance(x, Outcome)}
+    assert {k: o.error["type"] for k, o in outcomes.items()} == {running: "Interrupted", queued: "Interrupted"}
+    assert "queue" in outcomes[queued].error["message"], outcomes[queued]
+    # the queued one still has its one Began, right before its Outcome, at the same time
+    i = next(i for i, x in enumerate(items) if isinstance(x, Outcome) and x.key == queued)
+    assert isinstance(items[i - 1], Began) and items[i - 1].key == queued
+    assert items[i - 1].t == outcomes[queued].started
+    assert [x.key for x in items if isinstance(x, Began)].count(queued) == 1
