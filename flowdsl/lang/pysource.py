@@ -16,7 +16,7 @@ from .records import finish, record
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
     import ast  # imported where a module is read: a file without `run` tasks never needs it (cold start)
-    from typing import Dict, List, Optional, Tuple, Union
+    from typing import Dict, List, Optional, Set, Tuple, Union
 
 OPAQUE = "opaque"  # exists, but its shape cannot be read
 
@@ -38,11 +38,30 @@ finish(globals())
 
 class ModuleSource:
     def __init__(self, path: str, names: Dict[str, Union[ast.AST, str]], any_attr: bool,
-                 error: Optional[str] = None):
+                 error: Optional[str] = None, data: bytes = b""):
         self.path = path
         self.names = names  # top-level name -> definition or OPAQUE
         self.any_attr = any_attr  # module __getattr__ or `import *`
         self.error = error
+        # The bytes that were parsed: the definitions' line numbers are theirs,
+        # whatever the file holds by the time a fingerprint reads it.
+        self.data = data
+        self._rows: Optional[List[str]] = None
+
+    def rows(self) -> Optional[List[str]]:
+        """The file's lines as the parser numbered them (line 1 at index 0); None if it cannot be decoded."""
+        if self._rows is None:
+            import io
+            import tokenize
+
+            try:
+                encoding = tokenize.detect_encoding(io.BytesIO(self.data).readline)[0]  # a coding cookie, a BOM
+                text = self.data.decode(encoding)
+            except (SyntaxError, LookupError, UnicodeDecodeError):
+                return None
+            # The parser ends a line at \r\n, \r or \n only (str.splitlines also splits at \f, \v, \x85...)
+            self._rows = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        return self._rows
 
 
 class SourceIndex:
@@ -99,7 +118,8 @@ def _read_module(path: str) -> ModuleSource:
 
     try:
         with open(path, "rb") as f:
-            tree = ast.parse(f.read(), filename=path)
+            data = f.read()
+        tree = ast.parse(data, filename=path)
     except SyntaxError as e:
         where = f"{path}:{e.lineno}" if e.lineno else path
         return ModuleSource(path, {}, True, f"{where}: {e.msg}")
@@ -132,7 +152,7 @@ def _read_module(path: str) -> ModuleSource:
             stack.extend(getattr(node, "body", []) + getattr(node, "orelse", []) + getattr(node, "finalbody", []))
             for h in getattr(node, "handlers", []):
                 stack.extend(h.body)
-    return ModuleSource(path, names, any_attr)
+    return ModuleSource(path, names, any_attr, data=data)
 
 
 def lookup(source: ModuleSource, attr: str) -> Union[ast.AST, str, None]:
@@ -151,6 +171,103 @@ def lookup(source: ModuleSource, attr: str) -> Union[ast.AST, str, None]:
             return OPAQUE if node.bases else None
         node = inner[part]
     return node
+
+
+_BLANK = " \t\f"  # the whitespace Python skips between tokens
+
+
+def definition_text(source: ModuleSource, node: ast.AST) -> Optional[str]:
+    """The `def` or `class` as written, from its first decorator to its last line, without its layout.
+
+    Comments, blank lines, trailing whitespace and the indentation common to
+    its lines do not count; inside a string that spans lines all of it does
+    (it is the string's value). Line numbers and decorators are the same on
+    every Python from 3.9, so this text is too, where `ast.dump` is not.
+    None when the file's lines cannot be had.
+    """
+    rows = source.rows()
+    first, last = getattr(node, "lineno", None), getattr(node, "end_lineno", None)
+    if rows is None or first is None or last is None or last > len(rows):
+        return None
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        first = decorators[0].lineno
+        # A parenthesised decorator's first token may be lines below its `@`:
+        # only brackets, comments and blank lines can stand between them.
+        top = first - 1
+        while top > 0 and not rows[top].lstrip(_BLANK).startswith("@"):
+            top -= 1
+        if rows[top].lstrip(_BLANK).startswith("@"):
+            first = top + 1
+    return without_layout(rows[first - 1:last])
+
+
+def without_layout(rows: List[str]) -> str:
+    """Lines of Python joined by newlines, without comments, blank lines, trailing whitespace and common indentation.
+
+    Inside a string that spans lines nothing is left out. When the lines
+    cannot be tokenized, they are taken as they are (no comment is cut).
+    """
+    comments: Dict[int, int] = {}  # line (from 1) -> the column its comment starts at
+    starts_in_string: Set[int] = set()  # lines that begin inside a string: kept as they are
+    ends_in_string: Set[int] = set()  # lines that end inside one: their trailing whitespace is the string's
+    text = "\n".join(rows) + "\n"
+    # Only a comment or a string over several lines needs the tokens: without
+    # `#`, triple quotes or a backslash at a line's end there is neither, and
+    # the lines alone give the same text (tokenize is slow before 3.12).
+    if "#" in text or '"""' in text or "'''" in text or "\\\n" in text:
+        import tokenize
+
+        try:
+            _comments_and_strings(text, comments, starts_in_string, ends_in_string)
+        except (tokenize.TokenError, SyntaxError):
+            comments.clear()
+            starts_in_string.clear()
+            ends_in_string.clear()
+    kept: List[Tuple[str, bool]] = []  # (line, begins inside a string)
+    for number, row in enumerate(rows, 1):
+        if number in comments:
+            row = row[:comments[number]]
+        if number not in ends_in_string:
+            row = row.rstrip(_BLANK)
+        if number in starts_in_string:
+            kept.append((row, True))
+        elif row:
+            kept.append((row, False))
+    margin = os.path.commonprefix([row[:len(row) - len(row.lstrip(_BLANK))] for row, inside in kept if not inside])
+    return "\n".join(row if inside else row[len(margin):] for row, inside in kept)
+
+
+def _comments_and_strings(text: str, comments: Dict[int, int], starts_in_string: Set[int],
+                          ends_in_string: Set[int]) -> None:
+    """Where `text`'s comments begin, and which of its lines begin or end inside a string."""
+    import io
+    import tokenize
+
+    # From 3.12 an f-string is many tokens (t-strings from 3.14): its literal
+    # parts are *_MIDDLE. A triple-quoted one counts whole, as the one STRING
+    # token that older Pythons make of it, so its text is the same on both.
+    opening = {getattr(tokenize, n) for n in ("FSTRING_START", "TSTRING_START") if hasattr(tokenize, n)}
+    closing = {getattr(tokenize, n) for n in ("FSTRING_END", "TSTRING_END") if hasattr(tokenize, n)}
+    literal = {tokenize.STRING} | {getattr(tokenize, n) for n in ("FSTRING_MIDDLE", "TSTRING_MIDDLE")
+                                   if hasattr(tokenize, n)}
+    opened: List[Tuple[int, bool]] = []  # the f-strings being read: first line, triple-quoted
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        kind = tok.type
+        first = last = 0
+        if kind == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.start[1]
+        elif kind in literal:
+            first, last = tok.start[0], tok.end[0]
+        elif kind in opening:
+            opened.append((tok.start[0], tok.string.endswith(('"""', "'''"))))
+        elif kind in closing and opened:
+            line, triple = opened.pop()
+            if triple:
+                first, last = line, tok.end[0]
+        if last > first:
+            ends_in_string.update(range(first, last))
+            starts_in_string.update(range(first + 1, last + 1))
 
 
 def signature(node: ast.AST, bound: bool = False) -> Optional[Signature]:

@@ -1,6 +1,7 @@
-"""flow run, end to end: retries, their delays (really waited) and the `on` filter."""
+"""flow run, end to end: retries, their delays (really waited) and the `on` filter.
 
-
+The delays' arithmetic (backoff, max_delay, jitter) is tested in-process by test_machine.py.
+"""
 
 from runkit import explain, gaps, run_json, times, write_project
 
