@@ -369,7 +369,7 @@ class Machine:
         if own is not None and inst.name not in prev.forced:
             if own.seq <= self.upstream_seq(spec):
                 return False  # an upstream result changed after it was made
-            if own.fp != inst.fp:
+            if not self.fingerprints.matches(own.fp, inst.fp, inst.name):
                 self.reporter.note(f"{inst.key} runs again: {checkpoint.why_changed(own.fp, inst.fp)}")
                 return False
             self.kept_keys.append(inst.key)  # its state is in the journal already: one `keep` record names it
@@ -380,7 +380,7 @@ class Machine:
             return False
         if not all(self.state.carried(u, prev.earlier_id) for u in spec.upstream):
             return False
-        if kept.fp != inst.fp:
+        if not self.fingerprints.matches(kept.fp, inst.fp, inst.name):
             self.reporter.note(f"{inst.key} runs again: {checkpoint.why_changed(kept.fp, inst.fp)}")
             return False
         self.record({"e": "reuse", "task": inst.key, "status": kept.status, "n": kept.attempts,
@@ -395,7 +395,10 @@ class Machine:
             return False
         entry = self.cache.get(inst.fp, spec.cache_ttl)
         if entry is None:
-            return False
+            legacy = self.fingerprints.legacy(inst.fp, inst.name)  # an entry an older release wrote
+            entry = self.cache.get(legacy, spec.cache_ttl) if legacy else None
+            if entry is None:
+                return False
         self.record({"e": "end", "task": inst.key, "n": 0, "t": self.clock.wall(), "status": "cached",
                      "result": entry["result"], "fp": inst.fp, "from": entry.get("run")})
         self.reporter.ended(inst.key, 0, "cached", 0.0, None, None)

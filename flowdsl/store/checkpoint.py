@@ -79,6 +79,7 @@ class Fingerprints:
         self.static: Dict[str, str] = {}
         self.sources: Dict[str, str] = {}  # callable -> hash: many tasks share one
         self.definitions: Dict[str, str] = {}  # task -> definition hash known from before
+        self.legacy_sources: Dict[str, str] = {}  # callable -> the source hash of older releases ("": none)
 
     def know(self, previous: Previous, program_fp: str, earlier_fp: Optional[str]) -> None:
         """When the program's files are byte for byte those of the earlier run, take its definition hashes."""
@@ -124,6 +125,29 @@ class Fingerprints:
                 return _digest(f.read())
         except OSError:
             return "-"
+
+    def matches(self, earlier: Optional[str], now: str, name: str) -> bool:
+        """True if an earlier fingerprint is this one, or this one as flow made it before its source part
+        was the definition's text (an `ast.dump` of it): results and caches written then are still kept."""
+        return earlier == now or (earlier is not None and earlier == self.legacy(now, name))
+
+    def legacy(self, fp: str, name: str) -> Optional[str]:
+        """The fingerprint `fp` with the source part flow made before (None when there is none to make)."""
+        action = self.tasks[name].task.action
+        if not isinstance(action, ir.RunAction):
+            return None
+        key = str(action.callable)
+        old = self.legacy_sources.get(key)
+        if old is None:
+            module = self.index.module(action.callable.module)
+            node = None
+            if isinstance(module, pysource.ModuleSource) and module.error is None:
+                node = pysource.lookup(module, action.callable.attr)
+            old = self.legacy_sources[key] = _digest(ast.dump(node).encode()) if isinstance(node, ast.AST) else ""
+        if not old:
+            return None
+        d, _, rest = fp.partition(".s")
+        return f"{d}.s{old}.{rest.partition('.')[2]}"
 
     def of(self, name: str, attempt: Any) -> str:
         """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs (a `run.worker.Attempt`)."""
