@@ -192,7 +192,7 @@ def cmd_run(args) -> int:
         return EXIT_OK
     runner = Runner(plan, options, reporter)
     if executor == "dask":
-        options.backend = connect_dask(address, timeout, runner.sys_path, detached=args.detach)
+        options.backend = connect_dask(address, timeout, runner.sys_path, runner.resources, detached=args.detach)
     try:
         runner.open()
     except Busy:
@@ -277,7 +277,7 @@ def dask_timeout(given) -> float:
         raise UsageError(str(e)) from None
 
 
-def connect_dask(address: str, timeout: float, code_folders, detached: bool):
+def connect_dask(address: str, timeout: float, code_folders, resources, detached: bool):
     """Before the run is opened: a connected backend (a detached run only checks, and connects after the fork).
 
     Dask missing or a scheduler that cannot be reached is a usage error: exit 2, nothing written.
@@ -289,7 +289,7 @@ def connect_dask(address: str, timeout: float, code_folders, detached: bool):
         if detached:
             dask.probe(address, timeout)
             return None
-        return dask.DaskBackend(address, code_folders, timeout)
+        return dask.DaskBackend(address, code_folders, timeout, resources)
     except dask.DaskUnavailable as e:
         raise UsageError(str(e)) from None
 

@@ -26,8 +26,7 @@ What travels, and how:
 * the start of an attempt: a future waits in Dask's queue until a worker's
   thread is free, so the backend says `queues = True`, and the worker sends
   `{"began": dask key, "t": wall time}` on the same topic as it takes the
-  attempt up. With `report_began` set (the runner does), `wait` returns it as
-  a `worker.Began`, before the attempt's Outcome, once per attempt: one whose
+  attempt up. `wait` returns it as a `worker.Began`, before the attempt's Outcome, once per attempt: one whose
   event was lost gets its Began (t = the Outcome's `started`) right before its
   Outcome. The runner counts the attempt's timeout from there, and kills it
   through `kill`; the worker's own deadline is a later backup (daskhost).
@@ -201,13 +200,14 @@ class DaskBackend:
     """Attempts as futures on a Dask cluster; `wait` gathers the finished ones.
 
     An attempt waits in Dask's queue until a worker thread takes it: `wait`
-    reports that moment as a Began, before the attempt's Outcome (with
-    `report_began`; see the module's docstring).
+    reports that moment as a Began, before the attempt's Outcome (see the
+    module's docstring).
     """
 
     queues = True  # a submitted attempt is queued until its Began
 
-    def __init__(self, address: str, code_folders: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, address: str, code_folders: Sequence[str], timeout: float = DEFAULT_TIMEOUT,
+                 resources: Optional[Dict[str, Dict[str, float]]] = None) -> None:
         distributed = import_distributed()
         self.address = address
         self.client = _connect(distributed, address, timeout)
@@ -221,12 +221,10 @@ class DaskBackend:
         self.submitted: Dict[str, float] = {}  # dask key -> wall time it was submitted
         self.began: Dict[str, tuple] = {}  # dask key -> (worker's time it began, that time on our clock)
         self.reported: set = set()  # dask keys whose Began `wait` has returned
-        # Began items in `wait`'s lists: the runner that understands them sets this (an older one does not)
-        self.report_began = False
         self.topic = f"flow-output-{self.token}"  # the run's output events
         self.plugins: List[str] = []
         self.pending: List[Outcome] = []  # attempts ended here (not sent, stopped in the queue): the next `wait`
-        self.resources: Dict[str, Dict[str, float]] = {}  # task -> `resources { ... }`, set by the runner
+        self.resources = resources or {}  # task -> its `resources { ... }`
         try:
             self.client.run_on_scheduler(no_second_runs)
             self.client.subscribe_topic(self.topic, self.done.put)  # on the client's event loop: only a hand-over
@@ -277,7 +275,7 @@ class DaskBackend:
         future.add_done_callback(self.done.put)  # on the client's event loop: only a hand-over
 
     def wait(self, timeout: Optional[float]) -> List[Any]:
-        """Outcomes (and, with `report_began`, Began items) in the order they happened, within `timeout`.
+        """Outcomes and Began items in the order they happened, within `timeout`.
 
         An attempt's Began always comes before its Outcome (in the same list or
         an earlier one), once; none comes for an attempt that was killed.
@@ -357,7 +355,7 @@ class DaskBackend:
     def _report(self, out: List[Any], outcome: Outcome, reported: bool = False) -> None:
         """The Outcome, after its Began if none was returned yet (its event was late or lost, or it never left
         the queue). Its `started` is the Began's time, whichever it is."""
-        if self.report_began and not reported:
+        if not reported:
             out.append(Began(outcome.key, outcome.number, outcome.started))
         out.append(outcome)
 
@@ -368,7 +366,7 @@ class DaskBackend:
         if attempt is None or dask_key in self.began or not isinstance(t, (int, float)):
             return None
         self.began[dask_key] = (t, self._our_clock(t, self.submitted.get(dask_key)))
-        return Began(attempt.key, attempt.number, self.began[dask_key][1]) if self.report_began else None
+        return Began(attempt.key, attempt.number, self.began[dask_key][1])
 
     @staticmethod
     def _our_clock(t: float, submitted: Optional[float]) -> float:

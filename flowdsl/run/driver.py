@@ -74,6 +74,11 @@ class Runner:
         self.backend: Any = None
         self.machine: Optional[Machine] = None
 
+    @property
+    def resources(self) -> Dict[str, Dict[str, Any]]:
+        """Each task's `resources { ... }`, for a Dask backend made with them."""
+        return {name: spec.resources for name, spec in self.plan.tasks.items() if spec.resources is not None}
+
     def run(self) -> Dict[str, Any]:
         self.open()
         return self.execute()
@@ -244,15 +249,11 @@ class Runner:
 
         try:  # the address and timeout were chosen and checked before the run opened (cli.run, schedule.launch)
             self.backend = self.options.backend or dask.DaskBackend(
-                self.options.dask_address, self.sys_path, self.options.dask_timeout)
+                self.options.dask_address, self.sys_path, self.options.dask_timeout, self.resources)
         except dask.DaskUnavailable as e:  # a detached or scheduled run whose cluster went away since its check
             self.reporter.note(str(e))
             self.backend = make_backend("inline", 1)  # nothing runs on it: the run fails at once
             return str(e)
-        self.backend.resources = {name: spec.resources for name, spec in plan.tasks.items()
-                                  if spec.resources is not None}
-        if hasattr(self.backend, "report_began"):
-            self.backend.report_began = True
         return None
 
     def on_signal(self, signum, frame) -> None:

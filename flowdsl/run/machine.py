@@ -148,6 +148,8 @@ class Machine:
 
     def timers(self) -> None:
         """Time passed: deadlines of attempts, of the run, of a stopping run's grace, of a hook."""
+        if self.phase == TASKS and not self.deadlines and self.run_deadline is None:
+            return self.advance()  # nothing is timed: only retries may be due
         now = self.clock.now()
         if self.phase in (TASKS, STOPPING):
             if self.run_deadline is not None and now >= self.run_deadline and self.stop_reason is None:
@@ -189,6 +191,8 @@ class Machine:
 
     def next_wake(self) -> Optional[float]:
         """When `timers` has something to do (clock.now() time), or None."""
+        if self.phase == TASKS and not self.deadlines and not self.retries and self.run_deadline is None:
+            return None  # the common case, kept cheap: one turn a task
         times: List[float] = []
         if self.phase in (TASKS, STOPPING):
             if self.deadlines:

@@ -130,6 +130,7 @@ def write_json_atomic(path: str, data: Any) -> None:
 
 
 SUCCEEDED = ("success", "cached")
+_ENDED = frozenset(("success", "cached", "skipped"))
 
 
 class TaskState:
@@ -174,12 +175,16 @@ class RunState:
         seq = self.seq
         self.seq = seq + 1
         if e == "start":
-            s = self.task(r["task"])
-            if s.status in SUCCEEDED or s.status == "skipped":  # it runs again: the earlier end is history
+            s = self.tasks.get(r["task"]) or self.task(r["task"])
+            if s.status in _ENDED:  # it runs again: the earlier end is history
                 s.started = s.finished = s.result = None
-            s.status, s.attempts, s.error, s.fp = "queued" if r.get("q") else "running", r["n"], None, r.get("fp")
-            if s.started is None and not r.get("q"):
-                s.started = r["t"]
+            if r.get("q"):
+                s.status = "queued"
+            else:
+                s.status = "running"
+                if s.started is None:
+                    s.started = r["t"]
+            s.attempts, s.error, s.fp = r["n"], None, r.get("fp")
         elif e == "began":  # a queued attempt started on a worker
             s = self.task(r["task"])
             if s.attempts == r["n"] and s.status == "queued":
@@ -187,7 +192,7 @@ class RunState:
                 if s.started is None:
                     s.started = r["t"]
         elif e == "end":
-            s = self.task(r["task"])
+            s = self.tasks.get(r["task"]) or self.task(r["task"])
             s.finished = r["t"]
             s.attempts = max(s.attempts, r.get("n", 0))
             if r["status"] == "success":
@@ -222,8 +227,8 @@ class RunState:
             run_id = self.info.get("run_id")
             for key in r["tasks"]:
                 kept = self.tasks.get(key)
-                if kept is not None and kept.status in SUCCEEDED:
-                    kept.reused = run_id
+                if kept is not None and kept.status in SUCCEEDED and kept.reused is None:
+                    kept.reused = run_id  # one taken from another run (`reuse`) still names that run
         elif e == "resume":
             # A new session of this run: what did not succeed runs again (pending, its attempts
             # counted on); successes stay until the session runs them again, so a session cut off

@@ -18,58 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+from daskkit import Cluster, free_port, stop
 from runkit import explain, journal_records, run_json, spawn_run, state_runs, stopped, wait_until, write_project
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
-
-DASK = Path(sys.executable).parent / "dask"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(argv, log: Path) -> subprocess.Popen:
-    out = open(log, "ab")
-    return subprocess.Popen([str(DASK), *argv], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
-    proc.wait(10)
-
-
-class Cluster:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
-        self.procs = []
-
-    def start(self) -> None:
-        self.procs.append(start(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
-                                self.folder / "scheduler.log"))
-        for i in range(2):
-            self.add_worker(i)
-        with distributed.Client(self.address, timeout=30) as client:
-            client.wait_for_workers(2, timeout=60)
-
-    def add_worker(self, i, *extra: str) -> subprocess.Popen:
-        proc = start(["worker", self.address, "--nthreads", "2", "--host", "127.0.0.1", "--no-dashboard",
-                      "--local-directory", str(self.folder / f"worker{i}"), *extra], self.folder / f"worker{i}.log")
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            stop(proc)
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):

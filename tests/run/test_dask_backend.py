@@ -7,11 +7,6 @@ attempts are built as the runner builds them and go through DaskBackend's
 submit / wait / interrupt, as the runner calls them.
 """
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -20,48 +15,25 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
 
+from daskkit import Cluster  # noqa: E402
+
 from flowdsl.run.dask import DaskBackend  # noqa: E402
 from flowdsl.run.worker import Attempt, Began, Outcome  # noqa: E402
 from flowdsl.store import codec  # noqa: E402
 
-DASK = Path(sys.executable).parent / "dask"
 NAP = 1.5  # seconds each attempt sleeps
 EPSILON = 0.05  # seconds of slack between clocks read on the same machine
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(argv, log: Path) -> subprocess.Popen:
-    out = open(log, "ab")
-    return subprocess.Popen([str(DASK), *argv], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
 
 
 @pytest.fixture(scope="module")
 def one_thread(tmp_path_factory):
     """The address of a cluster with one worker of one thread: a second attempt waits for the first."""
-    folder = tmp_path_factory.mktemp("cluster")
-    address = f"tcp://127.0.0.1:{free_port()}"
-    procs = []
+    c = Cluster(tmp_path_factory.mktemp("cluster"), workers=1, threads=1)
     try:
-        procs.append(start(["scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                            "--no-dashboard"], folder / "scheduler.log"))
-        procs.append(start(["worker", address, "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard",
-                            "--local-directory", str(folder / "worker")], folder / "worker.log"))
-        with distributed.Client(address, timeout=30) as client:
-            client.wait_for_workers(1, timeout=60)
-        yield address
+        c.start()
+        yield c.address
     finally:
-        for proc in reversed(procs):
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
-            proc.wait(10)
+        c.stop()
 
 
 @pytest.fixture
@@ -74,7 +46,6 @@ def backend(one_thread, tmp_path):
             return "rested"
     """))
     b = DaskBackend(one_thread, [str(tmp_path)], timeout=30)
-    b.report_began = True  # as the runner that understands Began does
     try:
         yield b
     finally:
