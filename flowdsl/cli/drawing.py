@@ -42,7 +42,7 @@ def describe_expr(e) -> str:
 # the report page's colours (cli/reportpage.py), with the text colour that reads on each
 STATE_COLOURS = {"success": ("#2e9e58", "white"), "failed": ("#d64541", "white"), "skipped": ("#a8a8a8", "black"),
                  "cached": ("#4f86e8", "white"), "kept": ("#8e6fd1", "white"), "running": ("#f0a81a", "black"),
-                 "pending": ("#dcdcdc", "black")}
+                 "queued": ("#f6d8a0", "black"), "pending": ("#dcdcdc", "black")}
 
 
 def to_data(program: ir.Program) -> dict:

@@ -18,7 +18,7 @@ from ..store import attempts as attempt_log
 from ..store import state
 
 LOG_TAIL = 2000  # characters of each attempt's log kept on the page
-STATES = ("success", "failed", "skipped", "cached", "kept", "running", "pending")
+STATES = ("success", "failed", "skipped", "cached", "kept", "running", "queued", "pending")
 
 
 def page_data(folder: str, now: Optional[float] = None) -> Dict[str, Any]:

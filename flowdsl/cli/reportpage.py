@@ -14,7 +14,8 @@ import json
 from typing import Any, Dict, List
 
 COLOURS = {"success": "#2e9e58", "failed": "#d64541", "skipped": "#a8a8a8", "cached": "#4f86e8",
-           "kept": "#8e6fd1", "running": "#f0a81a", "pending": "#dcdcdc", "interrupted": "#e07b39"}
+           "kept": "#8e6fd1", "running": "#f0a81a", "queued": "#f6d8a0",
+           "pending": "#dcdcdc", "interrupted": "#e07b39"}
 
 CSS = """
 body{font:13px/1.4 system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#222;background:#fafafa}
@@ -242,7 +243,7 @@ def render(data: Dict[str, Any]) -> str:
         rows.append(("critical path", " → ".join(e(n) for n in data["critical"])))
     meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     legend = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{s} {data["counts"].get(s, 0)}</span>'
-                     for s in ("success", "failed", "skipped", "cached", "kept", "running", "pending"))
+                     for s in ("success", "failed", "skipped", "cached", "kept", "running", "queued", "pending"))
     live = (f'<p class="note">This run was still running when this page was made ({e(data["generated_at"])}): '
             "it shows the state so far.</p>") if status == "running" else ""
     body = (f'<header><h1>Run {e(data["run_id"] or "")}</h1><dl class="meta">{meta}</dl>'

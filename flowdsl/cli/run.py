@@ -14,7 +14,7 @@ def parse_param(text: str) -> Tuple[str, object]:
     """`k=v`: v read as a .flow literal, anything else the string itself."""
     from ..lang.diagnostics import FlowSyntaxError
     from ..lang.parser import parse
-    from ..run.values import EvalError, Scope, evaluate
+    from ..lang.values import EvalError, Scope, evaluate
 
     key, sep, raw = text.partition("=")
     if not sep or not key.strip().isidentifier():
@@ -161,9 +161,9 @@ def cmd_run(args) -> int:
             logical = parse_iso(args.logical_date)
         except ValueError as e:
             raise UsageError(f"--logical-date: {e}") from None
+    from ..lang.values import EvalError
     from ..run.driver import Runner, RunOptions
     from ..run.progress import make_reporter
-    from ..run.values import EvalError
     from ..store.journal import Busy, JournalError
 
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,

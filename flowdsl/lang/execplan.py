@@ -6,9 +6,9 @@ seconds, output mode, cache, resources) and the pipeline into an `ExecPlan`
 (executor, capacity, the run's timeout, results mode, hooks as nodes that run
 after the tasks). Every default is applied here and nowhere else.
 
-Expressions (`with`, a command, a foreach list, params) stay expression trees:
-`run.values` evaluates them, and is the one module of the runner that reads
-the IR. The runner's machine and driver decide from these records alone.
+Expressions (`with`, a command, a foreach list, params) stay expression trees,
+which `lang.values` evaluates when a task is ready. Nothing under `run/` reads
+the IR: the runner's machine and driver decide from these records alone.
 """
 
 from __future__ import annotations

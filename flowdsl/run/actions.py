@@ -14,10 +14,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Dict, Optional
 
+from ..lang import values
 from ..lang.execplan import Action, ExecPlan, HookSpec, TaskSpec
+from ..lang.values import EvalError, Scope, Secrets, evaluate
 from ..store import codec, state
-from . import values
-from .values import EvalError, Scope, Secrets, evaluate
 from .worker import Attempt
 
 

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from .values import mask
+from ..lang.values import mask
 
 LONG_LINE = 1 << 20  # a line longer than this is masked and written in pieces
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, which Python names from 3.10 on

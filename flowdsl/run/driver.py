@@ -23,13 +23,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set
 
-from ..lang import execplan, planner
+from ..lang import execplan, planner, values
+from ..lang.values import Secrets
 from ..store import checkpoint, history, journal, state
-from . import values
 from .actions import Maker, evaluate_params, pack_params, plain
 from .backends import make_backend
 from .machine import Machine
-from .values import Secrets
 from .worker import Began, Interrupted
 
 

@@ -31,9 +31,9 @@ from collections import deque
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ..lang.execplan import ExecPlan, HookSpec, TaskSpec
+from ..lang.values import EvalError
 from ..store import checkpoint, state
 from .actions import Maker
-from .values import EvalError
 from .worker import Began, Outcome
 
 INTERRUPT_GRACE = 5.0  # seconds running attempts get to stop (and call on_abort) when the run stops

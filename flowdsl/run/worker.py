@@ -21,9 +21,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..lang.values import mask
 from ..store import codec
 from . import capture
-from .values import mask
 
 STDERR_TAIL = 2000  # characters of stderr kept in a failed shell task's error
 

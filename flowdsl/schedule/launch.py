@@ -30,9 +30,9 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
              resume: bool = False):
     """A Runner for a whole-pipeline run, opened (`resume`: the existing run `run_id`). Raises CannotStart."""
     from ..lang.planner import make_plan
+    from ..lang.values import EvalError
     from ..run.driver import Runner, RunOptions
     from ..run.progress import PlainReporter
-    from ..run.values import EvalError
     from ..store.journal import Busy, JournalError
 
     executor = program.pipeline.executor.kind if program.pipeline.executor else "process"

@@ -22,9 +22,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from flowdsl import check
 from flowdsl.lang import execplan, planner
+from flowdsl.lang.values import Secrets, run_values
 from flowdsl.run.actions import Maker, evaluate_params
 from flowdsl.run.machine import Machine
-from flowdsl.run.values import Secrets, run_values
 from flowdsl.run.worker import Began, Outcome
 from flowdsl.store import checkpoint, codec, state
 

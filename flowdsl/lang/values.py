@@ -16,7 +16,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional, Set, Tuple
 
-from ..lang import ir
+from . import ir
 
 
 class EvalError(Exception):
