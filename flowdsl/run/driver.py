@@ -153,7 +153,8 @@ class Runner:
         """A run likely to be resumed saves its final state, so the resume need not replay the journal."""
         path = os.path.join(self.run_folder, state.SNAPSHOT)
         try:
-            if status == "success":
+            if status == "success" or self.journal_error is not None:
+                # after a failed write this state holds records the journal lost: a resume must replay
                 if os.path.exists(path):
                     os.unlink(path)
             else:

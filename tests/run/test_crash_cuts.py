@@ -272,3 +272,29 @@ def test_every_cut_of_a_from_run(project):
     # upstream of --from's task is taken from it by every resume, however little was taken before the cut
     never = {"a", "fe[0]", "fe[1]", "fe[2]", "c"}
     assert check_resumes(project, folder, run_id, offsets, whole, forced, twice=False, never=never) == len(offsets)
+
+
+def test_a_journal_that_cannot_be_written_fails_the_run_and_leaves_no_snapshot(project):
+    """Mid-run the journal's disk is full (/dev/full under its descriptor): what it lost runs again."""
+    path = str(project / "p.flow")
+    folder = str(project / "state")
+    plan, _ = load(path)
+
+    class FullDisk(InstantBackend):
+        def submit(self, attempt) -> None:
+            if attempt.key == "c":  # from here on, every write fails with ENOSPC
+                full = os.open("/dev/full", os.O_WRONLY)
+                os.dup2(full, runner.journal.fd)
+                os.close(full)
+            super().submit(attempt)
+
+    runner = Runner(plan, RunOptions(state_dir=folder, backend=FullDisk()), Silent())
+    report = runner.run()
+    assert report["status"] == "failed" and "No space left" in report["reason"]
+    run_id = report["run_id"]
+    folder_of_run = state.run_dir(folder, run_id)
+    assert not os.path.exists(os.path.join(folder_of_run, state.SNAPSHOT))
+    on_disk = history.replay(folder_of_run)[0]
+    assert on_disk.tasks["c"].status != "success"  # its end never reached the journal
+    again = resume(path, folder, run_id)  # c comes from the cache its success wrote, or runs again
+    assert view(again) == view(run(path, str(project / "clean")))
