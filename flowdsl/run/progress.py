@@ -180,10 +180,12 @@ class LiveReporter(PlainReporter):
         super().tick(running)
         now = time.monotonic()
         width = shutil.get_terminal_size((100, 20)).columns
-        shown = ", ".join(f"{k} {now - self.started_at.get(k, now):.0f}s" for k in list(running)[:4])
-        more = f" +{len(running) - 4}" if len(running) > 4 else ""
+        active = [k for k, inst in running.items() if getattr(inst, "began", True)]  # not still in a queue
+        shown = ", ".join(f"{k} {now - self.started_at.get(k, now):.0f}s" for k in active[:4])
+        more = f" +{len(active) - 4}" if len(active) > 4 else ""
         failed = f" · {self.counts['failed']} failed" if self.counts["failed"] else ""
-        line = f"{self.run_id} · {self.done}/{self.total} done{failed} · running: {shown or '-'}{more}"
+        queued = f" · queued: {len(running) - len(active)}" if len(running) > len(active) else ""
+        line = f"{self.run_id} · {self.done}/{self.total} done{failed} · running: {shown or '-'}{more}{queued}"
         self.out.write("\r\x1b[2K" + line[: width - 1])
         self.out.flush()
         self.status_shown = True
