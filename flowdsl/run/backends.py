@@ -51,7 +51,8 @@ class Reaper:
     commands' process groups if the runner dies (even by SIGKILL).
 
     The runner tells it each group over a pipe (`+pid`, `-pid`); when the
-    pipe closes without a goodbye, the runner is gone and so must they be.
+    pipe closes, or the backend closes it with a goodbye, the groups still
+    told of are killed: their runner is gone, or gave up on their attempts.
     """
 
     def __init__(self) -> None:
@@ -89,9 +90,15 @@ class Reaper:
 
 
 def _reap(fd: int) -> None:
+    """Until the runner says goodbye or dies: then every group still told of is killed.
+
+    After a goodbye such a group belongs to an attempt the runner gave up on
+    (a thread's timeout that has not reached its command yet), so it goes too.
+    """
     groups = set()
     buffer = b""
-    while True:
+    open_ = True
+    while open_:
         data = os.read(fd, 4096)
         if not data:
             break
@@ -99,7 +106,8 @@ def _reap(fd: int) -> None:
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
             if line == b"bye":
-                return
+                open_ = False
+                break
             pid = int(line[1:])
             (groups.add if line[:1] == b"+" else groups.discard)(pid)
     for pid in groups:

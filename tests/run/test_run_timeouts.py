@@ -3,6 +3,7 @@ a pipeline timeout stops the whole run."""
 
 import time
 
+import pytest
 from runkit import explain, kill_marked, marked_processes, new_marker, run_json, wait_until, write_project
 
 SLEEPY = {
@@ -54,6 +55,31 @@ def test_timed_out_attempts_are_really_stopped(flow, tmp_path):
         # Nothing from the run outlives it: no worker, shell or grandchild left.
         assert wait_until(lambda: not marked_processes(marker), 0.5), marked_processes(marker)
         # Wait past the sleeps: no task ever got to write its file.
+        time.sleep(max(0.0, t0 + SLEEP + 0.4 - time.time()))
+        assert [p.name for p in tmp_path.glob("*.done")] == []
+    finally:
+        kill_marked(marker)
+
+
+@pytest.mark.parametrize("executor", ["thread", "inline"])
+def test_timed_out_commands_are_really_stopped_by_in_process_executors(flow, tmp_path, executor):
+    """A thread's timeout reaches its command's loop within a beat; the run may end first: then the
+    reaper kills the group when the backend closes."""
+    marker = new_marker()
+    f = write_project(tmp_path, f"""
+        pipeline timeouts {{ concurrency 4 }}
+        task shell {{ sh "sleep {SLEEP}; touch shell.done"  timeout 300ms }}
+        task prog {{ exec ["sh", "-c", "sleep {SLEEP}; touch prog.done"]  timeout 300ms }}
+        task grandchild {{ sh "sleep {SLEEP} & sleep {SLEEP}; touch grandchild.done"  timeout 300ms }}
+    """)
+    t0 = time.time()
+    try:
+        proc, report = run_json(flow, f, "--executor", executor, env={"FLOW_E2E_MARK": marker})
+        assert proc.returncode == 1, explain(proc)
+        for name in ("shell", "prog", "grandchild"):
+            t = report["tasks"][name]
+            assert (t["status"], t["error"]["type"]) == ("failed", "Timeout"), (name, t)
+        assert wait_until(lambda: not marked_processes(marker), 0.5), marked_processes(marker)
         time.sleep(max(0.0, t0 + SLEEP + 0.4 - time.time()))
         assert [p.name for p in tmp_path.glob("*.done")] == []
     finally:
