@@ -206,9 +206,12 @@ class RunState:
                     s.status = "pending"
                 else:
                     s.status, s.seq = "failed", seq
+                    if not r.get("n"):  # failed before any attempt: a foreach whose list could not be made
+                        self.instances.pop(r["task"], None)
         elif e == "skip":
             s = self.task(r["task"])
             s.status, s.reason, s.finished, s.result, s.seq = "skipped", r.get("reason"), r["t"], None, seq
+            self.instances.pop(r["task"], None)  # a foreach an earlier session expanded has none now
         elif e == "expand":
             keys = [f"{r['task']}[{i}]" for i in range(r["count"])]
             self.instances[r["task"]] = keys
