@@ -3,7 +3,9 @@
 The protocol every backend implements (the driver, run.driver, is its one user):
 
     capacity          how many attempts it can run at once (informative: the
-                      run's concurrency is the machine's to keep)
+                      run's concurrency is the machine's to keep); a backend
+                      whose capacity changes (a cluster's workers come and go)
+                      says `elastic = True`, and the driver reads it each turn
     queues            True if a submitted attempt may wait for a worker (Dask);
                       absent or False: it starts when submitted
     submit(attempt)   start (or queue) one attempt; never raises for the
@@ -11,7 +13,8 @@ The protocol every backend implements (the driver, run.driver, is its one user):
     wait(timeout)     what happened since the last call, waiting up to
                       `timeout` seconds (None: until something happens) for
                       the first thing: Outcomes, and for a queueing backend
-                      one Began per attempt, before its Outcome
+                      one Began per attempt, before its Outcome; a `Lost`
+                      when the backend can run nothing more
     kill(key)         end that attempt now, with what it started; no Outcome
                       follows (the machine records the timeout or interrupt)
     interrupt()       ask every running attempt to stop (SIGINT: on_abort
@@ -42,6 +45,18 @@ from typing import Dict, List, Optional
 from ..store import journal
 from . import capture, worker
 from .worker import Attempt, Outcome
+
+
+class Lost:
+    """A backend's word, among what `wait` returns, that it lost where attempts run (a Dask scheduler
+    gone for good): the run stops, `interrupted` and resumable, and what was running is not a failure
+    (no retry is spent on it)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
 
 # ---- in the runner's process ---------------------------------------------------
 

@@ -27,7 +27,7 @@ from ..lang import execplan, planner, values
 from ..lang.values import Secrets
 from ..store import checkpoint, history, journal, state
 from .actions import Maker, evaluate_params, pack_params, plain
-from .backends import make_backend
+from .backends import Lost, make_backend
 from .machine import Machine
 from .worker import Began, Interrupted
 
@@ -71,6 +71,7 @@ class Runner:
         self.signals: List[str] = []
         self.journal_error: Optional[journal.WriteError] = None
         self.backend: Any = None
+        self.elastic = False
         self.machine: Optional[Machine] = None
 
     @property
@@ -174,7 +175,10 @@ class Runner:
         unavailable = self.make_backend()
         maker = Maker(self.plan, self.state, self.run_values, self.params, self.secrets, self.run_folder)
         capacity = None
-        if self.plan.executor == "dask" and self.plan.concurrency is None:  # --workers, else the cluster's threads
+        # --workers or the pipeline's concurrency, else what the cluster offers, as it changes
+        self.elastic = bool(getattr(self.backend, "elastic", False)) and self.plan.concurrency is None \
+            and not self.options.workers
+        if self.plan.executor == "dask" and self.plan.concurrency is None:
             capacity = max(1, self.options.workers or getattr(self.backend, "capacity", 1))
         self.machine = m = Machine(
             self.plan, self.state, self.previous, maker, self.fingerprints,
@@ -217,10 +221,15 @@ class Runner:
             while self.signals:  # first: an attempt that a signal stopped must be seen as interrupted
                 m.signalled(self.signals.pop(0))
             for item in items:
-                if type(item) is Began:
+                kind = type(item)
+                if kind is Began:
                     m.began(item)
+                elif kind is Lost:
+                    m.lost(item.reason)
                 else:
                     m.ended(item)
+            if self.elastic:
+                m.capacity = max(1, self.backend.capacity)
             m.timers()
             self.reporter.tick(m.running)
         self.commit(m)

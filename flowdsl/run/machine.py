@@ -104,7 +104,8 @@ class Machine:
         self.run_deadline: Optional[float] = None
         self.abort_deadline: Optional[float] = None
         self.stop_reason: Optional[str] = None
-        self.failed_run = False  # the journal or the cluster failed: the run fails
+        self.failed_run = False  # the journal failed, or the cluster could not be had: the run fails
+        self.backend_lost = False  # the cluster went away mid-run: the run is interrupted
         self.signals = 0
         self.seq = 0
         self.kept_keys: List[str] = []
@@ -163,7 +164,8 @@ class Machine:
                 and now >= self.hook.deadline:
             hook = self.hook
             self.effects.kill(hook.spec.key)
-            self.hook_ended(self.lost(hook.spec.key, hook.number, "Timeout", self.hook_timeout_message()))
+            message = self.hook_timeout_message()
+            self.hook_ended(self.stopped_outcome(hook.spec.key, hook.number, "Timeout", message))
         self.advance()
 
     def signalled(self, name: str) -> None:
@@ -180,7 +182,14 @@ class Machine:
             hook = self.hook
             self.effects.kill(hook.spec.key)
             self.pending_hooks.clear()
-            self.hook_ended(self.lost(hook.spec.key, hook.number, "Interrupted", f"stopped by {name}"))
+            self.hook_ended(self.stopped_outcome(hook.spec.key, hook.number, "Interrupted", f"stopped by {name}"))
+        self.advance()
+
+    def lost(self, reason: str) -> None:
+        """The backend can run nothing more (its cluster is gone): the run stops, interrupted and
+        resumable; what was running ends as interrupted, spending no retry."""
+        self.backend_lost = True
+        self.stop(reason)
         self.advance()
 
     def fail(self, reason: str) -> None:
@@ -244,7 +253,8 @@ class Machine:
         """The grace is over: what still runs is killed and recorded as interrupted."""
         for key, inst in list(self.running.items()):
             self.effects.kill(key)
-            self.task_ended(self.lost(key, inst.attempt, "Interrupted", "stopped when the run was interrupted"))
+            message = "stopped when the run was interrupted"
+            self.task_ended(self.stopped_outcome(key, inst.attempt, "Interrupted", message))
 
     def expire(self, key: str) -> None:
         inst = self.running.get(key)
@@ -252,9 +262,9 @@ class Machine:
         self.effects.kill(key)
         if inst is not None:
             spec = self.tasks[inst.name]
-            self.task_ended(self.lost(key, inst.attempt, "Timeout", f"timed out after {spec.timeout_text}"))
+            self.task_ended(self.stopped_outcome(key, inst.attempt, "Timeout", f"timed out after {spec.timeout_text}"))
 
-    def lost(self, key: str, number: int, kind: str, message: str) -> Outcome:
+    def stopped_outcome(self, key: str, number: int, kind: str, message: str) -> Outcome:
         t = self.clock.wall()
         return Outcome(key, number, False, error={"type": kind, "message": message, "traceback": ""},
                        started=t, finished=t)
@@ -437,7 +447,7 @@ class Machine:
         error = dict(o.error or {})
         names = error.pop("names", None) or [error.get("type", "")]
         # an attempt that stopped because the run asked it to; one that raised on its own failed
-        interrupted = error.get("type") == "Interrupted" and self.stop_reason is not None
+        interrupted = self.stop_reason is not None and (error.get("type") == "Interrupted" or self.backend_lost)
         delay = None if interrupted else self.retry_delay(inst, spec, names)
         status = "interrupted" if interrupted else "failed"
         retry_at = self.clock.wall() + delay if delay is not None else None
@@ -465,7 +475,7 @@ class Machine:
     def final_status(self) -> str:
         if self.failed_run:
             return "failed"
-        if self.stop_reason is not None and self.signals:
+        if self.stop_reason is not None and (self.signals or self.backend_lost):
             return "interrupted"
         if self.stop_reason is not None:
             return "failed"

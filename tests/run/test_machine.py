@@ -359,3 +359,30 @@ def test_concurrency_is_kept():
     sim = Sim(flow, always(ok(takes=1)))
     sim.session()
     assert sorted(round(r["t"] - 1_800_000_000.0) for r in sim.starts()) == [0, 0, 1, 1, 2, 2]
+
+
+# ---- a backend that loses its cluster; capacity that changes ---------------------------------------
+
+
+def test_a_lost_backend_interrupts_the_run_and_spends_no_retry():
+    sim = Sim('task a { sh "a" retry 3 }\ntask b { sh "b" after a }', script({"a": [hang()]}))
+    m = sim.session(stop_at=2)
+    m.lost("the Dask scheduler at tcp://x:8786 went away")
+    for item in sim.backend.collect():  # what the backend says of the attempt it lost: a dead worker
+        m.ended(item)
+    m.ended(sim.machine.stopped_outcome("a", 1, "WorkerDied", "the scheduler went away"))
+    assert m.done and m.status == "interrupted"
+    ends = [r for r in sim.records if r["e"] == "end"]
+    assert [(r["task"], r["status"], r.get("retry_at")) for r in ends] == [("a", "interrupted", None)]
+    assert sim.statuses() == {"a": "pending", "b": "pending"}
+    assert sim.session(behave=always(ok())).status == "success"  # a resume finishes it
+
+
+def test_capacity_may_change_while_the_run_goes():
+    flow = "\n".join(f'task t{i} {{ sh "t" }}' for i in range(6))
+    sim = Sim(flow, always(ok(takes=1)))
+    m = sim.session(stop_at=0.5)
+    assert len(m.running) == m.capacity
+    m.capacity = 6
+    m.advance()
+    assert len(m.running) == 6
