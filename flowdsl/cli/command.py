@@ -86,8 +86,35 @@ def parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
     return top
 
 
+def printable(text: str) -> str:
+    """Text from the command line, the environment or the file system, with each byte that is
+    not UTF-8 (a lone surrogate, as Python decodes them) shown as \\xNN."""
+    try:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a surrogate that no byte made
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def lenient_stdout() -> None:
+    """stdout never fails on what it prints: a file name that is not UTF-8 is shown escaped.
+
+    Names arrive from the command line and the file system with their bytes
+    that are not UTF-8 as lone surrogates (surrogateescape). Python's stdout
+    writes them back as the bytes they were in the C locale, but fails on them
+    (UnicodeEncodeError) under a strict error handler (another UTF-8 locale,
+    PYTHONIOENCODING), where a backslash escape stands in for them instead.
+    """
+    stream = sys.stdout
+    if getattr(stream, "errors", None) == "strict":
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass  # not a text stream of io's: left as it is
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    lenient_stdout()
     # the verb is the first word (flow has no options before it but --version and --help)
     verb = next((a for a in argv if not a.startswith("-")), None)
     try:
@@ -97,7 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return verb_function(args.verb, "cmd")(args)
     except UsageError as e:
-        print(f"flow {args.verb}: error: {e}", file=sys.stderr)
+        print(f"flow {args.verb}: error: {printable(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

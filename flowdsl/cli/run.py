@@ -36,6 +36,89 @@ def parse_param(text: str) -> Tuple[str, object]:
         return key.strip(), raw
 
 
+def not_utf8(text: str) -> int:
+    """0 if `text` is UTF-8 text, else the position (from 1) of its first character that is not.
+
+    Python decodes the command line and the environment with surrogateescape:
+    each byte that is not UTF-8 arrives as a lone surrogate, which cannot be
+    written anywhere (journal, report, log) as text.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start + 1
+    return 0
+
+
+def check_params_text(given: Sequence[str]) -> None:
+    """Each `--param` is UTF-8 text; else a usage error naming the param, not quoting the value (it may be a secret)."""
+    for text in given:
+        key, sep, raw = text.partition("=")
+        if not_utf8(key):
+            raise UsageError(f"--param `{key}`: the name is not valid UTF-8")
+        at = not_utf8(raw) if sep and key.strip().isidentifier() else 0  # else parse_param says NAME=VALUE
+        if at:
+            raise UsageError(f"--param `{key.strip()}`: the value is not valid UTF-8 (at character {at}); "
+                             "a param is text")
+
+
+def env_calls(nodes):
+    """Every env() and secret() call inside these IR nodes."""
+    from ..lang import ir
+    from ..lang.records import fields, is_record
+
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ir.EnvCall):
+            yield node
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif is_record(node) and not isinstance(node, ir.Span):
+            stack.extend(getattr(node, f) for f in fields(node))
+
+
+def check_environment(program, plan, overrides) -> None:
+    """Each variable that the run's env() and secret() calls read is UTF-8 text, else a usage error.
+
+    Checked before the run is opened, so such a run writes nothing: its params
+    (not given by --param), its tasks and its hooks are looked at.
+    """
+    bad = {}
+    for name, value in os.environ.items():
+        at = not_utf8(value)
+        if at:
+            bad[name] = at
+    if not bad:
+        return  # the usual case: no walk through the program
+    params = program.pipeline.params
+    nodes = [e.value for e in params.entries if e.key not in overrides] if params else []
+    nodes += [tp.task for tp in plan.tasks.values()] + list(program.pipeline.hooks)
+    for call in env_calls(nodes):
+        at = bad.get(call.name)
+        if at:
+            kind = "secret" if call.secret else "environment variable"
+            raise UsageError(f"{kind} `{call.name}` (read at {call.span}) is not valid UTF-8 (at character {at}); "
+                             "set it to UTF-8 text")
+
+
+def check_file(path: str) -> None:
+    """FILE names a regular .flow file (never opened here: a FIFO would block)."""
+    from ..lang.loader import refusal
+
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise UsageError(f"no such file: {path}") from None
+    except OSError:
+        pass  # the loader says why it cannot be read
+    if not_utf8(path):
+        raise UsageError(f"the file's name `{path}` is not valid UTF-8; rename it")
+    problem = refusal(path)
+    if problem is not None and problem.code == "E012":
+        raise UsageError(problem.message)
+
+
 def dry_run_lines(plan, program, targets) -> list:
     """The plan in words: what runs in which order, and why."""
     from .drawing import describe_action, describe_expr
@@ -133,9 +216,9 @@ def cmd_run(args) -> int:
         raise UsageError("--workers must be at least 1")
     if args.detach and args.dry_run:
         raise UsageError("--detach and --dry-run do not go together")
+    check_params_text(args.param)
     overrides = dict(parse_param(p) for p in args.param)
-    if not os.path.isfile(args.file):
-        raise UsageError(f"no such file: {args.file}")
+    check_file(args.file)
     state_root = state_dir(args.file, args.state_dir)
     program, keep_checked = load_checked(args.file, state_root=state_root)
     if program is None:
@@ -176,6 +259,7 @@ def cmd_run(args) -> int:
         if args.resume is not None:
             resume_options(args, program, state_root, options)
         plan = make_plan(program, options.targets)
+        check_environment(program, plan, options.params)
         options.forced = downstream_closure(plan.graph, args.from_) & set(plan.tasks) if args.from_ else set()
         if args.from_ and args.resume is None and not args.dry_run:
             earlier_run(program, state_root, options, reporter.note)

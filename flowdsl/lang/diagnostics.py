@@ -31,6 +31,7 @@ CATALOGUE: Dict[str, tuple] = {
     "E009": (ERROR, "nesting too deep"),
     "E010": (ERROR, "number out of range"),
     "E011": (ERROR, "file cannot be read"),
+    "E012": (ERROR, "not a regular .flow file"),
     # values
     "E101": (ERROR, "wrong kind of value"),
     "E102": (ERROR, "value out of range"),
@@ -143,7 +144,9 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], colo
         where = f"{bold}{s.file}:{s.line}:{s.col}:{reset}"
         out.append(f"{where} {tint}{d.severity} {d.code}{reset} {bold}{d.message}{reset}")
         if s.file not in lines_of:
-            lines_of[s.file] = sources.get(s.file, "").split("\n")  # as the lexer counts lines
+            text = sources.get(s.file, "")
+            # as the lexer counts lines; nothing for a file not read (not a .flow file) or empty
+            lines_of[s.file] = text.split("\n") if text else []
         lines = lines_of[s.file]
         if 0 < s.line <= len(lines):
             text = lines[s.line - 1].expandtabs(1)

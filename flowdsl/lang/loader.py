@@ -4,12 +4,19 @@ Reads bytes (so invalid UTF-8 is a diagnostic, not a traceback), parses each
 file once, follows includes relative to the including file, reports include
 cycles and names defined twice, and merges the tasks of every file into the
 including pipeline.
+
+It reads regular files whose names end in `.flow`, nothing else: what a path
+names is looked at (stat) before it is opened, because opening a FIFO blocks
+and a device never ends, and a file of another kind is refused unread, because
+its diagnostics would quote it (`include "/proc/self/environ"` would print the
+environment).
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import stat
 
 from . import ir
 from .diagnostics import Diagnostic, FlowSyntaxError
@@ -42,12 +49,91 @@ class Loaded:
         self.sources = sources if sources is not None else {}
 
 
-def read_text(path: str) -> Tuple[Optional[str], Optional[Diagnostic]]:
+SUFFIX = ".flow"
+NOT_FLOW_HINT = "flow reads regular files whose names end in .flow"
+
+
+def what_is(mode: int) -> Optional[str]:
+    """What a file of this mode is, in words, when it is not a regular file (else None)."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _cannot_read(path: str, error: OSError) -> Diagnostic:
+    return Diagnostic("E011", f"cannot read `{path}`: {error.strerror or error}", Span(path, 1, 1, 1, 1))
+
+
+def _not_flow(path: str, message: str) -> Diagnostic:
+    return Diagnostic("E012", message, Span(path, 1, 1, 1, 1), NOT_FLOW_HINT)
+
+
+def _unreadable(path: str) -> Optional[Diagnostic]:
+    """E011 if a regular file cannot be read (one byte is tried and dropped), else None."""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            if what_is(os.fstat(fd).st_mode) is None:
+                os.read(fd, 1)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        return _cannot_read(path, e)
+    return None
+
+
+def refusal(path: str) -> Optional[Diagnostic]:
+    """Why `path` is not read as a .flow file (E011, E012), or None: a regular file named *.flow.
+
+    Only stat is asked, so nothing that would block or never end is opened. A
+    regular file of another name is opened only to tell "cannot be read" (E011)
+    from "not a .flow file" (E012); nothing of it is kept.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        return _cannot_read(path, e)
+    kind = what_is(mode)
+    if kind is not None:
+        return _not_flow(path, f"`{path}` is {kind}, not a .flow file")
+    real = os.path.realpath(path)
+    if path.endswith(SUFFIX) and real.endswith(SUFFIX):
+        return None
+    problem = _unreadable(path)
+    if problem is not None:
+        return problem
+    if path.endswith(SUFFIX):  # a link named *.flow to a file that is not one
+        return _not_flow(path, f"`{path}` leads to `{real}`, which is not a .flow file")
+    return _not_flow(path, f"`{path}` is not a .flow file")
+
+
+def read_text(path: str) -> Tuple[Optional[str], Optional[Diagnostic]]:
+    """The text of a .flow file, or None and the one diagnostic that says why not."""
+    problem = refusal(path)
+    if problem is not None:
+        return None, problem
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+        with os.fdopen(fd, "rb") as f:
+            kind = what_is(os.fstat(f.fileno()).st_mode)
+            if kind is not None:  # replaced since it was looked at: still never read
+                return None, _not_flow(path, f"`{path}` is {kind}, not a .flow file")
             data = f.read()
     except OSError as e:
-        return None, Diagnostic("E011", f"cannot read `{path}`: {e.strerror or e}", Span(path, 1, 1, 1, 1))
+        return None, _cannot_read(path, e)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -137,8 +223,7 @@ class Loader:
             if inc.path is None:
                 continue
             if "\0" in inc.path:
-                diagnostics.append(Diagnostic("E302", "an include path cannot hold a NUL character", inc.span))
-                continue
+                continue  # the builder reported the NUL (E002)
             target = os.path.normpath(os.path.join(os.path.dirname(parsed.file), inc.path))
             target_key = os.path.realpath(target)
             if target_key in stack:
@@ -147,16 +232,29 @@ class Loader:
                 continue
             if target_key in done:
                 continue  # included twice along different paths: once is enough
-            if not os.path.isfile(target):
+            try:
+                is_folder = stat.S_ISDIR(os.stat(target).st_mode)
+            except (FileNotFoundError, NotADirectoryError):
                 diagnostics.append(Diagnostic("E302", f"included file `{inc.path}` not found", inc.span,
                                               f"looked for {target}"))
                 continue
-            child = self.parse_file(target)
-            sources[child.file] = child.text
-            if child.module is None and child.diagnostics and child.diagnostics[0].code == "E011":
-                problem = child.diagnostics[0]  # unreadable: say so where it is included
-                diagnostics.append(Diagnostic("E011", problem.message, inc.span, problem.hint))
+            except OSError:
+                is_folder = False  # parse_file says why it cannot be read
+            if is_folder:
+                diagnostics.append(Diagnostic("E302", f"`{inc.path}` is a folder, not a .flow file", inc.span,
+                                              "an include names one .flow file; include each file of the folder"))
                 continue
+            # not a .flow file, or unreadable: said where it is included, of the path this include names
+            problem = refusal(target)
+            child = self.parse_file(target) if problem is None else None
+            if child is not None and child.module is None and child.diagnostics \
+                    and child.diagnostics[0].code in ("E011", "E012"):
+                problem = child.diagnostics[0]
+            if problem is not None:
+                diagnostics.append(Diagnostic(problem.code, problem.message, inc.span, problem.hint))
+                sources.setdefault(target, "")  # reached (a folder's check does not take it alone), not read
+                continue
+            sources[child.file] = child.text
             diagnostics.extend(child.diagnostics)
             if child.module is None:
                 continue
