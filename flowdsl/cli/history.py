@@ -179,11 +179,15 @@ def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int
             if task is None or key == task or key.startswith(task + "["):
                 known = True
                 pairs.append((key, r["n"]))
-    if task is None:  # hook logs too
+    if task is None:  # hook logs too (the journal checked the folder: `logs/` is no link)
         logs = os.path.join(folder, "logs")
-        for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else ():
-            if name.startswith("on_") and name.endswith(".log"):
-                key, n = name[:-4].rsplit(".", 1)
+        try:
+            names = sorted(os.listdir(logs))
+        except OSError:
+            names = []
+        for name in names:
+            key, _, n = name[:-4].rpartition(".")
+            if name.startswith("on_") and name.endswith(".log") and n.isdigit() and n.isascii():
                 pairs.append((key, int(n)))
     return pairs, known
 
@@ -196,13 +200,21 @@ def cmd_logs(args) -> int:
     out = sys.stdout.buffer
     offsets: Dict[str, int] = {}
     shown: List[str] = []
+    refused: Dict[str, str] = {}  # logs that flow will not read (a link: it would print another file)
 
     def show(key: str, n: int, headers: bool) -> None:
         path = state.log_path(folder, key, n)
+        if path in refused:
+            return
         try:
-            with open(path, "rb") as f:
+            with os.fdopen(state.open_file(path, os.O_RDONLY), "rb") as f:
                 f.seek(offsets.get(path, 0))
                 data = f.read()
+        except state.Unsafe as e:
+            refused[path] = str(e)
+            sys.stdout.flush()
+            print(f"flow logs: error: {e}", file=sys.stderr, flush=True)
+            return
         except OSError:
             return
         if not data:
@@ -227,15 +239,19 @@ def cmd_logs(args) -> int:
             show(key, n, headers)
         if not pairs:
             print(f"no output yet for {args.task or 'this run'}", file=sys.stderr)
-        return EXIT_OK
+        return EXIT_FAILED if refused else EXIT_OK
     path = history.journal_path(folder)
     while True:
         live = journal.is_live(path)
-        pairs, _ = _attempt_logs(folder, args.task)
+        try:
+            pairs, _ = _attempt_logs(folder, args.task)
+        except journal.JournalError as e:
+            print(f"flow logs: error: {e}", file=sys.stderr)
+            return EXIT_FAILED
         for key, n in pairs:
             show(key, n, True)
         if not live:
-            return EXIT_OK
+            return EXIT_FAILED if refused else EXIT_OK
         time.sleep(0.2)
 
 
@@ -264,17 +280,20 @@ def cmd_prune(args) -> int:
             raise UsageError(f"--older-than takes a duration like 30d or 12h, not `{args.older_than}`")
     root = _root(args)
     now = time.time()
-    doomed = history.prune(root, args.keep, older, now, args.pipeline, args.dry_run)
+    refused: List[str] = []  # what flow will not touch (a link, another user's folder): said, left alone
+    doomed = history.prune(root, args.keep, older, now, args.pipeline, args.dry_run, refused)
     verb = "would delete" if args.dry_run else "deleted"
     for run_id in doomed:
         print(f"{verb} {run_id}")
     cached = []
     if older is not None and not args.dry_run:
-        cached = checkpoint.prune_cache(root, older, now)
+        cached = checkpoint.prune_cache(root, older, now, refused)
     print(f"{verb} {len(doomed)} run{'s' * (len(doomed) != 1)}"
           + (f" and {len(cached)} cache entr{'ies' if len(cached) != 1 else 'y'}" if cached else "")
           + f" in {root}")
-    return EXIT_OK
+    for why in refused:
+        print(f"flow prune: error: {why}", file=sys.stderr)
+    return EXIT_FAILED if refused else EXIT_OK
 
 
 def add_prune(p) -> None:

@@ -1,17 +1,18 @@
-"""What the verbs read from the command line: usage errors, `.flow` paths, checked programs."""
+"""What the verbs read from the command line: usage errors, `.flow` paths, checked programs.
+
+`UsageError` (exit 2) is defined in `lang.diagnostics`, so that the state folder's checks can raise it too.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 
+from ..lang.diagnostics import UsageError
+
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence, Tuple
-
-
-class UsageError(Exception):
-    """A wrong command line: printed as one line, exit 2."""
 
 
 def flow_files(paths: Sequence[str]) -> Tuple[List[str], List[str]]:

@@ -73,6 +73,14 @@ CATALOGUE: Dict[str, tuple] = {
 }
 
 
+class UsageError(Exception):
+    """A wrong command line, or an input flow cannot use (a state folder others can write): one line, exit 2.
+
+    Defined in the lowest stage, so that the stage that finds the problem
+    raises it (the state folder's checks are in `store`); the CLI prints it.
+    """
+
+
 @record
 class Diagnostic:
     code: str

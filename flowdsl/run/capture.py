@@ -15,7 +15,9 @@ leaves one way, through a LazyLog that masks secrets a line at a time:
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import threading
 import time
@@ -27,8 +29,27 @@ _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, which Python names from 3.10 on
 
 
 def open_log(path: str):
-    """An attempt's log, appended to, private to its user like the state folder."""
-    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab", buffering=0)
+    """An attempt's log, appended to, private to its user like the state folder.
+
+    Never through a link, and only a plain file: a link planted where a log
+    goes (the next attempt's, say) would have its output appended to whatever
+    it points at. O_NONBLOCK keeps a FIFO planted there from blocking the
+    open (a plain file ignores it). Raises OSError, saying why.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        from ..store.state import Unsafe  # only now: a worker need not import it to write logs
+
+        raise Unsafe.link(path) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        from ..store.state import Unsafe
+
+        raise Unsafe.special(path)
+    return open(fd, "ab", buffering=0)
 
 
 def _line_cut(pending: bytes) -> int:

@@ -94,8 +94,9 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
         runner.write_summary()
         runner.journal.release()
         return pid
-    from ..run.exitcodes import EXIT_BUG, EXIT_INTERRUPTED, exit_code, report_bug
+    from ..run.exitcodes import EXIT_BUG, EXIT_FAILED, EXIT_INTERRUPTED, exit_code, report_bug
     from ..run.progress import PlainReporter
+    from ..store.state import open_file
 
     code = EXIT_BUG
     try:
@@ -107,7 +108,12 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
         if session:
             os.setsid()  # no terminal, no hangup when the shell or cron job that started it goes
         null = os.open(os.devnull, os.O_RDONLY)
-        log = os.open(os.path.join(runner.run_folder, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:  # never through a link (a resumed run's folder was checked when it was opened: this is the last guard)
+            log = open_file(os.path.join(runner.run_folder, "output.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        except OSError as e:
+            print(f"flow: cannot start the run {runner.run_values['id']}: {e.strerror or e}", file=sys.stderr)
+            code = EXIT_FAILED
+            return 0  # never returns: the `finally` below ends this child with `code`
         os.dup2(null, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -123,7 +129,9 @@ def start(runner, *, session: bool = True, before: Optional[Callable] = None,
         report = runner.execute()
         code = exit_code(report["status"])
     except BaseException as e:  # noqa: BLE001  (a detached run has nobody else to tell)
-        code = report_bug(e) if not isinstance(e, (KeyboardInterrupt, SystemExit)) else EXIT_INTERRUPTED
+        # the traceback goes beside the run's output.log, where whoever looks at the run will find it
+        code = report_bug(e, runner.run_folder) if not isinstance(e, (KeyboardInterrupt, SystemExit)) \
+            else EXIT_INTERRUPTED
     finally:
         try:
             sys.stdout.flush()

@@ -197,8 +197,15 @@ class Ticker:
         for claim in entry["claims"]:
             if claim.get("started", True):
                 continue
-            folder = state.run_dir(self.root, claim["run_id"])
-            if os.path.isdir(folder):
+            folder = state.run_dir(self.root, claim["run_id"])  # a run id: the tick state's reader checked it
+            if os.path.lexists(folder):
+                try:
+                    state.check_run_folder(folder)  # never a link to somewhere else, nor another user's
+                except OSError as e:
+                    claim["started"] = True  # damage: said once, never fired (nor followed)
+                    claim["error"] = str(e)
+                    self.outcome.error(p.file, f"cannot start the run {claim['run_id']}: {e.strerror or e}")
+                    continue
                 if is_live(state.journal_path(folder)) or os.path.exists(os.path.join(folder, "summary.json")):
                     claim["started"] = True  # it was forked and is running, or has run
                     continue

@@ -13,12 +13,15 @@ never half of one. Per pipeline it keeps:
 * `skipped`: the newest slots dropped (by `catchup` or `overlap`) and why.
 
 A file that cannot be read as such a state raises `Damaged`, whose message
-says how to recover (see the README, "Scheduling").
+says how to recover (see the README, "Scheduling"): so does one that is a
+link (never followed), or whose claims hold a run id that is not one (it
+would become a path).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
@@ -50,11 +53,16 @@ class TickState:
         self.root = state_root
         self.fd = -1
         if locked:
-            from ..store.state import ensure_private_dir
+            from ..store.state import ensure_private_dir, open_file
 
             ensure_private_dir(state_root)
-            self.fd = os.open(os.path.join(state_root, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)  # ticks started together take turns here
+            # never through a link: raises state.Unsafe, an OSError (the tick says it cannot use the folder)
+            self.fd = open_file(os.path.join(state_root, LOCK), os.O_RDWR | os.O_CREAT)
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX)  # ticks started together take turns here
+            except BaseException:
+                self.release()
+                raise
         try:
             self.data = read(state_root)
         except Damaged:
@@ -74,14 +82,11 @@ class TickState:
             recent = entry["claims"][-KEEP:]  # and every claim whose run has not started yet
             entry["claims"] = [c for c in entry["claims"][:-KEEP] if not c.get("started", True)] + recent
             entry["skipped"] = entry["skipped"][-KEEP:]
-        target = path(self.root)
-        tmp = f"{target}.tmp{os.getpid()}"
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-            f.write(json.dumps(self.data, indent=1, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        dirfd = os.open(self.root, os.O_RDONLY)
+        from ..store.state import write_atomic
+
+        text = json.dumps(self.data, indent=1, sort_keys=True) + "\n"
+        write_atomic(path(self.root), text.encode("utf-8"), sync=True)  # aside under a name nobody can guess
+        dirfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dirfd)
         finally:
@@ -101,12 +106,18 @@ class TickState:
 
 def read(state_root: str) -> Dict[str, Any]:
     """The state as data; an empty one if there is none yet. Raises Damaged."""
+    from ..store.state import Unsafe, open_file
+
     p = path(state_root)
     try:
-        with open(p, "rb") as f:
+        with os.fdopen(open_file(p, os.O_RDONLY), "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         return {"version": VERSION, "pipelines": {}}
+    except Unsafe as e:
+        what = "a symbolic link, which flow never follows" if e.errno == errno.ELOOP else "not a plain file"
+        raise Damaged(f"{p}: the tick state is {what}; nothing in {state_root} fires until it is fixed. "
+                      f"To recover, {recovery(state_root)}") from None
     except OSError as e:
         raise Damaged(f"{p}: cannot read the tick state: {e.strerror or e}") from None
     try:
@@ -119,6 +130,8 @@ def read(state_root: str) -> Dict[str, Any]:
 
 
 def _check(data: Any) -> None:
+    from ..store.state import is_run_id, shown
+
     if not isinstance(data, dict) or not isinstance(data.get("pipelines"), dict):
         raise ValueError("not a tick state")
     if data.get("version") != VERSION:
@@ -126,13 +139,15 @@ def _check(data: Any) -> None:
     for name, entry in data["pipelines"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("claims"), list) \
                 or not isinstance(entry.get("skipped"), list):
-            raise ValueError(f"the entry of {name!r} is malformed")
+            raise ValueError(f"the entry of {shown(name)} is malformed")
         last = entry.get("last_tick")
         if last is not None:
             parse_time(last)
         for claim in entry["claims"]:
             if not isinstance(claim, dict) or not isinstance(claim.get("run_id"), str):
-                raise ValueError(f"a claim of {name!r} is malformed")
+                raise ValueError(f"a claim of {shown(name)} is malformed")
+            if not is_run_id(claim["run_id"]):  # it becomes a path: `../..` would start a run elsewhere
+                raise ValueError(f"a claim of {shown(name)} has {shown(claim['run_id'])} for a run id")
             parse_time(claim["slot"])
 
 

@@ -24,6 +24,7 @@ import ast
 import hashlib
 import json
 import os
+import stat
 import time
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Set
 
@@ -232,17 +233,36 @@ class Previous:
 
 
 class ResultCache:
-    """`cache [TTL]`: results by fingerprint, in `<state>/cache/<pipeline>/`, one small file each."""
+    """`cache [TTL]`: results by fingerprint, in `<state>/cache/<pipeline>/`, one small file each.
+
+    Best effort both ways: an entry that cannot be read is a miss, one that
+    cannot be written only means the next run computes again. That includes
+    what flow refuses in the state folder: a folder that is a link, another
+    user's or writable by others, and an entry that is a link (read: never;
+    written: replaced by a file of our own, the link's target untouched).
+    """
 
     def __init__(self, state_root: str, pipeline: str) -> None:
         self.folder = os.path.join(state_root, "cache", pipeline)
+        self.trusted = False  # the folder was checked (once per run is enough)
 
     def path(self, fp: str) -> str:
         return os.path.join(self.folder, fp + ".msgpack")
 
+    def _check(self, create: bool) -> None:
+        if not self.trusted:
+            if create:
+                state.ensure_private_dir(os.path.dirname(self.folder))
+                state.ensure_private_dir(self.folder)
+            else:
+                state.check_private_dir(os.path.dirname(self.folder))
+                state.check_private_dir(self.folder)
+            self.trusted = True
+
     def get(self, fp: str, ttl: Optional[float]) -> Optional[Dict[str, Any]]:
         try:
-            with open(self.path(fp), "rb") as f:
+            self._check(create=False)
+            with os.fdopen(state.open_file(self.path(fp), os.O_RDONLY), "rb") as f:
                 entry = msgpack.unpackb(f.read(), raw=False)
         except (OSError, ValueError, msgpack.UnpackException):
             return None
@@ -255,30 +275,47 @@ class ResultCache:
     def put(self, fp: str, result: Optional[bytes], run_id: str, task: str) -> None:
         """Best effort: a cache that cannot be written only means the next run computes again."""
         try:
-            state.ensure_private_dir(os.path.dirname(self.folder))
-            state.ensure_private_dir(self.folder)
-            tmp = f"{self.path(fp)}.tmp{os.getpid()}"
+            self._check(create=True)
             data = msgpack.packb({"t": time.time(), "run": run_id, "task": task, "result": result}, use_bin_type=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, self.path(fp))
+            state.write_atomic(self.path(fp), data)
         except OSError:
             pass
 
 
-def prune_cache(state_root: str, older_than: float, now: float) -> List[str]:
-    """Delete cache entries written more than `older_than` seconds ago; their paths."""
-    removed = []
+def prune_cache(state_root: str, older_than: float, now: float, refused: Optional[List[str]] = None) -> List[str]:
+    """Delete cache entries written more than `older_than` seconds ago; their paths.
+
+    Only plain files in folders flow accepts are deleted: a folder that is a
+    link (to somewhere else, whose files must not go) or another user's is
+    left alone, and why goes to `refused`; a link among the entries is left too.
+    """
+    removed: List[str] = []
     root = os.path.join(state_root, "cache")
-    if not os.path.isdir(root):
+    try:
+        state.check_private_dir(root)
+        pipelines = sorted(os.listdir(root))
+    except FileNotFoundError:
         return removed
-    for pipeline in sorted(os.listdir(root)):
+    except OSError as e:
+        if refused is not None:
+            refused.append(f"{root}: not pruned: {e.strerror or e}")
+        return removed
+    for pipeline in pipelines:
         folder = os.path.join(root, pipeline)
-        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else ():
+        try:
+            if stat.S_ISREG(os.lstat(folder).st_mode):
+                continue  # a stray file: not a pipeline's entries
+            state.check_private_dir(folder)
+            names = sorted(os.listdir(folder))
+        except OSError as e:
+            if refused is not None:
+                refused.append(f"{folder}: not pruned: {e.strerror or e}")
+            continue
+        for name in names:
             path = os.path.join(folder, name)
             try:
-                if now - os.stat(path).st_mtime > older_than:
+                st = os.lstat(path)
+                if stat.S_ISREG(st.st_mode) and now - st.st_mtime > older_than:
                     os.unlink(path)
                     removed.append(path)
             except OSError:

@@ -18,6 +18,10 @@ a reader tells a live run from a dead one by trying the lock (`is_live`).
 A write that fails (a full disk, a file size limit) is cut back to the last
 whole record, so the journal stays readable, and raises WriteError.
 
+A journal is opened only in a run folder that `state.check_run_folder`
+accepts and never through a link (`state.open_file`): one that is refused
+raises JournalError, saying why.
+
 Records (maps; `e` names the event):
   run    v, run_id, pipeline, file, fingerprint, params, overrides, logical_date, trigger, t, pid, targets
   resume t, pid, fingerprint, from (tasks forced to run again)   (a --resume continues here)
@@ -40,7 +44,7 @@ from typing import Any, Dict, Iterator, List, Set, Tuple
 
 import msgpack
 
-from . import packing
+from . import packing, state
 
 VERSION = 1
 SYNC_INTERVAL = 0.1  # seconds between group-commit fsyncs
@@ -83,7 +87,8 @@ class Writer:
     def __init__(self, path: str, create: bool = True) -> None:
         self.path = path
         flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0)
-        self.fd = os.open(path, flags, 0o600)
+        # a run written again (a resume) must not meet a link anywhere in its folder: refuse it now
+        self.fd = _open(path, flags, deep=not create)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -157,11 +162,23 @@ class Writer:
             self.fd = -1
 
 
+def _open(path: str, flags: int, deep: bool = False) -> int:
+    """The journal's descriptor, in a run folder flow accepts, never through a link. Raises JournalError, OSError.
+
+    A journal that is not there stays FileNotFoundError (a new journal: FileExistsError).
+    """
+    try:
+        state.check_run_folder(os.path.dirname(path) or ".", deep)
+        return state.open_file(path, flags)
+    except state.Unsafe as e:
+        raise JournalError(str(e)) from None
+
+
 def is_live(path: str) -> bool:
     """Whether a live process holds this journal (its run is still going)."""
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        fd = _open(path, os.O_RDONLY)
+    except (OSError, JournalError):
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -201,7 +218,7 @@ def iter_records(path: str) -> Iterator[Dict[str, Any]]:
 
 def _records(path: str, limit: int = 0) -> Iterator[Tuple[Dict[str, Any], int]]:
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(_open(path, os.O_RDONLY), "rb") as f:
             data = f.read(1 << 16) if limit else f.read()
             if limit and len(data) == 1 << 16:
                 data += f.read()  # a run record that big is rare: read on
@@ -225,8 +242,15 @@ def _records(path: str, limit: int = 0) -> Iterator[Tuple[Dict[str, Any], int]]:
             if count and not data[end:].strip(b"\0"):
                 return
             raise _garbage(path, count, "a record is not an event")
-        if count == 0 and (record.get("e") != "run" or record.get("v") != VERSION):
-            raise _garbage(path, count, "it does not start with a run record of version 1")
+        if count == 0:
+            if record.get("e") != "run" or record.get("v") != VERSION:
+                raise _garbage(path, count, "it does not start with a run record of version 1")
+            for key in ("run_id", "from_run"):  # ids that become paths: damage unless they are run ids
+                if (key == "run_id" or record.get(key) is not None) and not state.is_run_id(record.get(key)):
+                    raise _garbage(path, count, f"its {key} {state.shown(record.get(key))} is not a run id")
+            folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+            if state.is_run_id(folder) and record["run_id"] != folder:  # in `runs/`: its own run, or damage
+                raise _garbage(path, count, f"it names the run {record['run_id']}, not the run of its folder")
         count += 1
         end = unpacker.tell()
         yield record, end

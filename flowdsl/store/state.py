@@ -26,11 +26,15 @@ succeed (it will run again).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import os
+import re
 import secrets as _random
+import stat
 from typing import Any, Dict, List, Optional
 
+from ..lang.diagnostics import UsageError
 from . import codec
 
 STATE_ENV = "FLOW_STATE_DIR"
@@ -42,40 +46,220 @@ def journal_digest(path: str) -> str:
     """The journal's bytes, hashed: a snapshot is believed only for exactly the journal it was made from."""
     import hashlib
 
-    with open(path, "rb") as f:
+    with os.fdopen(open_file(path, os.O_RDONLY), "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
 
 
 def read_snapshot(folder: str) -> Optional[RunState]:
     """The run state saved at its last session's end, if the journal has not changed since."""
     try:
-        with open(os.path.join(folder, SNAPSHOT), encoding="utf-8") as f:
+        with os.fdopen(open_file(os.path.join(folder, SNAPSHOT), os.O_RDONLY), encoding="utf-8") as f:
             data = json.load(f)
         if data.get("v") != SNAPSHOT_VERSION or \
                 data.get("journal") != journal_digest(journal_path(folder)):
             return None
         return RunState.from_snapshot(data)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
+# ---- trust: the state folder is private, and nothing in it is followed elsewhere -------------
+#
+# flow creates its folders 0700 and its files 0600. A folder it did not create is used as it is
+# (never chmod'ed: `--state-dir /tmp` must not lock others out of /tmp), provided it is ours and
+# nobody else can write to it, as ssh demands of its keys; otherwise it is refused. Inside the
+# state folder nothing is followed: a folder that is a symbolic link is refused, and every file
+# is opened with O_NOFOLLOW, so a link planted there cannot make flow write (or append) elsewhere.
+
+
+class Unsafe(OSError):
+    """A file or folder of the state folder that flow will not use: a link, another user's, writable by others.
+
+    An OSError, so that whatever writes the state folder reports it as it would a
+    failed write ("cannot start the run ...: <this message>"); `str()` is the message alone.
+    """
+
+    def __init__(self, message: str, code: int = errno.EPERM) -> None:
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):
+        return type(self), (self.strerror, self.errno)
+
+    @classmethod
+    def link(cls, path: str) -> Unsafe:
+        return cls(f"{path} is a symbolic link: flow does not follow links inside its state folder; "
+                   f"remove the link (or move it aside)", errno.ELOOP)
+
+    @classmethod
+    def special(cls, path: str) -> Unsafe:
+        return cls(f"{path} is not a regular file: flow keeps only plain files in its state folder; "
+                   f"remove it (or move it aside)")
+
+
+class UnsafeStateDir(UsageError):
+    """The state folder itself is refused: the command cannot go on (exit 2)."""
+
+
+def shown(text: Any, width: int = 60) -> str:
+    """A value read from a file, fit for one line of a message (NULs, newlines and length tamed)."""
+    r = repr(text)
+    return r if len(r) <= width else r[:width - 3] + "..."
+
+
+# `<pipeline>-<UTC %Y%m%dT%H%M%S and milliseconds>-<4 hex>` (before 0.1, without the milliseconds)
+_RUN_ID = re.compile(r"[\w-]+-[0-9]{8}T[0-9]{6}(?:[0-9]{3})?-[0-9a-f]{4}")
+MAX_NAME = 255  # bytes in one file name, on every file system flow is meant for
+
+
+def is_run_id(text: Any) -> bool:
+    """Whether `text` has the shape of the ids `new_run_id` makes: one file name, no `/`, `..` or NUL.
+
+    Every run id that becomes a path passes this: those listed in `runs/` (which is how an id typed
+    on the command line is checked: it must name one of them) and those read back from files (tick
+    claims, journals, summaries), which are damage when they do not.
+    """
+    return (isinstance(text, str) and len(text) <= MAX_NAME and _RUN_ID.fullmatch(text) is not None
+            and len(text.encode("utf-8", "surrogatepass")) <= MAX_NAME)
+
+
+def check_run_id(run_id: Any) -> str:
+    if not is_run_id(run_id):
+        raise Unsafe(f"{shown(run_id)} is not a run id (like orders-20261122T050000123-3f9a): "
+                     f"a file of the state folder is damaged")
+    return run_id
+
+
+def _owner(uid: int, me: bool = False) -> str:
+    try:
+        import pwd
+
+        name = pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+    return f"{name}, uid {uid}" if me else f"{name} (uid {uid})"
+
+
+def check_private_dir(path: str, what: str = "the folder") -> os.stat_result:
+    """Refuse a folder flow must not use: a link, not a folder, another user's, writable by others. Raises Unsafe."""
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        raise Unsafe.link(f"{what} {path}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise Unsafe(f"{what} {path} is not a folder", errno.ENOTDIR)
+    me = os.geteuid()
+    if st.st_uid != me:
+        raise Unsafe(f"{what} {path} belongs to {_owner(st.st_uid)}, not to you ({_owner(me, me=True)}): flow "
+                     f"keeps its state only in folders of its own user; use a folder of your own (--state-dir)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = stat.S_IMODE(st.st_mode)
+        fix = "use a folder of your own" if st.st_mode & stat.S_ISVTX else f"`chmod go-w {path}`, or use another"
+        raise Unsafe(f"{what} {path} is writable by other users (mode {mode:o}): flow keeps its state only in "
+                     f"folders nobody else can write to; {fix}")
+    return st
+
+
 def state_dir(flow_file: Optional[str], override: Optional[str] = None) -> str:
-    """--state-dir, else $FLOW_STATE_DIR, else `.flow` beside the file (or here)."""
+    """--state-dir, else $FLOW_STATE_DIR, else `.flow` beside the file (or here); refused if it is not private.
+
+    Every verb that reads or writes state starts here, so a state folder (or its
+    `runs/` and `cache/`) that is another user's or writable by others is refused
+    before anything in it is read: UnsafeStateDir, exit 2. One that does not
+    exist yet is fine: flow will create it, mode 0700. The state folder itself
+    may be a link (put where there is room): the folder it leads to is the one
+    checked and used; nothing inside it may be a link.
+    """
     if override:
-        return os.path.abspath(override)
-    if os.environ.get(STATE_ENV):
-        return os.path.abspath(os.environ[STATE_ENV])
-    base = os.path.dirname(os.path.abspath(flow_file)) if flow_file else os.getcwd()
-    return os.path.join(base, ".flow")
+        path = os.path.abspath(override)
+    elif os.environ.get(STATE_ENV):
+        path = os.path.abspath(os.environ[STATE_ENV])
+    else:
+        base = os.path.dirname(os.path.abspath(flow_file)) if flow_file else os.getcwd()
+        path = os.path.join(base, ".flow")
+    if os.path.islink(path):
+        path = os.path.realpath(path)
+    try:
+        if os.path.lexists(path):
+            check_private_dir(path, "the state folder")
+            for sub in ("runs", "cache"):
+                inner = os.path.join(path, sub)
+                if os.path.lexists(inner):
+                    check_private_dir(inner)
+    except Unsafe as e:
+        raise UnsafeStateDir(str(e)) from None
+    except OSError as e:
+        raise UnsafeStateDir(f"cannot use the state folder {path}: {e.strerror or e}") from None
+    return path
 
 
 def ensure_private_dir(path: str) -> str:
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    """The folder, created mode 0700 if it is not there; an existing one is checked, never chmod'ed. Raises Unsafe.
+
+    Its parents are made as `makedirs` makes them: only the state folder and
+    the folders inside it are flow's.
+    """
     try:
-        os.chmod(path, 0o700)
-    except OSError:
-        pass
+        os.mkdir(path, 0o700)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return ensure_private_dir(path)
+    except FileExistsError:
+        check_private_dir(path)
+        return path
+    os.chmod(path, 0o700)  # ours: exactly 0700, whatever the umask
     return path
+
+
+def open_file(path: str, flags: int, mode: int = 0o600) -> int:
+    """os.open for a file of the state folder: never through a link, only a regular file. Raises Unsafe, OSError.
+
+    O_NONBLOCK keeps a FIFO planted there from blocking the open; a regular file ignores it.
+    """
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Unsafe.link(path) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Unsafe.special(path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def write_atomic(path: str, data: bytes, sync: bool = False) -> None:
+    """Replace `path` by a file holding `data`, mode 0600: written aside under a name nobody can guess, renamed.
+
+    The temporary file is created exclusively (O_EXCL, O_NOFOLLOW): nothing
+    planted at a name known in advance is written through. A link at `path`
+    is replaced, not followed. `sync`: fsynced before the rename.
+    """
+    folder, name = os.path.split(path)
+    while True:
+        tmp = os.path.join(folder, f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 _ISSUED: set = set()
@@ -95,16 +279,44 @@ def new_run_id(pipeline: str, now: dt.datetime) -> str:
 
 
 def run_dir(state: str, run_id: str) -> str:
-    return os.path.join(state, "runs", run_id)
+    """The run's folder. Raises Unsafe for an id that is not a run id (one read from a damaged file)."""
+    return os.path.join(state, "runs", check_run_id(run_id))
 
 
 def make_run_dir(state: str, run_id: str) -> str:
+    """A new run's folder and its `logs/`, mode 0700; one that already exists is an error (FileExistsError)."""
+    path = run_dir(state, run_id)
     ensure_private_dir(state)
     ensure_private_dir(os.path.join(state, "runs"))
-    path = run_dir(state, run_id)
-    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    os.mkdir(path, 0o700)
     os.chmod(path, 0o700)
+    os.mkdir(os.path.join(path, "logs"), 0o700)
+    os.chmod(os.path.join(path, "logs"), 0o700)
     return path
+
+
+def check_run_folder(folder: str, deep: bool = False) -> None:
+    """Refuse a run's folder (or its `logs/`) that is a link, another user's or writable by others. Raises Unsafe.
+
+    `deep`, for a run about to be written again (a resume): nothing in it or in
+    `logs/` may be a link either (or a FIFO, a socket, a device), so the run
+    refuses to start rather than fail halfway.
+    """
+    check_private_dir(folder, "the run's folder")
+    logs = os.path.join(folder, "logs")
+    if os.path.lexists(logs):
+        check_private_dir(logs)
+    if deep:
+        for where in (folder, logs):
+            try:
+                entries = list(os.scandir(where))
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                if entry.is_symlink():
+                    raise Unsafe.link(entry.path)
+                if not (entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)):
+                    raise Unsafe.special(entry.path)
 
 
 def journal_path(folder: str) -> str:
@@ -112,7 +324,11 @@ def journal_path(folder: str) -> str:
 
 
 def log_path(folder: str, key: str, attempt: int) -> str:
-    return os.path.join(folder, "logs", f"{key}.{attempt}.log")
+    """`logs/<task>.<n>.log`; always one file name inside `logs/`, whatever a damaged journal says the key is."""
+    name = f"{key}.{attempt}.log"
+    if "/" in name or "\0" in name:
+        name = name.replace("/", "_").replace("\0", "_")
+    return os.path.join(folder, "logs", name)
 
 
 def iso(t: Optional[float]) -> Optional[str]:
@@ -122,11 +338,14 @@ def iso(t: Optional[float]) -> Optional[str]:
 
 
 def write_json_atomic(path: str, data: Any) -> None:
-    """Compact JSON through `dumps`, which uses the C encoder (`dump` and indenting do not)."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as f:
-        f.write(json.dumps(data, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)
+    """Compact JSON through `dumps`, which uses the C encoder (`dump` and indenting do not); see `write_atomic`."""
+    write_atomic(path, (json.dumps(data, separators=(",", ":")) + "\n").encode("utf-8"))
+
+
+def read_json(path: str) -> Any:
+    """A JSON file of the state folder (never through a link). Raises OSError (Unsafe), ValueError."""
+    with os.fdopen(open_file(path, os.O_RDONLY), "rb") as f:
+        return json.loads(f.read())
 
 
 SUCCEEDED = ("success", "cached")
