@@ -107,14 +107,26 @@ def write_index(root: str, runs: List[Dict], path: str, title: str) -> tuple:
 
 
 def _write(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
+    """Whole or not at all: written aside under a name nobody can plant, then renamed over `path`."""
+    import tempfile
+
+    tmp = ""
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", dir=os.path.dirname(path) or ".")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o644 & ~_umask())  # a page, readable as a file the user wrote would be
         os.replace(tmp, path)
     except OSError as e:
         try:
-            os.unlink(tmp)
+            if tmp:
+                os.unlink(tmp)
         except OSError:
             pass
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -99,8 +99,8 @@ def _row(folder: str, key: str, s: state.TaskState, found: List[attempt_log.Atte
 
 
 def _tail(path: str) -> Optional[str]:
-    try:
-        with open(path, "rb") as f:
+    try:  # never through a link planted in the state folder (its target would be on the page)
+        with os.fdopen(state.open_file(path, os.O_RDONLY), "rb") as f:
             size = f.seek(0, os.SEEK_END)
             f.seek(max(0, size - LOG_TAIL))
             data = f.read()

@@ -103,8 +103,8 @@ class PlainReporter:
             return
         path = state.log_path(self.folder, key, n)
         offset = self.offsets.get(path, 0)
-        try:
-            with open(path, "rb") as f:
+        try:  # never through a link planted in the state folder
+            with os.fdopen(state.open_file(path, os.O_RDONLY), "rb") as f:
                 f.seek(offset)
                 data = f.read()
         except OSError:

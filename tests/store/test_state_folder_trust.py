@@ -301,6 +301,17 @@ def test_flow_logs_does_not_print_a_linked_log(flow, proj, outside):
     untouched(outside)
 
 
+def test_the_html_report_does_not_show_a_linked_log(flow, proj, outside):
+    run_id = run_id_of(proj)
+    plant_link(run_folder(proj) / "logs" / "b.1.log", outside)
+    page = proj / "page.html"
+    proc = flow("report", run_id, "--html", page, cwd=proj)
+    said(proc)
+    text = page.read_text()
+    assert "precious" not in text and "hello" in text  # the other logs' tails are there, not the link's target
+    untouched(outside)
+
+
 @pytest.mark.parametrize("name", ["summary.json", "snapshot.json"])
 def test_a_linked_summary_or_snapshot_is_not_believed_the_journal_tells(flow, proj, tmp_path, name):
     fake = tmp_path / "fake.json"
