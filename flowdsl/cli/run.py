@@ -166,9 +166,9 @@ def resume_options(args, program, state_root: str, options) -> None:
     from ..lang.timeutil import parse_iso
     from ..store import codec, history, journal, state
 
-    if args.param or args.target or args.logical_date:
+    if args.target or args.logical_date:
         raise UsageError("--resume continues a run with the params, targets and logical date it started with; "
-                         "drop --param, --target and --logical-date")
+                         "drop --target and --logical-date")
     name = program.pipeline.name
     try:
         run_id = history.resolve(state_root, None if args.resume == LATEST else args.resume, name)
@@ -178,7 +178,20 @@ def resume_options(args, program, state_root: str, options) -> None:
         raise UsageError(f"run {run_id} is not a run of {name}")
     head = journal.head(state.journal_path(state.run_dir(state_root, run_id)))
     options.run_id, options.resume = run_id, True
-    options.params = codec.unpack(head["overrides"]) if head.get("overrides") else {}
+    from ..run.actions import SECRET_GIVEN
+
+    kept = codec.unpack(head["overrides"]) if head.get("overrides") else {}
+    secret = [k for k, v in kept.items() if v == SECRET_GIVEN]  # not kept: a resume takes them again, and only them
+    extra = [k for k in options.params if k not in secret]
+    if extra:
+        raise UsageError("--resume continues a run with the params it started with; drop "
+                         + ", ".join(f"--param {k}" for k in extra))
+    missing = [k for k in secret if k not in options.params]
+    if missing:
+        raise UsageError(f"run {run_id} was started with a secret value for "
+                         + ", ".join(f"--param {k}" for k in missing) + ", which flow does not keep; give it "
+                         f"again: --resume {run_id} " + " ".join(f"--param {k}=..." for k in missing))
+    options.params = dict(kept, **options.params)
     options.targets = list(head.get("targets") or ())
     options.trigger = head.get("trigger", "manual")
     options.logical_date = parse_iso(head["logical_date"])

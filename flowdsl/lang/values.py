@@ -4,7 +4,8 @@ A worker never evaluates anything: it receives the already evaluated
 arguments. References to results resolve against the results known so far;
 a missing key fails the referring task with a message that names the
 reference and the keys that exist. Secret values are collected as they are
-read so that every log, report and error can mask them.
+read so that every log, report and error can mask them, in each of the ways
+they may be written out (repr, JSON, shell quoting...).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import json
 import os
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Set, Tuple
 
-from . import ir
+from . import ir, shellquote
 
 
 class EvalError(Exception):
@@ -32,24 +33,91 @@ class EvalError(Exception):
 
 def mask(text: str, secrets) -> str:
     """`text` with every secret value in it replaced by `***` (longest first)."""
+    if not secrets:
+        return text
     for value in sorted(secrets, key=len, reverse=True):
         if value and value in text:
             text = text.replace(value, "***")
     return text
 
 
+# A line of a multi-line secret is masked on its own from this length: logs are
+# masked a line at a time, so a secret printed without its last line break
+# reaches the masking in pieces; shorter lines (`{`, `}` of a JSON key file)
+# would mask too much else.
+SECRET_LINE_MIN = 4
+
+
+def spellings(value: str) -> Set[str]:
+    """The ways `value` may be written out: itself, inside a repr or ascii() of a str or of its
+    UTF-8 bytes, inside JSON (with and without ensure_ascii), shell-quoted; and each line of a
+    multi-line value on its own (SECRET_LINE_MIN)."""
+    out = {value, repr(value)[1:-1], ascii(value)[1:-1], json.dumps(value)[1:-1],
+           json.dumps(value, ensure_ascii=False)[1:-1], shlex.quote(value)}
+    try:
+        out.add(repr(value.encode("utf-8", "surrogateescape"))[2:-1])
+    except UnicodeEncodeError:
+        pass
+    if "\n" in value or "\r" in value:
+        out.update(line for line in value.replace("\r", "\n").split("\n") if len(line.strip()) >= SECRET_LINE_MIN)
+    out.discard("")
+    return out
+
+
 class Secrets:
-    """The secret values read so far, and the masking of text that may hold them."""
+    """The secret values read so far, and the masking of text that may hold them.
+
+    Also what the runner needs to keep secrets out of the tasks that do not use
+    them: the environment variables `secret()` read (`names`), the ones each
+    param's default read (`params`), and the params whose secret value came
+    from `--param` (`given`: the journal keeps no such value).
+    """
 
     def __init__(self) -> None:
         self.values: Set[str] = set()
+        self.names: Set[str] = set()
+        self.params: Dict[str, FrozenSet[str]] = {}
+        self.given: Set[str] = set()
+        self._spelled: Optional[Tuple[str, ...]] = ()
 
-    def add(self, value: str) -> None:
-        if value:
+    def add(self, value: str, name: Optional[str] = None) -> None:
+        if name:
+            self.names.add(name)
+        if value and value not in self.values:
             self.values.add(value)
+            self._spelled = None
+
+    def add_data(self, value: Any) -> None:
+        """Every string inside a value (a secret param's list or map) is a secret."""
+        if isinstance(value, str):
+            self.add(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                self.add_data(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self.add_data(v)
+
+    def spellings(self) -> Tuple[str, ...]:
+        """Every spelling of every secret, longest first: what masking looks for."""
+        if self._spelled is None:
+            found: Set[str] = set()
+            for v in self.values:
+                found |= spellings(v)
+            self._spelled = tuple(sorted(found, key=len, reverse=True))
+        return self._spelled
+
+    def holds(self, text: str) -> bool:
+        """True if a secret is part of `text`, in any of its spellings (inside a list's JSON, say)."""
+        return bool(self.values) and any(v in text for v in self.spellings())
 
     def mask(self, text: str) -> str:
-        return mask(text, self.values)
+        if not self.values:
+            return text
+        for value in self.spellings():
+            if value in text:
+                text = text.replace(value, "***")
+        return text
 
     def mask_data(self, value: Any) -> Any:
         """A copy of JSON-like data with every secret masked in its strings."""
@@ -74,6 +142,7 @@ class Scope:
     item: Optional[Tuple[str, Any]] = None  # (foreach variable, this instance's item)
     secrets: Secrets = field(default_factory=Secrets)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    used: Optional[Set[str]] = None  # when set: collects the variables of the secrets these expressions use
 
 
 def run_values(run_id: str, pipeline: str, logical_date: dt.datetime, trigger: str) -> Dict[str, Any]:
@@ -106,9 +175,35 @@ def read_env(call: ir.EnvCall, scope: Scope) -> Any:
             return evaluate(call.default, scope)
         kind = "secret" if call.secret else "environment variable"
         raise EvalError(f"{kind} `{call.name}` is not set", call.span)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:  # bytes that are not UTF-8 (os.environ decodes them with surrogateescape)
+        kind = "secret" if call.secret else "environment variable"
+        raise EvalError(f"{kind} `{call.name}` is not valid UTF-8 (at character {e.start + 1}); "
+                        "set it to UTF-8 text", call.span) from None
     if call.secret:
-        scope.secrets.add(value)
+        scope.secrets.add(value, call.name)
+        if scope.used is not None:
+            scope.used.add(call.name)
     return value
+
+
+def secret_names(*exprs: Any) -> Set[str]:
+    """The variables that the `secret()` calls inside the expressions read."""
+    found: Set[str] = set()
+    stack = list(exprs)
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is ir.MapExpr:
+            stack.extend([e.value for e in node.entries])
+        elif kind is ir.ListExpr:
+            stack.extend(node.items)
+        elif kind is ir.EnvCall:
+            if node.secret:
+                found.add(node.name)
+            stack.append(node.default)
+    return found
 
 
 def resolve(ref: ir.Ref, scope: Scope) -> Any:
@@ -116,6 +211,9 @@ def resolve(ref: ir.Ref, scope: Scope) -> Any:
         value, where = scope.item[1], ref.name
     elif ref.name == "params":
         value, where = scope.params, "params"
+        if scope.used is not None and scope.secrets.params:  # a param's secret is used where the param is
+            for key in ref.path[:1] or scope.secrets.params:
+                scope.used.update(scope.secrets.params.get(key, ()))
     elif ref.name == "run":
         value, where = scope.run, "run"
     elif ref.name in scope.results:
@@ -156,11 +254,11 @@ def _kind(value: Any) -> str:
 def as_text(value: Any, fmt: Optional[str] = None) -> str:
     """A value as it appears inside a string: str as is, dates ISO, the rest JSON."""
     if fmt:
-        if isinstance(value, (dt.datetime, dt.date, dt.time)):
-            return value.strftime(fmt)
         try:
+            if isinstance(value, (dt.datetime, dt.date, dt.time)):
+                return value.strftime(fmt)
             return format(value, fmt)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise EvalError(f"format `{fmt}` does not apply to {_kind(value)}: {e}") from None
     if isinstance(value, str):
         return value
@@ -171,13 +269,32 @@ def as_text(value: Any, fmt: Optional[str] = None) -> str:
     return str(value)
 
 
-def render(t: ir.Template, scope: Scope, quote: bool = False) -> str:
-    """The string with every field filled in; `quote` shell-quotes each value."""
+def render(t: ir.Template, scope: Scope) -> str:
+    """The string with every field filled in."""
     out = []
     for part in t.parts:
         if isinstance(part, str):
             out.append(part)
-            continue
-        value = as_text(resolve(part.ref, scope), part.format)
-        out.append(shlex.quote(value) if quote else value)
+        else:
+            out.append(as_text(resolve(part.ref, scope), part.format))
     return "".join(out)
+
+
+def shell_command(t: ir.Template, scope: Scope) -> Tuple[str, Dict[str, str]]:
+    """A `sh` command: each field quoted for where it stands in the command (lang.shellquote).
+
+    A field that holds a secret refers to an environment variable instead,
+    returned with its value for the command's environment alone. Raises
+    EvalError for a field that no quoting can keep literal where it stands.
+    """
+    parts: list = []
+    for part in t.parts:
+        if type(part) is str:
+            parts.append(part)
+            continue
+        text = as_text(resolve(part.ref, scope), part.format)
+        parts.append(shellquote.Value(text, scope.secrets.holds(text), part.ref))  # the ref names it in messages
+    try:
+        return shellquote.compose(parts)
+    except shellquote.PlacementError as e:
+        raise EvalError(f"sh: {e}", t.span) from None

@@ -6,19 +6,33 @@ log path. It also reads the results expressions look into (`LazyResults`,
 decoded on first use) and masks secrets out of what comes back. Evaluation
 reads the environment and secret files, nothing else: no clock, no journal,
 no process, so the machine's tests use it as it is.
+
+Secrets stay with the tasks that use them: a `sh` command refers to a
+secret through an environment variable of its own process (never in its
+text, which `ps` shows), `exec` refuses one in its argv, and every attempt
+is told which secrets' source variables to drop from its environment: those
+its expressions do not use and its command or module does not name.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
 from collections.abc import Mapping
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set, Tuple
 
-from ..lang import values
+from ..lang import ir, values
 from ..lang.execplan import Action, ExecPlan, HookSpec, TaskSpec
 from ..lang.values import EvalError, Scope, Secrets, evaluate
 from ..store import codec, state
 from .worker import Attempt
+
+# How a task names an environment variable (the same reading as run.dask's, which ships a remote attempt
+# the variables it names): `$X` or `${X}` in a command, os.environ["X"] and the like in a module.
+_SHELL_NAME = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+_PYTHON_NAME = re.compile(r"""(?:environ\s*\[\s*|environ\.get\(\s*|getenv\(\s*|environ\.setdefault\(\s*)"""
+                          r"""["']([A-Za-z_][A-Za-z0-9_]*)["']""")
 
 
 class LazyResults(Mapping):
@@ -67,6 +81,44 @@ class Maker:
         self.results = LazyResults(run_state, plan.results == "pickle")
         self.env = {"FLOW_RUN_ID": run_values["id"], "FLOW_PIPELINE": plan.pipeline,
                     "FLOW_LOGICAL_DATE": run_values["logical_date"].isoformat()}
+        self.secret_sources = _secret_sources(plan)
+        self.module_names: Dict[str, Set[str]] = {}  # module -> the environment variables its source names
+
+    def hidden(self, used: Set[str], kind: str, text: str) -> Tuple[str, ...]:
+        """The secrets' source variables an attempt must not see: all but those it uses or names.
+
+        `used`: read by the secret() calls its expressions use (params included).
+        Named: `$X` or `${X}` in a command's own text (`text`) or in an argv,
+        `os.environ["X"]`, `.get("X")` or `getenv("X")` in a callable's module
+        (`text`: the module), as the dask executor decides what a task sees.
+        """
+        sources = self.secret_sources | self.secrets.names
+        if not sources:
+            return ()
+        hide = sources - used
+        if hide:
+            hide -= self._module_names(text) if kind == "run" else set(_SHELL_NAME.findall(text))
+        return tuple(sorted(hide))
+
+    def _module_names(self, module: str) -> Set[str]:
+        """The environment variables a module's source names (read, never imported), once per run."""
+        names = self.module_names.get(module)
+        if names is None:
+            names = set()
+            parts = module.split(".")
+            for base in self.plan.sys_path:
+                for path in (os.path.join(base, *parts) + ".py", os.path.join(base, *parts, "__init__.py")):
+                    try:
+                        with open(path, encoding="utf-8", errors="replace") as f:
+                            names = set(_PYTHON_NAME.findall(f.read()))
+                        break
+                    except OSError:
+                        continue
+                else:
+                    continue
+                break
+            self.module_names[module] = names
+        return names
 
     def scope(self, spec: Optional[TaskSpec] = None, item: Any = None, has_item: bool = False) -> Scope:
         pair = (spec.foreach_var, item) if has_item and spec is not None else None
@@ -82,6 +134,7 @@ class Maker:
     def task(self, spec: TaskSpec, key: str, number: int, item: Any = None, has_item: bool = False) -> Attempt:
         """Attempt `number` of instance `key`. Raises EvalError (a missing key, an unset variable...)."""
         scope = self.scope(spec, item, has_item)
+        scope.used = set()
         kwargs = evaluate(spec.args, scope) if spec.args is not None else {}
         env = dict(self.env, FLOW_TASK=key)
         common = dict(key=key, number=number, cwd=self.plan.folder, sys_path=self.plan.sys_path,
@@ -89,8 +142,9 @@ class Maker:
                       output=spec.output, results=self.plan.results)
         action = spec.action
         if action.kind == "run":
+            hide = self.hidden(scope.used, "run", action.target.split(":", 1)[0])
             return Attempt(kind="run", target=action.target, kwargs=kwargs, env=env,
-                           secrets=tuple(self.secrets.values), **common)
+                           secrets=self.secrets.spellings(), hide=hide, **common)
         for k, v in kwargs.items():
             env["FLOW_ARG_" + k.upper()] = v if isinstance(v, str) else values.as_text(v)
         return self._shell(action, scope, env, common)
@@ -103,42 +157,103 @@ class Maker:
                       log_path=state.log_path(self.run_folder, hook.key, number), results="pickle",
                       timeout=timeout)
         if hook.action.kind == "run":
+            hide = self.hidden(set(), "run", hook.action.target.split(":", 1)[0])
             return Attempt(kind="run", target=hook.action.target, args=(report,), env=env,
-                           secrets=tuple(self.secrets.values), **common)
-        return self._shell(hook.action, self.scope(), env, common)
+                           secrets=self.secrets.spellings(), hide=hide, **common)
+        scope = self.scope()
+        scope.used = set()
+        return self._shell(hook.action, scope, env, common)
 
     def _shell(self, action: Action, scope: Scope, env: Dict[str, str], common: Dict[str, Any]) -> Attempt:
         if action.kind == "sh":
-            command = values.render(action.command, scope, quote=True)
-            return Attempt(kind="sh", target=command, env=env, secrets=tuple(self.secrets.values), **common)
+            command, secret_env = values.shell_command(action.command, scope)
+            env.update(secret_env)  # a secret travels in the command's environment, never in its text
+            own_text = "".join(p for p in action.command.parts if type(p) is str)  # not the values in it
+            return Attempt(kind="sh", target=command, env=env, secrets=self.secrets.spellings(),
+                           hide=self.hidden(scope.used, "sh", own_text), **common)
         argv = evaluate(action.argv, scope)
         if not isinstance(argv, (list, tuple)) or not argv:
             raise EvalError("`exec` needs a non-empty list of arguments")
-        return Attempt(kind="exec", argv=as_argv(argv), env=env, secrets=tuple(self.secrets.values), **common)
+        argv = as_argv(argv)
+        if any(self.secrets.holds(a) for a in argv):
+            raise EvalError(f"`{common['key']}`: `exec` would put a secret in the program's arguments, which any "
+                            "user of the machine can read (`ps`); pass it in the environment with "
+                            "`with { key = secret(\"NAME\") }` (the program reads FLOW_ARG_KEY), or use `sh`, "
+                            "which does that for a secret in its command")
+        return Attempt(kind="exec", argv=argv, env=env, secrets=self.secrets.spellings(),
+                       hide=self.hidden(scope.used, "exec", " ".join(argv)), **common)
 
     def masked(self, data: Optional[bytes]) -> Optional[bytes]:
         """A result with every secret it holds masked: the journal never keeps one."""
         secrets = self.secrets
-        if not data or not any(v.encode() in data for v in secrets.values):
+        if not data or not secrets.values:
+            return data
+        spelled = [_utf8(v) for v in secrets.spellings()]
+        if not any(v in data for v in spelled):
             return data
         value = codec.decode_result(data, allow_pickle=True)
         masked = codec.encode_result(_plain_masking(value, secrets), self.plan.results)
-        if any(v.encode() in masked for v in secrets.values):
+        if any(v in masked for v in spelled):
             # inside an object masking cannot reach: keep only a masked description
             masked = codec.encode_result(secrets.mask(repr(value))[:200], self.plan.results)
         return masked
 
 
+SECRET_GIVEN = "\0a secret --param, not kept\0"  # the journal's stand-in (no argv can hold a NUL)
+
+
 def evaluate_params(plan: ExecPlan, overrides: Dict[str, Any], run_values: Dict[str, Any],
                     secrets: Secrets) -> Dict[str, Any]:
-    """The run's params: each `--param` as given, else its default evaluated. Raises EvalError."""
+    """The run's params: each `--param` as given, else its default evaluated. Raises EvalError.
+
+    A value given for a param whose default reads a `secret()` is itself a
+    secret (taken as text when the default is a bare `secret()`). `secrets`
+    learns which source variables each default read, so that a task using a
+    param keeps that variable in its environment.
+    """
     scope = Scope(params={}, run=run_values, secrets=secrets)
-    return {key: overrides[key] if key in overrides else evaluate(expr, scope) for key, expr in plan.params}
+    params = {}
+    for key, expr in plan.params:
+        if key not in overrides:
+            scope.used = set()
+            params[key] = evaluate(expr, scope)
+            secrets.params[key] = frozenset(scope.used)
+            continue
+        value = overrides[key]
+        if value == SECRET_GIVEN:
+            raise EvalError(f"`--param {key}` was given a secret when the run started, and flow does not keep "
+                            f"secrets: give it again when resuming (`--param {key}=...`)")
+        if values.secret_names(expr):
+            if isinstance(expr, ir.EnvCall) and not isinstance(value, str):
+                value = values.as_text(value)  # a secret is text (`--param token=123` is "123")
+            secrets.add_data(value)
+            secrets.given.add(key)
+        params[key] = value
+    return params
 
 
 def as_argv(argv) -> tuple:
     """`exec`'s arguments as strings: strings as they are, other values as in interpolation."""
     return tuple(a if isinstance(a, str) else values.as_text(a) for a in argv)
+
+
+def _secret_sources(plan: ExecPlan) -> Set[str]:
+    """Every variable a `secret()` of the plan reads: what an attempt's environment loses unless it uses it.
+
+    (A command's template holds references only, never a call.)
+    """
+    exprs = [expr for _, expr in plan.params]
+    for spec in plan.tasks.values():
+        exprs += [spec.args, spec.foreach_items, spec.action.argv]
+    exprs += [hook.action.argv for hook in plan.hooks]
+    return values.secret_names(*exprs)
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def _plain_masking(value: Any, secrets: Secrets) -> Any:
@@ -167,8 +282,13 @@ def plain(value: Any) -> Any:
     return repr(value)
 
 
-def pack_params(params: Dict[str, Any]) -> bytes:
-    """--param overrides as the journal keeps them for a resume: as typed, or as plain data."""
+def pack_params(params: Dict[str, Any], secrets: Optional[Secrets] = None) -> bytes:
+    """--param overrides as the journal keeps them for a resume: as typed, or as plain data.
+
+    A secret one is kept as SECRET_GIVEN only: a resume asks for it again.
+    """
+    if secrets is not None and secrets.given:
+        params = {k: SECRET_GIVEN if k in secrets.given else v for k, v in params.items()}
     try:
         return codec.pack(params)
     except codec.ResultTypeError:

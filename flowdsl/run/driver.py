@@ -133,7 +133,7 @@ class Runner:
                 "params": self.secrets.mask_data(plain(self.params)), "logical_date": logical.isoformat(),
                 "trigger": o.trigger, "t": time.time(), "pid": os.getpid(),
                 "targets": list(o.targets), "tasks": list(plan.tasks),
-                "results": plan.results, "executor": plan.executor, "overrides": pack_params(o.params),
+                "results": plan.results, "executor": plan.executor, "overrides": pack_params(o.params, self.secrets),
             }
             if o.earlier_id is not None:  # a --from run: what a resume of it may still take from that run
                 first.update(from_run=o.earlier_id, forced=sorted(o.forced))
@@ -218,6 +218,9 @@ class Runner:
             wake = m.next_wake()
             wait = refresh if wake is None else min(refresh, max(0.0, wake - time.monotonic()))
             items = self.backend.wait(wait)
+            notes = getattr(self.backend, "notes", None)  # what a backend says (a Dask scheduler lost, found again)
+            while notes:
+                self.reporter.note(notes.pop(0))
             while self.signals:  # first: an attempt that a signal stopped must be seen as interrupted
                 m.signalled(self.signals.pop(0))
             for item in items:

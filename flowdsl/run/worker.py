@@ -4,6 +4,10 @@ An Attempt arrives as plain data (the callable's reference, arguments that
 the runner already evaluated, the log path, the timeout); an Outcome leaves
 as plain data (the encoded result, or an error record with the traceback as
 text). Failures are values here: nothing raised inside a task crosses back.
+
+An attempt's environment is the worker's less the variables in `hide` (the
+sources of the secrets it does not use) plus its own `env`; every spelling of
+every secret (`secrets`) is masked in its log and its error.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ class Attempt:
     timeout: Optional[float] = None
     output: str = "text"
     results: str = "msgpack"
-    secrets: Tuple[str, ...] = ()
+    secrets: Tuple[str, ...] = ()  # every spelling of every secret: masked in the log and the error
+    hide: Tuple[str, ...] = ()  # environment variables this attempt must not see: secrets' sources it does not use
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,15 @@ def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
     cpu = _CpuClock(attempt.kind, redirect_fds)
     try:
         if attempt.kind == "run":
-            result = _with_log(attempt, redirect_fds, _call)
+            # In a process of its own (a worker, or inline in the runner's
+            # thread, which waits meanwhile) the process environment is the
+            # attempt's for its duration; on a thread it is shared with the
+            # runner and the other attempts, so it is left alone.
+            hidden = _hide_environment(attempt.hide) if redirect_fds else {}
+            try:
+                result = _with_log(attempt, redirect_fds, _call)
+            finally:
+                os.environ.update(hidden)
         else:
             result = _shell(attempt)
         data = codec.encode_result(result, attempt.results)
@@ -129,6 +142,16 @@ def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
         error = {k: (mask(v, attempt.secrets) if isinstance(v, str) else v) for k, v in error.items()}
     return Outcome(attempt.key, attempt.number, False, error=error, started=started, finished=time.time(),
                    cpu=cpu.used())
+
+
+def _hide_environment(names) -> Dict[str, str]:
+    """Take `names` out of os.environ (and so out of what child processes inherit); what was taken."""
+    taken = {}
+    for name in names:
+        value = os.environ.pop(name, None)
+        if value is not None:
+            taken[name] = value
+    return taken
 
 
 class _CpuClock:
@@ -237,7 +260,8 @@ def _shell(attempt: Attempt) -> Any:
     When the command exits, whatever it left running in its group is stopped.
     """
     global _current_child
-    env = dict(os.environ)
+    hide = set(attempt.hide)
+    env = {k: v for k, v in os.environ.items() if k not in hide} if hide else dict(os.environ)
     env.update(attempt.env)
     argv = ["/bin/sh", "-c", attempt.target] if attempt.kind == "sh" else list(attempt.argv)
     log = capture.LazyLog(attempt.log_path, attempt.secrets)

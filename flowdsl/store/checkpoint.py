@@ -152,7 +152,7 @@ class Fingerprints:
 
     def of(self, name: str, attempt: Any) -> str:
         """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs (a `run.worker.Attempt`)."""
-        env = sorted((k, v) for k, v in attempt.env.items() if k.startswith("FLOW_ARG_"))
+        env = sorted((k, v) for k, v in attempt.env.items() if k.startswith(("FLOW_ARG_", "FLOW_SECRET_")))
         inputs = [attempt.kind, attempt.target, list(attempt.argv or ()), env, attempt.kwargs]
         try:  # json's encoder is in C: this runs once per task, also in a 10,000-task resume
             text = _INPUTS.encode(inputs)  # json.dumps(inputs, default=_canonical, separators=(",", ":"))

@@ -106,9 +106,6 @@ def test_any_format_is_refused_or_formats_to_a_bounded_string(fmt):
         assert len(out) <= (2 * MAX_FORMAT_WIDTH + 400) * max(1, fmt.count("%")), (value, fmt)
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError,
-                   reason="values.as_text lets format's OverflowError out (`c` of a number past U+10FFFF); "
-                          "it should be an EvalError that fails the task")
 def test_format_c_of_a_huge_number_is_an_eval_error():
     text, _, _ = field_file("params.n", "c")
     assert _rows(check(text)) == []  # valid: `c` of 65 is "A"
