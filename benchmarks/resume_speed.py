@@ -119,7 +119,7 @@ def main() -> int:
         # as for a user's run): make sure the copy holds it.
         ir_cache = os.path.join(state, "cache", "ir")
         deadline = time.monotonic() + 10
-        while not (os.path.isdir(ir_cache) and any(n.endswith(".pickle") for n in os.listdir(ir_cache))):
+        while not (os.path.isdir(ir_cache) and any(n.endswith(".json") for n in os.listdir(ir_cache))):
             if time.monotonic() > deadline:
                 sys.exit("the first run left no cached checked program in .flow/cache/ir")
             time.sleep(0.05)

@@ -1,30 +1,95 @@
 """Checked programs, cached by the contents of the files they were built from.
 
 Parsing and checking a 10,000-task file takes half a second; loading the
-checked program back takes a fifth of that. `flow run` (a resume above all)
-and `flow tick` (every pipeline, every minute) load through this cache; `flow
-validate` never does, so CI always checks from scratch.
+checked program back takes about a fifth of that. `flow run` (a resume above
+all) and `flow tick` (every pipeline, every minute) load through this cache;
+`flow validate` never does, so CI always checks from scratch.
 
 An entry is kept only for a program without errors, in
-`<state>/cache/ir/<hash of the file's path>.pickle`, and is used only while
+`<state>/cache/ir/<hash of the file's path>.json`, and is used only while
 every file it came from is unchanged: each `.flow` file by the hash of its
 bytes, each Python module the checks read by its size and mtime (as Python's
-own bytecode cache does). It is unpickled by an unpickler that builds flow's
-IR classes and nothing else, so a tampered entry cannot run code.
+own bytecode cache does).
+
+An entry is data that cannot carry code: a line of JSON with the targets and
+the stamps (so a stale entry costs little), then one with the IR, each record
+as `[class name, fields...]`, a span's file as an index into a table of files.
+Only the classes of SCHEMA are made, each field checked against its kind;
+anything else makes the entry corrupt, and a corrupt entry is ignored (the
+program is checked afresh). Nor is an entry read that someone else could have
+written: it and its folder must be this user's, writable by nobody else.
+
+Why JSON (benchmarks/ircache_load.py): json's scanner is C in every CPython,
+while the zipapp has no msgpack C extension, and msgpack's pure-Python unpacker
+takes three to four times as long as the old pickles did. marshal is hardly faster
+once the records are made, and a dozen planted bytes make it crash.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
-import io
 import os
-import pickle
+import stat
 import sys
-from typing import Any, List, Optional, Sequence, Tuple
 
 from .. import __version__
 
-FORMAT = 2  # 2: the IR's classes moved to flowdsl.lang (entries of format 1 name flowdsl.ir)
+TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+# 3: JSON and an allow-list. Formats 1 and 2 were pickles, which could be made to run code:
+# named `.pickle`, they are never read, and deleted when an entry is written.
+FORMAT = 3
+MAGIC = "flow-ir"
+SUFFIX = ".json"
+
+# The allow-list: the record classes an entry may name (a Program's IR, ir.py, and its
+# warnings, diagnostics.py; Module and Include are IR too, never part of a Program), each
+# with the kind of each of its fields, in order: one of PLAIN (exact types: True is no
+# int), a class of this list, a union (UNIONS); `X?` for X or null, `X*` for a list of X
+# (a tuple in the IR).
+SCHEMA = {
+    "Span": ("file", "int", "int", "int", "int"),  # the file: an index into the body's table of files
+    "Literal": ("value", "Span"),
+    "Duration": ("number", "str", "Span"),
+    "Ref": ("str", "key*", "Span"),
+    "Field": ("Ref", "str?", "Span"),
+    "Template": ("part*", "Span"),
+    "ListExpr": ("Expr*", "Span"),
+    "Entry": ("str", "Span", "Expr"),
+    "MapExpr": ("Entry*", "Span"),
+    "EnvCall": ("str", "Expr?", "bool", "Span"),
+    "CallableRef": ("str", "str", "Span"),
+    "RunAction": ("CallableRef", "Span"),
+    "ShAction": ("Template", "Span"),
+    "ExecAction": ("Expr", "Span"),
+    "Name": ("str", "Span"),
+    "Retry": ("Expr", "Expr?", "Expr?", "Expr?", "Expr?", "Name*", "Span"),
+    "Foreach": ("Name", "Expr", "Span"),
+    "Word": ("str", "Span"),
+    "Cache": ("Expr?", "Span"),
+    "Settings": ("Retry?", "Expr?", "Word?", "Word?", "Cache?", "Name*", "MapExpr?"),
+    "Task": ("str", "Span", "Action?", "MapExpr?", "Name*", "Foreach?", "Template?", "Settings", "Span"),
+    "Schedule": ("str", "Expr", "Template?", "Span"),
+    "Window": ("Template", "Template?", "Span"),
+    "Executor": ("str", "Template?", "Span"),
+    "Hook": ("str", "Action", "Span"),
+    "Pipeline": ("str", "Span?", "Template?", "Schedule*", "Window?", "Word?", "Word?", "Expr?", "Executor?",
+                 "Expr?", "Template*", "MapExpr?", "Settings", "Word?", "Hook*", "Span?"),
+    "Program": ("str", "Pipeline", "Task*", "str*"),
+    "Diagnostic": ("str", "str", "Span", "str?"),  # a warning's: an entry holds no errors
+}
+PLAIN = {"str": (str,), "int": (int,), "bool": (bool,), "number": (int, float),
+         "value": (str, int, float, bool, type(None))}
+UNIONS = {
+    "Expr": ("Literal", "Duration", "Ref", "Template", "ListExpr", "MapExpr", "EnvCall"),
+    "Action": ("RunAction", "ShAction", "ExecAction"),
+    "part": ("str", "Field"),  # of a Template: text, or an interpolated field
+    "key": ("str", "int"),  # of a Ref's path: `.key`, `[0]`
+    "str": ("str",),  # of Program.files
+}
 
 
 def folder(state_root: str) -> str:
@@ -35,59 +100,233 @@ def folder(state_root: str) -> str:
 def entry_path(cache_dir: str, path: str) -> str:
     # the path as given is part of the key: the program keeps it (in every span)
     key = f"{os.path.abspath(path)}\0{path}\0{__version__}\0{FORMAT}\0{sys.version_info[:2]}"
-    return os.path.join(cache_dir, hashlib.sha256(key.encode()).hexdigest()[:24] + ".pickle")
+    return os.path.join(cache_dir, hashlib.sha256(key.encode()).hexdigest()[:24] + SUFFIX)
 
 
 def _stamp(path: str, kind: str) -> Any:
+    """What must not change for an entry to hold: a .flow file's hash, a module's [size, mtime]."""
     try:
-        if kind == "flow":
-            with open(path, "rb") as f:
-                return hashlib.sha256(f.read()).hexdigest()
-        st = os.stat(path)
-        return (st.st_size, st.st_mtime_ns)
-    except OSError:
+        if kind == "py":
+            st = os.stat(path)
+            return [st.st_size, st.st_mtime_ns]
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:  # nor block on a FIFO
+            return hashlib.sha256(f.read()).hexdigest() if stat.S_ISREG(os.fstat(f.fileno()).st_mode) else None
+    except (OSError, ValueError):
         return None
 
 
-class _IROnly(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if module in ("flowdsl.lang.ir", "flowdsl.lang.diagnostics"):
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name} is not part of a checked program")
+def _private(st: os.stat_result) -> bool:
+    """This user's, and nobody else's to write: no one else can have put an entry there."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
+class _Corrupt(ValueError):
+    """Not an entry this module wrote: ignored, and the program is checked afresh."""
+
+
+def _no_constant(name: str):
+    raise _Corrupt(name)  # NaN and Infinity: json's, not JSON's, and never in an entry
+
+
+_parse: Optional[Callable[[str], Any]] = None  # json's decoder refusing those: made once, not one a call
 
 
 def load(cache_dir: str, path: str, targets: Sequence[str]):
     """The cached `loader.Loaded` (program and warnings) if it is still true, else None."""
+    global _parse
+    if _parse is None:
+        import json
+
+        _parse = json.JSONDecoder(parse_constant=_no_constant).decode
     try:
-        with open(entry_path(cache_dir, path), "rb") as f:
-            entry = _IROnly(io.BytesIO(f.read())).load()
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ValueError, TypeError, IndexError):
-        return None
-    if not isinstance(entry, dict) or entry.get("targets") != list(targets):
-        return None
-    for dep, kind, stamp in entry["deps"]:
-        if _stamp(dep, kind) != stamp:
+        if not _private(os.stat(cache_dir)):
             return None
+        with open(os.open(entry_path(cache_dir, path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not (stat.S_ISREG(st.st_mode) and _private(st)):
+                return None
+            head, body = f.read().split(b"\n", 1)
+        header = _parse(head.decode())
+        if not (type(header) is list and header[:3] == [MAGIC, FORMAT, list(targets)] and len(header) == 4
+                and type(header[3]) is list):
+            return None
+        flow_files = []
+        for dep in header[3]:
+            if type(dep) is not list or len(dep) != 3 or type(dep[0]) is not str or dep[1] not in ("flow", "py") \
+                    or _stamp(dep[0], dep[1]) != dep[2]:
+                return None
+            if dep[1] == "flow":
+                flow_files.append(dep[0])
+        # The decoding makes about a million objects for 10,000 tasks and no reference
+        # cycles: the cyclic collector would only walk them, again and again (half the
+        # time of loading the old pickles went there). So it is off meanwhile; the JSON's
+        # lists are gone before it is back, and in the zipapp, whose process is the `flow`
+        # command, the program is frozen out of its reach, like the parser's tables.
+        gc_was_on = gc.isenabled()
+        gc.disable()
+        try:
+            body = _parse(body.decode())
+            program, warnings = _decode(body)
+            del body
+            if flow_files != list(program.files):
+                return None  # the stamps checked must be those of every file the program came from
+            if gc_was_on and type(globals().get("__loader__")).__name__ == "zipimporter":
+                gc.freeze()
+        finally:
+            if gc_was_on:
+                gc.enable()
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+        return None  # unreadable, foreign or corrupt (json's errors and _Corrupt are ValueErrors)
     from ..lang.loader import Loaded
 
-    return Loaded(entry["program"], list(entry["warnings"]))
+    return Loaded(program, warnings)
+
+
+def _classes() -> Dict[str, type]:
+    from ..lang import diagnostics, ir
+
+    return {name: getattr(diagnostics if name == "Diagnostic" else ir, name) for name in SCHEMA}
+
+
+_DECODERS: Dict[str, Callable] = {}
+
+
+def _decoders() -> Dict[str, Callable]:
+    """The decoders of SCHEMA and UNIONS by name, made once: `decode(data, files) -> the IR`.
+
+    One function per class checks a record's list (its class name, its length,
+    each field's kind), replaces its fields by what they decode to, and makes
+    the record; anything else raises _Corrupt. Span, half of all records, has
+    its own. `files` is the entry's table of files, passed down, not kept.
+    """
+    if _DECODERS:
+        return _DECODERS
+    from ..lang.ir import Span
+
+    decoders: Dict[str, Callable] = {}  # made whole, then kept
+
+    def span(a, files):
+        if type(a) is list and len(a) == 6 and a[0] == "Span":
+            _, f, line, col, end_line, end_col = a
+            if (type(f) is int and 0 <= f < len(files) and type(line) is int and type(col) is int
+                    and type(end_line) is int and type(end_col) is int):
+                return Span(files[f], line, col, end_line, end_col)
+        raise _Corrupt
+
+    def record(name: str, cls: type, size: int, plain: tuple, parts: list) -> Callable:
+        def decode(a, files):
+            if type(a) is not list or len(a) != size or a[0] != name:
+                raise _Corrupt
+            for i, types in plain:
+                if type(a[i]) not in types:
+                    raise _Corrupt
+            for i, nullable, part in parts:
+                if a[i] is not None or not nullable:
+                    a[i] = part(a[i], files)
+            return cls(*a[1:])
+
+        return decode
+
+    def union(members: tuple) -> Callable:
+        plain = tuple(PLAIN[m][0] for m in members if m in PLAIN)
+        named = tuple(m for m in members if m not in PLAIN)
+
+        def decode(a, files):
+            if type(a) in plain:
+                return a
+            if type(a) is list and a and type(a[0]) is str and a[0] in named:
+                return decoders[a[0]](a, files)
+            raise _Corrupt
+
+        return decode
+
+    def sequence(item: Callable) -> Callable:
+        def decode(a, files):
+            if type(a) is not list:
+                raise _Corrupt
+            return tuple([item(x, files) for x in a])
+
+        return decode
+
+    unresolved = []  # (a record's parts, to fill once every decoder exists; [(field index, nullable, kind)])
+    for name, cls in _classes().items():
+        if name == "Span":
+            decoders[name] = span
+            continue
+        fields = [(i, kind.rstrip("?"), kind[-1] == "?") for i, kind in enumerate(SCHEMA[name], 1)]
+        plain = tuple((i, PLAIN[base] + (type(None),) * nullable) for i, base, nullable in fields if base in PLAIN)
+        parts: list = []  # (field index, may be null, decoder)
+        decoders[name] = record(name, cls, len(fields) + 1, plain, parts)
+        unresolved.append((parts, [(i, nullable, base) for i, base, nullable in fields if base not in PLAIN]))
+    for name, members in UNIONS.items():
+        decoders[name] = union(members)
+    for parts, kinds in unresolved:
+        for i, nullable, kind in kinds:
+            parts.append((i, nullable, sequence(decoders[kind[:-1]]) if kind[-1] == "*" else decoders[kind]))
+    decoders["Diagnostic*"] = sequence(decoders["Diagnostic"])
+    _DECODERS.update(decoders)
+    return _DECODERS
+
+
+def _decode(body: Any) -> Tuple[Any, List[Any]]:
+    """(the program, its warnings) of an entry's body: [files, program, warnings]."""
+    from ..lang.diagnostics import CATALOGUE, WARNING
+
+    if type(body) is not list or len(body) != 3:
+        raise _Corrupt("not a body")
+    files, program, warnings = body
+    if type(files) is not list or any(type(f) is not str for f in files):
+        raise _Corrupt("the file table")
+    decoders = _decoders()
+    warnings = list(decoders["Diagnostic*"](warnings, files))
+    if any(CATALOGUE.get(w.code, ("",))[0] != WARNING for w in warnings):
+        raise _Corrupt("an error")  # an entry is kept only for a program without errors
+    return decoders["Program"](program, files), warnings
+
+
+def _encode(node: Any, files: Dict[str, int], classes: Dict[str, type]) -> Any:
+    """`node` as the data `_decode` reads, adding each span's file to `files`."""
+    kind = type(node)
+    if kind is tuple:
+        return [_encode(item, files, classes) for item in node]
+    if kind in PLAIN["value"]:
+        return node
+    name = kind.__name__
+    if classes.get(name) is not kind:
+        raise _Corrupt(f"{kind.__module__}.{name} is not part of a checked program")
+    if name == "Span":
+        return [name, files.setdefault(node.file, len(files)), node.line, node.col, node.end_line, node.end_col]
+    return [name] + [_encode(getattr(node, f), files, classes) for f in kind._fields]
+
+
+def encode_entry(targets: Sequence[str], deps: List[list], program: Any, warnings: Sequence[Any]) -> bytes:
+    """An entry's bytes: the header line (targets and stamps), then the body line (the IR)."""
+    import json
+
+    files: Dict[str, int] = {}
+    classes = _classes()
+    body = [_encode(program, files, classes), [_encode(d, files, classes) for d in warnings]]
+    text = json.JSONEncoder(separators=(",", ":"), allow_nan=False, check_circular=False).encode
+    return f"{text([MAGIC, FORMAT, list(targets), deps])}\n{text([list(files), *body])}\n".encode()
 
 
 def store(cache_dir: str, path: str, targets: Sequence[str], loaded, modules: List[str],
           background: bool = False) -> None:
     """Keep a checked program without errors. Best effort: a cache that cannot be written is no cache.
 
-    With `background`, a forked grandchild pickles and writes it at the
+    With `background`, a forked grandchild encodes and writes it at the
     lowest priority, so a big run neither waits for it nor shares a core with it.
     """
-    program = loaded.program
-    deps: List[Tuple[str, str, Any]] = [(f, "flow", _stamp(f, "flow")) for f in program.files]
-    deps += [(m, "py", _stamp(m, "py")) for m in sorted(set(modules))]
-    entry = {"targets": list(targets), "deps": deps, "program": program, "warnings": loaded.diagnostics}
+    deps = [[f, "flow", _stamp(f, "flow")] for f in loaded.program.files]
+    deps += [[m, "py", _stamp(m, "py")] for m in sorted(set(modules))]
+
+    def write() -> None:
+        _write(cache_dir, path, targets, deps, loaded.program, loaded.diagnostics)
+
     if background:
-        in_background(lambda: _write(cache_dir, path, entry))
+        in_background(write)
     else:
-        _write(cache_dir, path, entry)
+        write()
 
 
 def keep_all(keeps: Sequence) -> None:
@@ -118,21 +357,32 @@ def in_background(work) -> None:
         os._exit(0)
 
 
-def _write(cache_dir: str, path: str, entry: dict) -> None:
+def _write(cache_dir: str, path: str, targets: Sequence[str], deps: List[list], program, warnings) -> None:
+    import tempfile
+
     from .state import ensure_private_dir
 
     try:
+        data = encode_entry(targets, deps, program, warnings)
         ensure_private_dir(os.path.dirname(os.path.dirname(cache_dir)))
         ensure_private_dir(os.path.dirname(cache_dir))
         ensure_private_dir(cache_dir)
-        target = entry_path(cache_dir, path)
-        tmp = f"{target}.tmp{os.getpid()}"
-        data = pickle.dumps(entry, protocol=pickle.HIGHEST_PROTOCOL)
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        # a new file of a random name (O_EXCL, 0600): nothing planted under a name we would pick is followed
+        fd, tmp = tempfile.mkstemp(suffix=".tmp", dir=cache_dir)
+    except (OSError, ValueError, AttributeError, RecursionError):  # a NaN, say, or a full disk: no entry
+        return
+    try:
+        with open(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, target)
-    except (OSError, pickle.PicklingError, RecursionError):
-        pass
+        os.replace(tmp, entry_path(cache_dir, path))
+        for name in os.listdir(cache_dir):  # the pickles of formats 1 and 2: never read, only in the way
+            if name.endswith(".pickle"):
+                os.unlink(os.path.join(cache_dir, name))
+    except OSError:
+        try:
+            os.unlink(tmp)  # leave no half-written file behind
+        except OSError:
+            pass
 
 
 def checked(path: str, cache_dir: Optional[str], targets: Sequence[str] = ()):
