@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set
 
 from ..lang import execplan, planner, values
-from ..lang.values import Secrets
+from ..lang.values import EvalError, Secrets
 from ..store import checkpoint, history, journal, state
 from .actions import Maker, evaluate_params, pack_params, plain
 from .backends import Lost, make_backend
@@ -50,6 +50,10 @@ class RunOptions:
     dask_address: Optional[str] = None  # the executor's address (run.daskconfig: command line, environment, file)
     dask_timeout: float = 10.0  # seconds to reach the scheduler (run.daskconfig.timeout)
     backend: Any = None  # a backend made before the run was opened (a dask client, connected; a test's)
+    # A scheduled or backfilled run whose slot is claimed becomes a run even when it cannot start
+    # (cli.md, "Scheduled runs that cannot start"): failed, with the reason as its error, resumable.
+    start_anyway: bool = False
+    start_error: Optional[str] = None  # why it cannot start, known before it opened (its executor)
 
 
 class Clock:
@@ -71,6 +75,7 @@ class Runner:
         self.signals: List[str] = []
         self.journal_error: Optional[journal.WriteError] = None
         self.backend: Any = None
+        self.start_error: Optional[str] = None  # set by `open`: why this run cannot start, if it cannot
         self.elastic = False
         self.machine: Optional[Machine] = None
 
@@ -97,7 +102,13 @@ class Runner:
         logical = o.logical_date or now.astimezone()
         run_id = o.run_id or state.new_run_id(plan.pipeline, now)
         self.run_values = values.run_values(run_id, plan.pipeline, logical, o.trigger)
-        self.params = evaluate_params(plan, o.params, self.run_values, self.secrets)
+        self.start_error = o.start_error
+        try:
+            self.params = evaluate_params(plan, o.params, self.run_values, self.secrets)
+        except EvalError as e:
+            if not o.start_anyway:
+                raise
+            self.params, self.start_error = {}, str(e)
         self.state_root = state.state_dir(self.program.file, o.state_dir)
         program_fp = fingerprint(self.program)
         self.fingerprints = checkpoint.Fingerprints(plan.source.tasks, plan.sys_path)
@@ -172,7 +183,11 @@ class Runner:
         self.write_summary()
         self.reporter.run_started({"run_id": self.run_values["id"], "tasks": self.plan.tasks}, self.run_folder)
         self.say_what_is_kept()
-        unavailable = self.make_backend()
+        if self.start_error is not None:  # nothing will run: hooks may still
+            self.reporter.note(f"the run cannot start: {self.start_error}")
+            self.backend, unavailable = make_backend("inline", 1), self.start_error
+        else:
+            unavailable = self.make_backend()
         maker = Maker(self.plan, self.state, self.run_values, self.params, self.secrets, self.run_folder)
         capacity = None
         # --workers or the pipeline's concurrency, else what the cluster offers, as it changes
@@ -187,7 +202,7 @@ class Runner:
         previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             if unavailable:
-                m.fail(unavailable)
+                m.fail(unavailable, cannot_start=True)
             m.begin()
             self.loop(m)
         finally:

@@ -105,6 +105,7 @@ class Machine:
         self.abort_deadline: Optional[float] = None
         self.stop_reason: Optional[str] = None
         self.failed_run = False  # the journal failed, or the cluster could not be had: the run fails
+        self.start_error: Optional[Dict[str, str]] = None
         self.backend_lost = False  # the cluster went away mid-run: the run is interrupted
         self.signals = 0
         self.seq = 0
@@ -192,9 +193,15 @@ class Machine:
         self.stop(reason)
         self.advance()
 
-    def fail(self, reason: str) -> None:
-        """The run cannot go on (its journal cannot be written, its cluster is gone): it fails, resumable."""
+    def fail(self, reason: str, cannot_start: bool = False) -> None:
+        """The run cannot go on (its journal cannot be written, its cluster cannot be had): it fails, resumable.
+
+        `cannot_start`: it never could (a secret unset, a cluster unreachable), which its `done` record
+        keeps as the run's error.
+        """
         self.failed_run = True
+        if cannot_start:
+            self.start_error = {"type": "CannotStart", "message": reason, "traceback": ""}
         self.stop(reason)
         self.advance()
 
@@ -541,7 +548,10 @@ class Machine:
 
     def finish(self) -> None:
         reason = self.stop_reason if self.status != "success" else None
-        self.record({"e": "done", "status": self.status, "t": self.clock.wall(), "reason": reason}, sync=True)
+        done = {"e": "done", "status": self.status, "t": self.clock.wall(), "reason": reason}
+        if self.start_error is not None:
+            done["error"] = self.start_error
+        self.record(done, sync=True)
         self.phase = DONE
 
     # ---- the journal --------------------------------------------------------------------------

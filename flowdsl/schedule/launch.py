@@ -28,7 +28,13 @@ class CannotStart(Exception):
 
 def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], run_id: Optional[str] = None,
              resume: bool = False):
-    """A Runner for a whole-pipeline run, opened (`resume`: the existing run `run_id`). Raises CannotStart."""
+    """A Runner for a whole-pipeline run, opened (`resume`: the existing run `run_id`).
+
+    A run that cannot start (a param's secret unset, its Dask cluster unreachable) is opened all the
+    same, with `start_error` saying why: it ends failed at once, firing its failure hooks where they
+    can run, and stays resumable. Raises CannotStart only when no run can be made at all (the run to
+    resume is alive, its journal is damaged, the state folder cannot be written).
+    """
     from ..lang.planner import make_plan
     from ..lang.values import EvalError
     from ..run.driver import Runner, RunOptions
@@ -37,9 +43,12 @@ def open_run(program, *, trigger: str, logical_date, state_dir: Optional[str], r
 
     executor = program.pipeline.executor.kind if program.pipeline.executor else "process"
     options = RunOptions(executor=executor, logical_date=logical_date, trigger=trigger,
-                         state_dir=state_dir, run_id=run_id, resume=resume)
+                         state_dir=state_dir, run_id=run_id, resume=resume, start_anyway=True)
     if executor == "dask":
-        options.dask_address, options.dask_timeout = dask_settings(program.pipeline)
+        try:
+            options.dask_address, options.dask_timeout = dask_settings(program.pipeline)
+        except CannotStart as e:  # the slot still becomes a run: failed, saying why, resumable
+            options.start_error = str(e)
     runner = Runner(make_plan(program, []), options, PlainReporter(sys.stdout))
     try:
         runner.open()

@@ -240,11 +240,17 @@ class Ticker:
             runner = open_run(launch.pipeline.program, trigger="schedule", logical_date=launch.due.slot.logical,
                               state_dir=self.state_override, run_id=claim["run_id"],
                               resume=claim["run_id"] in self.to_resume)
-        except CannotStart as e:
+        except CannotStart as e:  # no run can be made at all (the state folder, a live or damaged run)
             claim["started"] = True
             claim["error"] = str(e)
             self.outcome.error(launch.pipeline.file, f"cannot start the run of {fired['logical_date']}: {e}")
             return
+        if runner.start_error is not None:  # it becomes a failed run all the same, resumable, hooks fired
+            claim["error"] = runner.start_error
+            self.outcome.error(launch.pipeline.file, f"cannot start the run of {fired['logical_date']}: "
+                                                     f"{runner.start_error}; it is run {claim['run_id']}, failed "
+                                                     f"(`flow run {launch.pipeline.file} --resume {claim['run_id']}` "
+                                                     "once that is fixed)")
         pid = start(runner, session=not self.wait, before=launch.before, close=[self.state.fd])
         claim["started"] = True
         self.outcome.fired.append(fired)

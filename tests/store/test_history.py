@@ -31,7 +31,8 @@ def test_runs_lists_newest_first_as_a_table_and_json(flow, tmp_path):
     assert [r["pipeline"] for r in out] == ["alpha", "beta", "alpha"]
     assert [r["status"] for r in out] == ["success", "failed", "success"]
     assert set(out[0]) == {"run_id", "pipeline", "status", "trigger", "logical_date", "started_at",
-                           "finished_at", "duration_s"}
+                           "finished_at", "duration_s", "error"}  # error (v1.1): null but for one that could not start
+    assert [r["error"] for r in out] == [None, None, None]
     assert out[0]["trigger"] == "manual" and out[0]["duration_s"] >= 0
     assert out[0]["started_at"] > out[1]["started_at"] > out[2]["started_at"]
     table = flow("runs", cwd=tmp_path).stdout.splitlines()
