@@ -4,17 +4,33 @@ A Dask future runs on a thread of the worker, and a thread cannot be
 stopped. So the thread only hands the attempt to a helper process (a fresh
 interpreter running flow's own worker loop, `backends.worker_main`, which
 leads its own process group) and waits for its answer, its deadline, or
-its cancellation; a timeout, an interrupt or a cancelled future kills the
-helper's whole group, as the process backend does locally.
+its cancellation; a timeout, an interrupt, a cancelled future or a worker
+shutting down (it lost its scheduler) kills the helper's whole group, as
+the process backend does locally.
 
-This file is loaded in the Dask worker's process from the zip that flow
-uploaded, under a name of its own (`_flowdsl_daskhost_<digest>`), so that
-two versions of flow can share a cluster; at module level it imports only
-the standard library. The helper processes import flow from the same zip.
+Each run is set up on a worker by its own worker plugin (see run.dask):
+the plugin writes the run's upload (flow's zip, the run's code zip) into
+`flow-runs/<run tag>/` of the worker's directory and calls `setup_run`,
+which starts the run's helpers; its teardown (`teardown_run`, when the run
+ends or its client is gone) kills them and removes the folder. Helpers are
+never shared between runs. This file is loaded in the Dask worker's
+process from flow's zip, under a name of its own (`_flowdsl_daskhost_
+<digest>`), so that two versions of flow can share a cluster; at module
+level it imports only the standard library. The helpers import flow from
+the same zip.
 
 Only plain data crosses: the attempt arrives as a dict whose arguments are
 bytes in the run's `results` codec, and the outcome leaves as a dict with
 the result's codec bytes and the attempt's log.
+
+Before it starts, an attempt claims its key from the run's plugin on the
+scheduler (`_claim`, one round trip): the first claim wins, and the
+scheduler then sends the runner `{"began": dask key, "t": wall time,
+"worker": address}` on the run's topic (until then it waited in Dask's
+queue, which its timeout and duration do not count; the outcome's `started`
+is that same time). A second start of the same key, which Dask makes after
+the first worker died, is refused without running anything, as is an
+attempt that reaches a thread after the run was interrupted.
 
 The log also travels while the attempt runs: the helper writes it to a file
 here, secrets already masked (as every backend writes its logs), and the
@@ -22,11 +38,6 @@ worker's thread sends what the file gained, whole lines, as Dask events
 (`Worker.log_event` on the run's topic, which the runner subscribes to).
 Each chunk says at which byte of the log it starts; the outcome still
 carries the whole log, and the runner appends only what it has not written.
-
-The same topic carries one more event per attempt, `{"began": dask key,
-"t": wall time}`, sent as the worker's thread takes the attempt up: until
-then it waited in Dask's queue, which its timeout and duration do not count.
-The outcome's `started` is that same time.
 """
 
 from __future__ import annotations
@@ -42,12 +53,18 @@ from typing import Any, Dict, List, Optional
 
 POLL = 0.1  # seconds between looks at the future's state while an attempt runs
 # The runner enforces an attempt's timeout: it kills the attempt (DaskBackend.kill) at the time the
-# attempt began here (the `began` event) plus its timeout. The worker's own deadline, counted from the
+# attempt began here (its claim) plus its timeout. The worker's own deadline, counted from the
 # same start, is only a backup for a kill that never arrives (the runner lost, a message dropped):
 # it fires this much later than the runner would, so that it never wins a race with the runner's.
 BACKUP_SLACK = 5.0
-IDLE_HELPERS = 8  # helpers kept warm per worker process
+IDLE_HELPERS = 8  # helpers kept warm per run and worker process
 CHUNK = 64 << 10  # at most this much output per event (one every POLL), a line longer than it is cut
+# A folder under flow-runs/ that no run of this worker process owns is left over from a run whose end
+# never reached the worker; removed once it is this old (younger: a run may be setting it up).
+STALE_FOLDER = 600.0
+# Worker states in which an attempt's outcome can no longer reach the runner (the worker lost its
+# scheduler and is shutting down): the attempt is stopped rather than left to finish unseen.
+GONE = ("closing", "closed", "failed")
 
 # A helper: this interpreter, flow's zip (and the run's code) on its path,
 # flow's worker loop on the socket it is given.
@@ -59,14 +76,15 @@ HELPER_MAIN = ("import sys; sys.path[:] = [p for p in sys.path if p]; "
 
 
 class Helper:
-    def __init__(self, paths: List[str]) -> None:
+    def __init__(self, paths: List[str], scheduler: Optional[str] = None) -> None:
         import socket
         from multiprocessing.connection import Connection
 
         ours, theirs = socket.socketpair()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        self.paths = paths
+        if scheduler:  # a task's `distributed.Client()` reaches the cluster that runs it
+            env.setdefault("DASK_SCHEDULER_ADDRESS", scheduler)
         self.proc = subprocess.Popen([sys.executable, "-c", HELPER_MAIN, str(theirs.fileno()), str(os.getpid())],
                                      pass_fds=(theirs.fileno(),), env=env, stdin=subprocess.DEVNULL)
         theirs.close()
@@ -76,15 +94,23 @@ class Helper:
 
     def kill(self) -> None:
         """SIGTERM (the helper kills its shell command's group and exits), then SIGKILL its group."""
+        self.term()
+        self.reap()
+
+    def term(self) -> None:
         self.killed = True
-        pid = self.proc.pid
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(self.proc.pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+    def reap(self) -> None:
+        try:
             self.proc.wait(0.2)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             pass
         try:
-            os.killpg(pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except OSError:
             pass
         try:
@@ -97,49 +123,121 @@ class Helper:
             pass
 
 
+class Run:
+    """One run as this worker process knows it: its folder (the code it uploaded, its attempts' logs), its
+    idle helpers (a run's own: a helper never serves two runs, so none keeps another run's imports), the
+    name of its claim handler on the scheduler, and whether it is stopping (interrupted: nothing more starts)."""
+
+    def __init__(self, tag: str, folder: str, paths: List[str], claim: str, scheduler: Optional[str] = None) -> None:
+        self.tag, self.folder, self.paths, self.claim, self.scheduler = tag, folder, paths, claim, scheduler
+        self.idle: List[Helper] = []
+        self.stopping = False
+
+
 _lock = threading.Lock()
-_idle: List[Helper] = []
-_running: Dict[tuple, Helper] = {}  # (run token, attempt key) -> its helper
+_running: Dict[tuple, Helper] = {}  # (run tag, attempt key) -> its helper
 
 
-def _acquire(paths: List[str]) -> Helper:
+def _runs() -> Dict[str, Any]:
+    """The runs set up in this worker process, shared by every version of flow loaded in it (each loads
+    this file as a module of its own), so that a folder none of them owns can be told from one in use."""
+    shared = sys.modules.get("_flowdsl_dask_runs")
+    if shared is None:
+        import types
+
+        shared = sys.modules.setdefault("_flowdsl_dask_runs", types.ModuleType("_flowdsl_dask_runs"))
+    return shared.__dict__.setdefault("runs", {})
+
+
+def setup_run(worker, tag: str, folder: str, names: List[str], claim: str) -> int:
+    """A run's upload has been written to `folder` (its worker plugin's setup): register the run and start
+    one helper per thread for it. Folders of runs that ended without telling this worker are removed."""
+    paths = [os.path.join(folder, name) for name in names if not name.startswith("flowdata-")]
+    run = Run(tag, folder, paths, claim, getattr(getattr(worker, "scheduler", None), "address", None))
     with _lock:
-        while _idle:
-            h = _idle.pop()
-            if h.paths == paths and h.proc.poll() is None:
+        _runs()[tag] = run
+    _reap_folders(os.path.dirname(folder))
+    started = [Helper(run.paths, run.scheduler) for _ in range(min(worker.state.nthreads, IDLE_HELPERS))]
+    with _lock:
+        if _runs().get(tag) is run:
+            run.idle.extend(started)
+            started = []
+    _kill_all(started)  # the run ended meanwhile
+    return len(run.idle)
+
+
+def teardown_run(tag: str) -> int:
+    """The run ended (its worker plugin is removed): kill its helpers, idle or not, and remove its folder."""
+    import shutil
+
+    with _lock:
+        run = _runs().pop(tag, None)
+        busy = [h for (t, _), h in _running.items() if t == tag]
+    if run is None:
+        return 0
+    _kill_all(run.idle + busy)
+    run.idle = []
+    shutil.rmtree(run.folder, ignore_errors=True)
+    return len(busy)
+
+
+def _kill_all(helpers: List[Helper]) -> None:
+    for h in helpers:  # all at once: each exits on SIGTERM, the waits overlap
+        h.term()
+    for h in helpers:
+        h.reap()
+
+
+def _reap_folders(root: str) -> None:
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return
+    owned = {os.path.basename(getattr(r, "folder", "")) for r in list(_runs().values())}
+    now = time.time()
+    for name in names:
+        path = os.path.join(root, name)
+        try:
+            if name not in owned and now - os.stat(path).st_mtime > STALE_FOLDER:
+                import shutil
+
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
+
+
+def _acquire(run: Run) -> Helper:
+    with _lock:
+        while run.idle:
+            h = run.idle.pop()
+            if h.proc.poll() is None:
                 return h
-            h.kill()  # another run's code, or dead
-    return Helper(paths)
+            h.killed = True  # dead: its socket goes with it
+            h.conn.close()
+    return Helper(run.paths, run.scheduler)
 
 
-def warm(worker, flow_zip: str, code_zip: Optional[str]) -> int:
-    """Start helpers for the run's code until one per thread waits idle (on the worker's event loop)."""
-    paths = _paths(worker.local_directory, flow_zip, code_zip)
+def _release(run: Run, h: Helper) -> None:
     with _lock:
-        have = sum(1 for h in _idle if h.paths == paths)
-    started = [Helper(paths) for _ in range(max(0, min(worker.state.nthreads, IDLE_HELPERS) - have))]
-    with _lock:
-        _idle.extend(started)
-    return len(started)
-
-
-def _paths(folder: str, flow_zip: str, code_zip: Optional[str]) -> List[str]:
-    return [os.path.join(folder, flow_zip)] + ([os.path.join(folder, code_zip)] if code_zip else [])
-
-
-def _release(h: Helper) -> None:
-    with _lock:
-        if len(_idle) < IDLE_HELPERS and not h.killed and h.proc.poll() is None:
+        if (_runs().get(run.tag) is run and not run.stopping and len(run.idle) < IDLE_HELPERS
+                and not h.killed and h.proc.poll() is None):
             h.interrupted = False  # out of `_running`: no signal reaches it any more
-            _idle.append(h)
+            run.idle.append(h)
             return
     h.kill()
 
 
-def signal_attempts(token: str, signum: int, key: Optional[str] = None) -> int:
-    """From the runner (through `client.run`): SIGINT asks the run's attempts to stop, SIGKILL kills them."""
+def signal_attempts(tag: str, signum: int, key: Optional[str] = None) -> int:
+    """From the runner (through `client.run`): SIGINT asks the run's attempts to stop, SIGKILL kills them.
+
+    A SIGINT for the whole run also marks it stopping here: an attempt that Dask starts afterwards on a
+    thread the interrupted ones freed is refused at once, not started and killed 5 s later.
+    """
     with _lock:
-        chosen = [h for (t, k), h in _running.items() if t == token and (key is None or k == key)]
+        run = _runs().get(tag)
+        if run is not None and key is None and signum == signal.SIGINT:
+            run.stopping = True
+        chosen = [h for (t, k), h in _running.items() if t == tag and (key is None or k == key)]
     for h in chosen:
         if signum == signal.SIGKILL:
             h.kill()
@@ -153,37 +251,67 @@ def signal_attempts(token: str, signum: int, key: Optional[str] = None) -> int:
 
 
 def _wanted(worker, dask_key: str) -> bool:
-    """False once the future was cancelled, or its client (the runner) is gone."""
-    ts = worker.state.tasks.get(dask_key) if worker is not None else None
+    """False once the future was cancelled, its client (the runner) is gone, or the worker is shutting down
+    (it lost its scheduler: the outcome could reach no one)."""
+    if worker is None:
+        return True
+    if getattr(getattr(worker, "status", None), "name", "running") in GONE:
+        return False
+    ts = worker.state.tasks.get(dask_key)
     return ts is None or ts.state not in ("cancelled", "released", "forgotten")
 
 
-def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str]) -> Dict[str, Any]:
+def _claim(worker, op: str, dask_key: str, t: float):
+    """Ask the run's plugin on the scheduler whether this attempt may start: True, or why not.
+
+    Dask runs a task again on another worker when the worker running it dies; flow must not (the task's
+    `retry` decides), so each attempt starts once: the first claim of its key wins, and the scheduler
+    tells the runner of the start (the `began` event) as it grants it.
+    """
+    from distributed.utils import sync
+
+    try:
+        answer = sync(worker.loop, getattr(worker.scheduler, op), key=dask_key, worker=worker.address, t=t)
+    except Exception as e:  # the scheduler is gone, or the run's plugin with it
+        return f"the Dask scheduler did not let it start ({type(e).__name__}: {e})"
+    return True if answer is True else str(answer or "refused")
+
+
+def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
     """Run the attempt in a helper; the outcome as plain data, with the attempt's log."""
     from distributed import get_worker
 
     worker = get_worker()
     # The attempt leaves Dask's queue now: the runner's timeout for it starts here, and its duration.
     started, began = time.time(), time.monotonic()
-    _began(worker, payload.get("topic"), payload["dask_key"], started)
-    folder = worker.local_directory
-    paths = _paths(folder, flow_zip, code_zip)
-    logs = os.path.join(folder, "flow-logs")
-    os.makedirs(logs, exist_ok=True)
-    token, key = payload["token"], payload["key"]
+    token, key, dask_key = payload["token"], payload["key"], payload["dask_key"]
+    with _lock:
+        run = _runs().get(token)
+    if run is None:
+        return _refused(payload, started, "Interrupted", "the run had ended on this worker")
+    if run.stopping:
+        return _refused(payload, started, "Interrupted", "stopped in Dask's queue when the run was interrupted")
+    claimed = _claim(worker, run.claim, dask_key, started)
+    if claimed is not True:
+        return _refused(payload, started, "WorkerDied", claimed)
     payload = dict(payload)
-    payload["log_path"] = log = os.path.join(logs, f"{token}-{key}-{payload['number']}.log")
-    if not os.path.isdir(payload["cwd"]):  # the runner's folder is not on this machine
-        payload["cwd"] = folder
+    payload["log_path"] = log = os.path.join(run.folder, f"{key}-{payload['number']}.log")
+    if not os.path.isdir(payload["cwd"]):  # the runner's folder is not on this machine: the run's own, with
+        payload["cwd"] = os.path.join(run.folder, "files")  # the files shipped with the code, removed at its end
     timeout = payload.get("timeout")
     deadline = None
     if timeout is not None:  # a backup only: the runner kills the attempt BACKUP_SLACK seconds sooner
         deadline = began + timeout + BACKUP_SLACK
-    helper = _acquire(paths)
-    with _lock:
-        _running[(token, key)] = helper
+    helper = _acquire(run)
+    with _lock:  # one look with signal_attempts': signalled once here, or it sees the run stopping
+        stopping = run.stopping
+        if not stopping:
+            _running[(token, key)] = helper
+    if stopping:  # interrupted between its claim and here: the runner heard it began, and hears it stopped
+        _release(run, helper)
+        return _failed(payload, started, "Interrupted", "the run was interrupted")
     outcome = None
-    tail = _Tail(worker, payload.get("topic"), payload["dask_key"], log)
+    tail = _Tail(worker, payload.get("topic"), dask_key, log)
     try:
         helper.conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
         while outcome is None:
@@ -198,7 +326,7 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
             elif deadline is not None and time.monotonic() >= deadline:
                 helper.kill()
                 outcome = _failed(payload, started, "Timeout", f"timed out after {timeout:g}s")
-            elif not _wanted(worker, payload["dask_key"]):
+            elif not _wanted(worker, dask_key):
                 helper.kill()
                 outcome = _failed(payload, started, "Interrupted", "the attempt's future was cancelled")
             else:
@@ -209,7 +337,7 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
     finally:
         with _lock:
             _running.pop((token, key), None)
-        _release(helper)
+        _release(run, helper)
         tail.close()
     outcome["started"] = started  # when it left Dask's queue (the helper's own clock starts a little later)
     outcome["log"] = _take(log)  # the whole log: the runner skips what the events brought
@@ -217,14 +345,11 @@ def run_attempt(payload: Dict[str, Any], flow_zip: str, code_zip: Optional[str])
     return outcome
 
 
-def _began(worker, topic: Optional[str], dask_key: str, t: float) -> None:
-    """Tell the runner the attempt started (an event on the run's topic); if it is lost, the outcome says it."""
-    if not topic:
-        return
-    try:
-        worker.log_event(topic, {"began": dask_key, "t": t})
-    except Exception:  # an older or odd worker: the runner takes the outcome's `started` instead
-        pass
+def _refused(payload: Dict[str, Any], started: float, kind: str, message: str) -> Dict[str, Any]:
+    """An attempt this worker did not start: no helper, no log; `refused` tells the runner it never began."""
+    outcome = _failed(payload, started, kind, message)
+    outcome["refused"] = True
+    return outcome
 
 
 def _death(helper: Helper):
@@ -309,16 +434,29 @@ class _PlainConnection:
 
     def __init__(self, conn) -> None:
         self.conn = conn
+        self.saved: Dict[str, Optional[str]] = {}
 
     def recv_bytes(self) -> bytes:
         from .backends import to_wire
 
-        return to_wire(attempt_from_plain(pickle.loads(self.conn.recv_bytes())))
+        plain = pickle.loads(self.conn.recv_bytes())
+        # a callable sees the variables of the runner's environment it names, as it would in a local
+        # attempt; they are this attempt's only (put back as they were when it ends)
+        for name, value in (plain.get("runner_env") or {}).items():
+            self.saved.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
+        return to_wire(attempt_from_plain(plain))
 
     def send_bytes(self, data: bytes) -> None:
         from .backends import from_wire
         from .worker import Outcome
 
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self.saved = {}
         o = from_wire(Outcome, data)
         plain = {name: getattr(o, name) for name in o.__dataclass_fields__}  # every field: plain values all
         self.conn.send_bytes(pickle.dumps(plain, pickle.HIGHEST_PROTOCOL))

@@ -2,7 +2,9 @@
 
 Each command runs in its own session, so that stopping the cluster kills
 every process it started, by process group. Used by test_dask.py (two
-workers of two threads) and test_dask_backend.py (one worker of one thread).
+workers of two threads), test_dask_backend.py (one worker of one thread)
+and test_dask_faults.py (a cluster per test, whose scheduler is killed and
+started again on the same port).
 """
 
 import os
@@ -45,14 +47,43 @@ class Cluster:
         self.procs = []
 
     def start(self) -> None:
-        import distributed
-
-        self.procs.append(start(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
-                                self.folder / "scheduler.log"))
+        self.start_scheduler()
         for i in range(self.workers):
             self.add_worker(i)
+        self.wait_for_workers(self.workers)
+
+    def start_scheduler(self) -> subprocess.Popen:
+        self.scheduler = start(["scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--no-dashboard"],
+                               self.folder / "scheduler.log")
+        self.procs.append(self.scheduler)
+        return self.scheduler
+
+    def kill_scheduler(self) -> None:
+        """SIGKILL the scheduler (its workers, losing it, shut down on their own)."""
+        stop(self.scheduler)
+        self.procs.remove(self.scheduler)
+
+    def wait_for_workers(self, n: int) -> None:
+        import distributed
+
+        with distributed.Client(self.address, timeout=30) as client:  # connected: the scheduler answers
+            if n:
+                client.wait_for_workers(n, timeout=60)
+
+    def on_scheduler(self, fn):
+        """fn(dask_scheduler) run on the scheduler, through a client of the test's own."""
+        import distributed
+
         with distributed.Client(self.address, timeout=30) as client:
-            client.wait_for_workers(self.workers, timeout=60)
+            return client.run_on_scheduler(fn)
+
+    def helpers(self) -> list:
+        """flow's helper processes on this cluster's workers: live children of the worker processes (which are
+        children of the `dask worker` nannies this cluster started) that run daskhost's helper_main."""
+        nannies = {p.pid for p in self.procs if p is not getattr(self, "scheduler", None)}
+        workers = {pid for pid in _pids() if _parent(pid) in nannies}
+        return [pid for pid in _pids() if _parent(pid) in workers and b"helper_main" in _cmdline(pid)
+                and _alive(pid)]
 
     def add_worker(self, i, *extra: str) -> subprocess.Popen:
         proc = start(["worker", self.address, "--nthreads", str(self.threads), "--host", "127.0.0.1",
@@ -64,3 +95,33 @@ class Cluster:
     def stop(self) -> None:
         for proc in reversed(self.procs):
             stop(proc)
+
+
+def _pids() -> list:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return -1
+    return int(stat[stat.rfind(b")") + 2:].split()[1])
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")

@@ -282,7 +282,8 @@ def test_resources_send_a_task_to_the_workers_that_have_them(flow, cluster, tmp_
 
 
 def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, cluster, tmp_path):
-    """Dask does not start the attempt again behind flow's back; flow's `retry` does."""
+    """Dask does not start the attempt again behind flow's back (the second start is refused); flow's `retry`
+    does. The cluster's settings stay as they were."""
     f = write_project(tmp_path, f"""
         pipeline remote {{ executor dask "{cluster.address}" }}
         task victim {{ run tasks:slow  with {{ path = "victim.log"  seconds = 60 }}  retry 1 }}
@@ -306,6 +307,10 @@ def test_a_worker_killed_mid_attempt_is_worker_died_and_retried_once(flow, pyz, 
     records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
     first = next(r for r in records if r["e"] == "end" and r["task"] == "victim")
     assert first["error"]["type"] == "WorkerDied" and first["retry_at"] is not None, first
+    # Dask did start it again on the other worker (the scheduler's allowed-failures is its default, 3, not
+    # changed by flow), and that worker refused: each attempt starts once
+    assert "refused" in first["error"]["message"], first
+    assert cluster.on_scheduler(lambda dask_scheduler: dask_scheduler.allowed_failures) == 3
     assert report["tasks"]["victim"]["attempts"] == 2
     assert first_log() == b"slow started\n"  # what had streamed stays in the dead attempt's log
 
@@ -550,3 +555,144 @@ def test_streamed_remote_output_masks_secrets(pyz, cluster, tmp_path):
     for path in state_runs(tmp_path)[0].rglob("*"):
         if path.is_file():
             assert b"s3cr" not in path.read_bytes(), path
+
+
+# ---- a good citizen of a shared cluster ----------------------------------------------------------------------
+
+
+def test_ctrl_c_starts_no_queued_attempt_on_the_threads_it_frees(pyz, cluster, tmp_path):
+    """8 attempts for the cluster's 4 threads: 4 run, the others wait in Dask's queues (some on the workers
+    themselves). SIGINT stops the 4, and none of the others starts on the freed threads."""
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}"  concurrency 8 }}
+        task many {{ foreach i in [1, 2, 3, 4, 5, 6, 7, 8]  run tasks:slow
+                     with {{ path = "many.log"  seconds = 30 }} }}
+    """, TASKS)
+    log = tmp_path / "many.log"
+    run = spawn_run(pyz, f, "--json")
+    with stopped(run):
+        assert wait_until(lambda: log.exists() and len(log.read_text().split("\n")) > 4, 30), "4 never started"
+        time.sleep(0.5)
+        began = time.monotonic()
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+    assert run.returncode == 130, f"{out}\n{err}"
+    assert time.monotonic() - began < 4.5, err  # no attempt started late, to be killed after the 5 s grace
+    time.sleep(1)
+    assert len(log.read_text().split("\n")[:-1]) == 4, log.read_text()
+    statuses = [t["status"] for k, t in json.loads(out)["tasks"].items() if "[" in k]
+    assert statuses == ["pending"] * 8, statuses
+
+
+def test_an_attempt_no_worker_can_take_is_said_and_fails_after_a_bounded_wait(flow, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task fine {{ sh "echo fine" }}
+        task tpu {{ sh "echo never"  resources {{ tpu = 2 }} }}
+        task after_tpu {{ sh "echo never"  after tpu }}
+    """)
+    began = time.monotonic()
+    proc, report = run_json(flow, f, env={"FLOW_DASK_PLACEMENT_TIMEOUT": "2"})
+    assert proc.returncode == 1, explain(proc)
+    assert time.monotonic() - began < 30
+    tasks = report["tasks"]
+    assert tasks["fine"]["result"] == "fine" and tasks["after_tpu"]["status"] == "skipped"
+    error = tasks["tpu"]["error"]
+    assert error["type"] == "NoWorker" and tasks["tpu"]["attempts"] == 1, error
+    # what it asked for, and what each worker offers
+    assert "tpu=2" in error["message"] and "offered: tcp://127.0.0.1:" in error["message"], error
+    assert "tpu waits in Dask's queue" in proc.stderr and "within 2s" in proc.stderr, proc.stderr
+
+
+def test_uploads_are_deflated_and_bring_packages_without_init(flow, cluster, tmp_path):
+    modules = dict(TASKS)
+    modules["ziptest.py"] = """
+        import zipfile
+
+        def how():
+            path = __file__[:__file__.index(".zip") + 4]  # the run's code zip on the worker
+            with zipfile.ZipFile(path) as z:
+                return {"file": __file__, "compression": z.getinfo("ziptest.py").compress_type}
+    """
+    modules["names/inner.py"] = "def hello():\n    return 'from a package without __init__.py'\n"
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task how {{ run ziptest:how }}
+        task hello {{ run names.inner:hello }}
+    """, modules)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    how = report["tasks"]["how"]["result"]
+    assert "flowcode-" in how["file"] and how["compression"] == 8, how  # zipfile.ZIP_DEFLATED
+    assert report["tasks"]["hello"]["result"] == "from a package without __init__.py"
+    # Dask's dashboard groups the attempts by pipeline and task
+    prefixes = cluster.on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.task_prefixes))
+    assert "remote.how" in prefixes and "remote.hello" in prefixes, prefixes
+
+
+def test_two_runs_of_the_same_folder_each_have_their_own_upload(pyz, cluster, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline remote {{
+            executor dask "{cluster.address}"
+            params {{ nap = 0 }}
+        }}
+        task one {{ run tasks:span  with {{ seconds = params.nap }} }}
+        task two {{ run tasks:where  with {{ name = "second module use" }}  after one }}
+    """, TASKS)
+    slow = spawn_run(pyz, f, "--json", "--param", "nap=3")
+    fast = spawn_run(pyz, f, "--json")
+    with stopped(slow), stopped(fast):
+        out_fast, err_fast = fast.communicate(timeout=60)
+        out_slow, err_slow = slow.communicate(timeout=60)  # goes on after the fast run ended and cleaned up
+    assert fast.returncode == 0 and slow.returncode == 0, f"{err_fast}\n{err_slow}"
+    files = [json.loads(out)["tasks"]["two"]["result"]["file"] for out in (out_fast, out_slow)]
+    assert files[0] != files[1] and all("flow-runs" in x for x in files), files
+
+
+def test_tasks_see_the_variables_of_the_runners_environment_they_name_and_no_other(flow, cluster, tmp_path):
+    modules = {"envtest.py": """
+        import os
+
+        def seen():
+            return {"region": os.environ.get("DASK_TEST_REGION"),
+                    "ours": sorted(k for k in os.environ if k.startswith("DASK_TEST_"))}
+    """}
+    f = write_project(tmp_path, f"""
+        pipeline remote {{
+            executor dask "{cluster.address}"
+            params {{ token = secret("DASK_TEST_TOKEN") }}
+        }}
+        task seen {{ run envtest:seen }}
+        task shell {{ sh "echo $DASK_TEST_REGION $(env | grep -c '^DASK_TEST_')" }}
+        task uses {{ sh "test -n \\"$DASK_TEST_TOKEN\\" && echo has-it" }}
+    """, modules)
+    env = {"DASK_TEST_REGION": "emea", "DASK_TEST_UNNAMED": "nope", "DASK_TEST_TOKEN": "s3cr3t-value"}
+    proc, report = run_json(flow, f, env=env)
+    assert proc.returncode == 0, explain(proc)
+    tasks = report["tasks"]
+    # as a local attempt would see it, but only what the task names: not the secret it does not use
+    assert tasks["seen"]["result"] == {"region": "emea", "ours": ["DASK_TEST_REGION"]}, tasks["seen"]
+    assert tasks["shell"]["result"] == "emea 1", tasks["shell"]
+    assert tasks["uses"]["result"] == "has-it"  # a command that names the secret gets it (masked in its log)
+
+
+def test_a_data_file_missing_on_the_worker_is_explained(flow, cluster, tmp_path):
+    modules = {"reader.py": """
+        import os
+        import tempfile
+
+        def read():
+            os.chdir(tempfile.mkdtemp())  # as on a worker that lacks the pipeline's folder
+            with open("rows.csv") as f:
+                return f.read()
+    """, "rows.csv": "a,b\n"}
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task read {{ run reader:read }}
+    """, modules)
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 1, explain(proc)
+    error = report["tasks"]["read"]["error"]
+    assert error["type"] == "FileNotFoundError", error
+    assert "`rows.csv` is on the runner's machine, not on the Dask worker" in error["message"], error
+    assert "only the `.py` files" in error["message"], error

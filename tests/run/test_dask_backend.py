@@ -129,3 +129,28 @@ def test_interrupt_cancels_the_attempts_still_queued(backend, tmp_path):
     assert isinstance(items[i - 1], Began) and items[i - 1].key == queued
     assert items[i - 1].t == outcomes[queued].started
     assert [x.key for x in items if isinstance(x, Began)].count(queued) == 1
+
+
+def test_files_shipped_with_the_code_are_where_an_attempt_off_the_runners_disk_runs(one_thread, tmp_path):
+    """A worker without the pipeline's folder runs the attempt in the run's own folder, which holds the files
+    shipped with the code (as they lay beside the .flow file); the folder goes when the run ends."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "lookup.txt").write_text("looked up\n")
+    b = DaskBackend(one_thread, [str(tmp_path)], timeout=30,
+                    data={"data": str(tmp_path / "data"), "lookup.txt": str(tmp_path / "lookup.txt")})
+    try:
+        far = Attempt(key="far", number=1, kind="sh", target="cat data/rows.csv lookup.txt; pwd",
+                      cwd="/nonexistent/pipeline/folder", env={"FLOW_TASK": "far"},
+                      log_path=str(tmp_path / "far.1.log"), results="msgpack")
+        b.submit(far)
+        items, _ = collect(b, 1)
+    finally:
+        b.close()
+    (outcome,) = [x for x in items if isinstance(x, Outcome)]
+    assert outcome.ok, outcome.error
+    text = codec.decode_result(outcome.result, allow_pickle=False)
+    lines = text.split("\n")
+    assert lines[:3] == ["a,b", "1,2", "looked up"], text
+    assert f"flow-runs/{b.token}/files" in lines[3], text
+    assert not Path(lines[3]).exists()  # removed with the run's upload when the backend closed
