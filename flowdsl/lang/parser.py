@@ -278,7 +278,7 @@ EXAMPLES: Dict[str, List[str]] = {
     "`overlap` takes `skip`, `queue`, `allow` or `replace`": ["pipeline p { overlap wait }"],
     "`schedule` takes `cron \"...\"`, `every DURATION` or `at \"...\"`": ["pipeline p { schedule daily }",
                                                                        'pipeline p { schedule "0 5 * * *" }'],
-    "`executor` takes `process`, `thread`, `inline` or `dask \"tcp://host:port\"`": ["pipeline p { executor ray }"],
+    "`executor` takes `process`, `thread`, `inline` or `dask [\"tcp://host:port\"]`": ["pipeline p { executor ray }"],
     "expected `success`, `failure` or `finish` after `on`": ["pipeline p { on error run m:f }"],
     "expected `foreach NAME in LIST`": ["task a { foreach x [1] }", "task a { foreach [1] }"],
 }

@@ -69,7 +69,10 @@ def dask_settings(pipeline) -> Tuple[str, float]:
     from ..run import dask
     from ..run.daskconfig import address_source, timeout
 
-    text, where = address_source(pipeline) or ("", f"the pipeline {pipeline.name}")
+    found = address_source(pipeline)
+    if found is None:  # `executor dask` with no address, and no FLOW_DASK_ADDRESS
+        raise CannotStart(f"the pipeline {pipeline.name} runs on Dask but names no scheduler: set FLOW_DASK_ADDRESS")
+    text, where = found
     try:
         address = normalise(text, bare=True)
     except AddressError as e:

@@ -696,3 +696,12 @@ def test_a_data_file_missing_on_the_worker_is_explained(flow, cluster, tmp_path)
     assert error["type"] == "FileNotFoundError", error
     assert "`rows.csv` is on the runner's machine, not on the Dask worker" in error["message"], error
     assert "only the `.py` files" in error["message"], error
+
+
+def test_executor_dask_without_an_address_takes_flow_dask_address(flow, cluster, tmp_path):
+    f = write_project(tmp_path, 'pipeline p { executor dask }\ntask a { sh "echo ok" }')
+    assert flow("validate", f).returncode == 0
+    proc, report = run_json(flow, f, env={"FLOW_DASK_ADDRESS": cluster.address})
+    assert proc.returncode == 0 and report["tasks"]["a"]["result"] == "ok", explain(proc)
+    proc = flow("run", f, cwd=tmp_path, env={"FLOW_DASK_ADDRESS": ""})
+    assert proc.returncode == 2 and "FLOW_DASK_ADDRESS" in proc.stderr, explain(proc)
