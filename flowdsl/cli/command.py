@@ -33,6 +33,7 @@ VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, he
     "logs": ("history", "logs", "the captured output of a run or one task"),
     "report": ("report", "report", "a run's self-contained HTML page: its graph by state, a timeline of attempts"),
     "prune": ("history", "prune", "delete old runs"),
+    "stop": ("operate", "stop", "stop a live run (default: the latest); it ends interrupted, resumable"),
 }
 
 
