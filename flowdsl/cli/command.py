@@ -34,6 +34,7 @@ VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, he
     "report": ("report", "report", "a run's self-contained HTML page: its graph by state, a timeline of attempts"),
     "prune": ("history", "prune", "delete old runs"),
     "stop": ("operate", "stop", "stop a live run (default: the latest); it ends interrupted, resumable"),
+    "mark": ("operate", "mark", "set a task of a finished run by hand (success, failed, skipped) for a resume"),
 }
 
 

@@ -1,4 +1,8 @@
-"""`flow stop`: stopping a live run from outside it.
+"""`flow stop` and `flow mark`: operating runs from outside them.
+
+`flow mark` sets a task of a run that is not live as if it had ended that
+way: a `mark` record in its journal (taken under the journal's lock, so no
+run can be resuming it meanwhile), which a later `--resume` honours.
 
 The runner's process is found by what it holds, not by what a file says: a
 pid read from `summary.json` is used only if that process has the run's
@@ -101,5 +105,64 @@ def cmd_stop(args) -> int:
 def add_stop(p) -> None:
     p.add_argument("run_id", nargs="?", metavar="RUN_ID",
                    help="the run to stop (a unique prefix will do; default: the latest live run)")
+    p.add_argument("--file", metavar="F.flow", help="use the state folder of this pipeline file, as `run` does")
+    p.add_argument("--state-dir", metavar="DIR", help="where runs are kept (default ./.flow)")
+
+
+def cmd_mark(args) -> int:
+    import json
+
+    from ..lang.diagnostics import did_you_mean
+    from ..store import codec, history, journal, state
+
+    root = state.state_dir(args.file, args.state_dir) if args.file else state.state_dir(None, args.state_dir)
+    try:
+        run_id = history.resolve(root, args.run_id)
+    except history.NoSuchRun as e:
+        raise UsageError(str(e)) from None
+    result = None
+    if args.result is not None:
+        if args.status != "success":
+            raise UsageError("--result goes with `success`")
+        try:
+            result = codec.encode_result(json.loads(args.result), "msgpack")
+        except ValueError as e:
+            raise UsageError(f"--result takes JSON: {e}") from None
+    folder = state.run_dir(root, run_id)
+    try:
+        writer = journal.Writer(state.journal_path(folder), create=False)
+    except journal.Busy:
+        raise UsageError(f"run {run_id} is live: stop it first (`flow stop {run_id}`), then mark it") from None
+    try:
+        run, end = history.replay(folder)  # under the lock: nobody else writes it now
+        if end is not None and end < writer.size:
+            writer.truncate(end)  # a torn last record
+        names = list(run.info.get("tasks") or ())
+        keys = names + [k for name in names for k in run.instances.get(name, ())]
+        if args.task not in keys:
+            hint = did_you_mean(args.task, keys)
+            raise UsageError(f"run {run_id} has no task `{args.task}`" + (f"; {hint}" if hint else ""))
+        if args.task in run.instances:
+            raise UsageError(f"`{args.task}` is a foreach task: mark its instances (`{args.task}[0]`, ...)")
+        record = {"e": "mark", "task": args.task, "status": args.status, "t": time.time(), "result": result}
+        writer.append(record)
+        writer.close()
+    finally:
+        writer.release()
+    run.apply(record)
+    try:  # what `flow status` and the report read follow; the snapshot no longer matches the journal
+        os.unlink(os.path.join(folder, state.SNAPSHOT))
+    except OSError:
+        pass
+    state.write_json_atomic(os.path.join(folder, "report.json"), run.settle(False).report())
+    print(f"marked {args.task} {args.status} in run {run_id}: a `--resume` takes it so")
+    return EXIT_OK
+
+
+def add_mark(p) -> None:
+    p.add_argument("run_id", metavar="RUN_ID", help="a run that is not live (a unique prefix will do)")
+    p.add_argument("task", metavar="TASK", help="a task, or a foreach instance `T[i]`")
+    p.add_argument("status", choices=("success", "failed", "skipped"))
+    p.add_argument("--result", metavar="JSON", help="with success: the task's result, as JSON")
     p.add_argument("--file", metavar="F.flow", help="use the state folder of this pipeline file, as `run` does")
     p.add_argument("--state-dir", metavar="DIR", help="where runs are kept (default ./.flow)")

@@ -353,6 +353,11 @@ class Machine:
 
     def start(self, inst: Inst) -> None:
         spec = self.tasks[inst.name]
+        if inst.key in self.previous.marked_skips and inst.attempt == inst.base and inst.name not in \
+                self.previous.forced:  # `flow mark ... skipped`: it stays so
+            self.kept_keys.append(inst.key)
+            self.reporter.skipped(inst.key, "marked skipped by hand")
+            return self.instance_done(inst.name)
         inst.attempt += 1
         try:
             attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item)
@@ -388,6 +393,10 @@ class Machine:
         prev = self.previous
         own = prev.own.get(inst.key) if prev.own else None
         if own is not None and inst.name not in prev.forced:
+            if own.fp == state.MARKED:  # set by hand with `flow mark`: taken as it is
+                self.kept_keys.append(inst.key)
+                self.reporter.kept(inst.key)
+                return True
             if own.seq <= self.upstream_seq(spec):
                 return False  # an upstream result changed after it was made
             if not self.fingerprints.matches(own.fp, inst.fp, inst.name):
