@@ -219,9 +219,22 @@ def earlier_run(program, state_root: str, options, say) -> None:
         say(f"cannot keep results of {run_id} ({e}): every task runs")
 
 
-def cmd_run(args) -> int:
-    import json
+class RunRefused(Exception):
+    """The run cannot be opened (exit 1): its file has errors (already printed), its journal is damaged, ..."""
 
+
+class DryRun:
+    def __init__(self, plan, program, targets) -> None:
+        self.plan, self.program, self.targets = plan, program, targets
+
+
+def open_from_args(args, reporter):
+    """The run `args` describe, opened: (runner, keep_checked), or a DryRun.
+
+    Raises UsageError (exit 2) and RunRefused (exit 1). Shared by `flow run`
+    and the Python API (`flowdsl.run`), whose params come as Python values
+    (`args.values`) rather than `--param` text.
+    """
     from ..lang.planner import downstream_closure, make_plan
     from ..store.state import state_dir
 
@@ -231,11 +244,12 @@ def cmd_run(args) -> int:
         raise UsageError("--detach and --dry-run do not go together")
     check_params_text(args.param)
     overrides = dict(parse_param(p) for p in args.param)
+    overrides.update(getattr(args, "values", None) or {})
     check_file(args.file)
     state_root = state_dir(args.file, args.state_dir)
     program, keep_checked = load_checked(args.file, state_root=state_root)
     if program is None:
-        return EXIT_FAILED
+        raise RunRefused(None)  # its diagnostics are printed
     names = [t.name for t in program.tasks]
     check_names("--target", args.target, names, args.file)
     check_names("--from", args.from_, names, args.file)
@@ -259,15 +273,12 @@ def cmd_run(args) -> int:
             raise UsageError(f"--logical-date: {e}") from None
     from ..lang.values import EvalError
     from ..run.driver import Runner, RunOptions
-    from ..run.progress import make_reporter
     from ..store.journal import Busy, JournalError
 
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
                          logical_date=logical, state_dir=args.state_dir, dask_address=address)
     if timeout is not None:
         options.dask_timeout = timeout
-    out = sys.stderr if args.json else sys.stdout
-    reporter = make_reporter(out, args.quiet, args.verbose)
     try:
         if args.resume is not None:
             resume_options(args, program, state_root, options)
@@ -277,16 +288,9 @@ def cmd_run(args) -> int:
         if args.from_ and args.resume is None and not args.dry_run:
             earlier_run(program, state_root, options, reporter.note)
     except JournalError as e:
-        print(f"flow run: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
+        raise RunRefused(str(e)) from None
     if args.dry_run:
-        lines = dry_run_lines(plan, program, options.targets)
-        if args.json:
-            print(json.dumps({"pipeline": program.pipeline.name, "order": list(plan.tasks), "plan": lines}, indent=2))
-        else:
-            print(f"pipeline {program.pipeline.name}: {len(plan.tasks)} of {len(program.tasks)} tasks would run")
-            print("\n".join(lines))
-        return EXIT_OK
+        return DryRun(plan, program, options.targets)
     runner = Runner(plan, options, reporter)
     if executor == "dask":
         options.backend = connect_dask(address, timeout, runner.sys_path, runner.resources, detached=args.detach)
@@ -294,15 +298,36 @@ def cmd_run(args) -> int:
         runner.open()
     except Busy:
         raise UsageError(f"run {options.run_id} is still running; wait for it, or stop it first") from None
-    except JournalError as e:
-        print(f"flow run: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    except EvalError as e:
-        print(f"flow run: error: {e}", file=sys.stderr)
-        return EXIT_FAILED
+    except (JournalError, EvalError) as e:
+        raise RunRefused(str(e)) from None
     except OSError as e:  # the state folder cannot be written (a full disk, permissions)
-        print(f"flow run: error: cannot start the run in {state_root}: {e.strerror or e}", file=sys.stderr)
+        raise RunRefused(f"cannot start the run in {state_root}: {e.strerror or e}") from None
+    return runner, keep_checked
+
+
+def cmd_run(args) -> int:
+    import json
+
+    from ..run.progress import make_reporter
+
+    out = sys.stderr if args.json else sys.stdout
+    reporter = make_reporter(out, args.quiet, args.verbose)
+    try:
+        opened = open_from_args(args, reporter)
+    except RunRefused as e:
+        if e.args[0]:
+            print(f"flow run: error: {e.args[0]}", file=sys.stderr)
         return EXIT_FAILED
+    if isinstance(opened, DryRun):
+        plan, program = opened.plan, opened.program
+        lines = dry_run_lines(plan, program, opened.targets)
+        if args.json:
+            print(json.dumps({"pipeline": program.pipeline.name, "order": list(plan.tasks), "plan": lines}, indent=2))
+        else:
+            print(f"pipeline {program.pipeline.name}: {len(plan.tasks)} of {len(program.tasks)} tasks would run")
+            print("\n".join(lines))
+        return EXIT_OK
+    runner, keep_checked = opened
     if keep_checked is not None:
         keep_checked(background=True)  # the next run (a resume above all) skips parsing and checking
     if args.detach:

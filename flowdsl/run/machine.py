@@ -40,6 +40,7 @@ INTERRUPT_GRACE = 5.0  # seconds running attempts get to stop (and call on_abort
 HOOK_GRACE = 30.0  # a hook that starts after the run's timeout passed (a failure alert) gets this long
 
 TASKS, STOPPING, HOOKS, DONE = "tasks", "stopping", "hooks", "done"
+SKIP = "flowdsl.cli.api.Skip"  # what `flowdsl.Skip` is, among a failure's class names
 
 # records that mean this session did something (a session of only `keep`s changed nothing)
 _WORK = frozenset(("start", "end", "skip", "reuse"))
@@ -462,6 +463,11 @@ class Machine:
             return
         error = dict(o.error or {})
         names = error.pop("names", None) or [error.get("type", "")]
+        if SKIP in names:  # the task raised flowdsl.Skip: skipped, with its reason
+            reason = error.get("message") or "skipped by the task"
+            self.record({"e": "skip", "task": inst.key, "t": self.clock.wall(), "reason": reason})
+            self.reporter.skipped(inst.key, reason)
+            return self.instance_done(inst.name)
         # an attempt that stopped because the run asked it to; one that raised on its own failed
         interrupted = self.stop_reason is not None and (error.get("type") == "Interrupted" or self.backend_lost)
         delay = None if interrupted else self.retry_delay(inst, spec, names)

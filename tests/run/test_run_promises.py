@@ -149,3 +149,30 @@ def test_a_kill_between_the_resume_record_and_the_keeps_loses_nothing(flow, pyz,
     assert proc.returncode == 0, explain(proc)
     assert sorted((tmp_path / "ran.txt").read_text().split()) == [str(i) for i in range(1, 9)]
     assert json.dumps(report["tasks"]["many[0]"]["status"]) == '"success"'
+
+
+@pytest.mark.parametrize("executor", ["process", "thread", "inline"])
+def test_a_python_task_skips_itself_with_flowdsl_skip(flow, tmp_path, executor):
+    f = write_project(tmp_path, """
+        task each { foreach i in [1, 2, 3]  run sk:maybe  with { n = i } }
+        task sum  { run sk:total  with { values = each } }
+        task one  { run sk:maybe  with { n = 5 } }
+        task next { sh "echo next"  after one }
+    """, {"sk.py": """
+        import flowdsl
+
+        def maybe(n):
+            if n % 2:
+                raise flowdsl.Skip(f"{n} is odd")
+            return n
+
+        def total(values):
+            return [v for v in values if v is not None]
+    """})
+    proc, report = run_json(flow, f, "--executor", executor)
+    assert proc.returncode == 0, explain(proc)
+    t = report["tasks"]
+    assert t["each"]["status"] == "success" and t["each"]["result"] == [None, 2, None]
+    assert (t["each[0]"]["status"], t["each[0]"]["reason"]) == ("skipped", "1 is odd")
+    assert t["sum"]["result"] == [2]
+    assert t["one"]["status"] == "skipped" and t["next"]["status"] == "skipped"
