@@ -96,7 +96,7 @@ def run(path: Union[str, os.PathLike[str]], params: Optional[Mapping[str, Any]] 
     load(path)  # its diagnostics, as FlowError, before anything else
     args = argparse.Namespace(
         file=path, param=[], values=dict(params or {}),
-        target=[target] if isinstance(target, str) else list(target or ()), from_=[],
+        target=[target] if isinstance(target, str) else list(target or ()), from_=[], tag=[],
         resume=None if resume is None or resume is False else (LATEST if resume is True else str(resume)),
         detach=False, dry_run=False, executor=executor, dask_address=None, dask_timeout=None, workers=None,
         logical_date=None, json=True, quiet=True, verbose=False, state_dir=state_dir)

@@ -151,14 +151,59 @@ def dry_run_lines(plan, program, targets) -> list:
 LATEST = "\0latest"  # `--resume` given without a run id
 
 
-def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str) -> None:
-    """Every task named by --target or --from exists; else a usage error with a suggestion."""
+def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str, foreach=()) -> None:
+    """Every task named by --target or --from exists; else a usage error with a suggestion.
+
+    `--from` may also name one instance of a foreach task (`fetch[2]`): `foreach` holds those tasks.
+    """
     from ..lang.diagnostics import did_you_mean
 
     for t in given:
+        base, index = instance_of(t)
+        if index is not None and flag == "--from":
+            if base not in foreach:
+                what = "names no task" if base not in names else "is not a foreach task"
+                raise UsageError(f"{flag} `{t}`: `{base}` {what} of {file}")
+            continue
         if t not in names:
             hint = did_you_mean(t, names)
             raise UsageError(f"{flag} `{t}` names no task of {file}" + (f"; {hint}" if hint else ""))
+
+
+def instance_of(text: str):
+    """(`fetch`, 2) for `fetch[2]`; (text, None) for anything else."""
+    import re
+
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\[([0-9]{1,9})\]", text)
+    return (m.group(1), int(m.group(2))) if m else (text, None)
+
+
+def tagged(program, tags: Sequence[str], file: str) -> list:
+    """The tasks carrying any of `tags` (their own `tags`, else the defaults'); a tag on none is a usage error."""
+    defaults = program.pipeline.defaults.tags
+    found = []
+    for tag in tags:
+        these = [t.name for t in program.tasks if tag in {n.name for n in (t.settings.tags or defaults)}]
+        if not these:
+            raise UsageError(f"--tag `{tag}` is on no task of {file}")
+        found += [name for name in these if name not in found]
+    return found
+
+
+def forced_by_from(graph, plan_tasks, given: Sequence[str]) -> set:
+    """What `--from` runs again: each named task and what depends on it; for an instance `T[i]`, that
+    instance (by its key) and what depends on T."""
+    from ..lang.planner import downstream_closure
+
+    forced = set()
+    for t in given:
+        base, index = instance_of(t)
+        if index is None:
+            forced |= downstream_closure(graph, [t])
+        else:
+            forced.add(t)
+            forced |= downstream_closure(graph, [base]) - {base}
+    return forced & (set(plan_tasks) | {t for t in given if "[" in t})
 
 
 def resume_options(args, program, state_root: str, options) -> None:
@@ -235,7 +280,7 @@ def open_from_args(args, reporter):
     and the Python API (`flowdsl.run`), whose params come as Python values
     (`args.values`) rather than `--param` text.
     """
-    from ..lang.planner import downstream_closure, make_plan
+    from ..lang.planner import make_plan
     from ..store.state import state_dir
 
     if args.workers is not None and args.workers < 1:
@@ -252,7 +297,11 @@ def open_from_args(args, reporter):
         raise RunRefused(None)  # its diagnostics are printed
     names = [t.name for t in program.tasks]
     check_names("--target", args.target, names, args.file)
-    check_names("--from", args.from_, names, args.file)
+    check_names("--from", args.from_, names, args.file, {t.name for t in program.tasks if t.foreach})
+    if getattr(args, "tag", None):
+        if args.resume is not None:
+            raise UsageError("--resume continues a run with the targets it started with; drop --tag")
+        args.target = list(args.target) + [n for n in tagged(program, args.tag, args.file) if n not in args.target]
     declared = [e.key for e in program.pipeline.params.entries] if program.pipeline.params else []
     for key in overrides:
         if key not in declared:
@@ -284,7 +333,7 @@ def open_from_args(args, reporter):
             resume_options(args, program, state_root, options)
         plan = make_plan(program, options.targets)
         check_environment(program, plan, options.params)
-        options.forced = downstream_closure(plan.graph, args.from_) & set(plan.tasks) if args.from_ else set()
+        options.forced = forced_by_from(plan.graph, plan.tasks, args.from_) if args.from_ else set()
         if args.from_ and args.resume is None and not args.dry_run:
             earlier_run(program, state_root, options, reporter.note)
     except JournalError as e:
@@ -435,8 +484,11 @@ def add_run(p) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="override a param (repeatable)")
     p.add_argument("--target", action="append", default=[], metavar="TASK", help="run TASK and what it needs")
+    p.add_argument("--tag", action="append", default=[], metavar="TAG",
+                   help="run the tasks tagged TAG and what they need (repeatable)")
     p.add_argument("--from", dest="from_", action="append", default=[], metavar="TASK",
-                   help="run TASK and what depends on it again, keeping the other results of the latest run")
+                   help="run TASK (or one instance, TASK[i]) and what depends on it again, keeping the other "
+                        "results of the latest run")
     p.add_argument("--resume", nargs="?", const=LATEST, metavar="RUN_ID",
                    help="continue a failed or interrupted run (default: the latest run of this pipeline)")
     p.add_argument("--detach", action="store_true", help="start in the background, print the run id")

@@ -355,7 +355,7 @@ class Machine:
     def start(self, inst: Inst) -> None:
         spec = self.tasks[inst.name]
         if inst.key in self.previous.marked_skips and inst.attempt == inst.base and inst.name not in \
-                self.previous.forced:  # `flow mark ... skipped`: it stays so
+                self.previous.forced and inst.key not in self.previous.forced:  # `flow mark ... skipped`: it stays so
             self.kept_keys.append(inst.key)
             self.reporter.skipped(inst.key, "marked skipped by hand")
             return self.instance_done(inst.name)
@@ -393,7 +393,8 @@ class Machine:
         """Keep what an earlier session of this run, or the run a --from run started from, left."""
         prev = self.previous
         own = prev.own.get(inst.key) if prev.own else None
-        if own is not None and inst.name not in prev.forced:
+        forced = inst.name in prev.forced or inst.key in prev.forced  # --from T, or --from T[i]
+        if own is not None and not forced:
             if own.fp == state.MARKED:  # set by hand with `flow mark`: taken as it is
                 self.kept_keys.append(inst.key)
                 self.reporter.kept(inst.key)
@@ -407,7 +408,7 @@ class Machine:
             self.reporter.kept(inst.key)
             return True
         kept = prev.earlier.get(inst.key) if prev.earlier else None
-        if kept is None or inst.name in prev.earlier_forced:
+        if kept is None or inst.name in prev.earlier_forced or inst.key in prev.earlier_forced:
             return False
         if not all(self.state.carried(u, prev.earlier_id) for u in spec.upstream):
             return False

@@ -1,0 +1,53 @@
+"""Choosing what a run runs: `--tag T` and `--from 'T[i]'` (cli.md v1.1), end to end."""
+
+from __future__ import annotations
+
+import pytest
+from runkit import explain, run_json, write_project
+
+FLOW = """
+    pipeline p { defaults { tags batch } }
+    task a     { sh "echo a >> ran.txt" }
+    task fetch { foreach i in [0, 1, 2]  sh "echo fetch{i} >> ran.txt; echo {i}"  after a  tags io }
+    task load  { sh "echo load >> ran.txt"  with { parts = fetch }  tags io, db }
+    task other { sh "echo other >> ran.txt"  after a }
+"""
+
+
+def ran(tmp_path):
+    text = (tmp_path / "ran.txt").read_text() if (tmp_path / "ran.txt").exists() else ""
+    (tmp_path / "ran.txt").write_text("")
+    return sorted(text.split())
+
+
+def test_tag_runs_the_tagged_tasks_and_what_they_need(flow, tmp_path):
+    f = write_project(tmp_path, FLOW)
+    proc, report = run_json(flow, f, "--tag", "db")
+    assert proc.returncode == 0, explain(proc)
+    assert set(report["tasks"]) == {"a", "fetch", "fetch[0]", "fetch[1]", "fetch[2]", "load"}
+    assert ran(tmp_path) == ["a", "fetch0", "fetch1", "fetch2", "load"]
+    proc, report = run_json(flow, f, "--tag", "batch")  # the defaults' tag: the tasks without their own
+    assert set(report["tasks"]) == {"a", "other"}, explain(proc)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--tag", "nope"], "--tag `nope` is on no task"),
+    (["--from", "nope[1]"], "`nope` names no task"),
+    (["--from", "a[1]"], "`a` is not a foreach task"),
+])
+def test_bad_selections_are_usage_errors(flow, tmp_path, args, words):
+    f = write_project(tmp_path, FLOW)
+    proc = flow("run", f, *args, cwd=tmp_path)
+    assert proc.returncode == 2 and words in proc.stderr, explain(proc)
+
+
+def test_from_one_instance_runs_it_and_what_depends_on_its_task(flow, tmp_path):
+    f = write_project(tmp_path, FLOW)
+    proc, first = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    ran(tmp_path)
+    proc, report = run_json(flow, f, "--from", "fetch[1]")
+    assert proc.returncode == 0, explain(proc)
+    assert ran(tmp_path) == ["fetch1", "load"]  # a, fetch[0], fetch[2] and other kept from the first run
+    assert report["tasks"]["fetch[0]"]["kept_from"] == first["run_id"]
+    assert report["tasks"]["fetch"]["result"] == ["0", "1", "2"]
