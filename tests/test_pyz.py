@@ -389,3 +389,16 @@ def test_bytecode_trees_are_used(which, pyz, bare_python, tmp_path):
         for module, file in other["files"].items():
             assert file == os.path.join(str(pyz), *module.split(".")) + (
                 os.sep + "__init__.py" if module in ("flowdsl.cli", "lark", "msgpack") else ".py"), (module, file)
+
+
+def test_an_older_python_is_told_which_it_needs(pyz):
+    """Every interpreter older than 3.9 that pyenv has (2.7 too) gets one line and exit 2, no traceback."""
+    olds = [folder / "bin" / "python" for folder in (pyenv_root() / "versions").glob("[23].*")
+            if re.fullmatch(r"(2\.\d+|3\.[0-8])\.\d+", folder.name) and (folder / "bin" / "python").exists()]
+    if not olds:
+        pytest.fail(f"no Python older than 3.9 under {pyenv_root()}/versions to try")
+    for exe in olds:
+        proc = subprocess.run([str(exe), str(pyz), "validate", "x.flow"], capture_output=True, text=True)
+        version = exe.parent.parent.name
+        assert proc.returncode == 2, (version, proc.stderr)
+        assert proc.stderr == f"flow needs Python 3.9 or newer (this is {version})\n", (version, proc.stderr)

@@ -258,7 +258,8 @@ class Runner:
         forced = [t for t in self.plan.tasks if t in prev.forced]
         again = f"; {', '.join(forced)} run again (--from)" if forced else ""
         if self.resumed is not None:
-            self.reporter.note(f"resuming a {self.resumed} run: {kept} finished task{'s' * (kept != 1)} "
+            article = "an" if self.resumed[:1] in "aeiou" else "a"
+            self.reporter.note(f"resuming {article} {self.resumed} run: {kept} finished task{'s' * (kept != 1)} "
                                f"may be kept{again}")
         elif prev:
             self.reporter.note(f"keeping what {prev.earlier_id} finished{again}")

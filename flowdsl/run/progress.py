@@ -47,7 +47,8 @@ class PlainReporter:
 
     def run_started(self, report: Dict[str, Any], folder: str) -> None:
         self.folder = folder
-        self.say(f"run {report['run_id']}: {len(report['tasks'])} tasks, logs in {os.path.relpath(folder)}")
+        n = len(report["tasks"])
+        self.say(f"run {report['run_id']}: {n} task{'s' * (n != 1)}, logs in {os.path.relpath(folder)}")
 
     def started(self, key: str, n: int) -> None:
         if self.verbose or n > 1:
@@ -67,8 +68,9 @@ class PlainReporter:
             tail = f"; retry in {retry_in:.1f}s" if retry_in is not None else ""
             if retry_in is None:
                 self.counts["failed"] += 1
+            # with -q, a failure that a retry may still mend is not said: its final attempt will be
             self.say(f"{self.stamp()} FAIL  {key}" + (f" (attempt {n})" if n else "") +
-                     f": {_error_line(error)}{tail}", always=True)
+                     f": {_error_line(error)}{tail}", always=retry_in is None)
 
     def skipped(self, key: str, reason: str) -> None:
         self.counts["skipped"] += 1

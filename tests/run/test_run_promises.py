@@ -176,3 +176,16 @@ def test_a_python_task_skips_itself_with_flowdsl_skip(flow, tmp_path, executor):
     assert (t["each[0]"]["status"], t["each[0]"]["reason"]) == ("skipped", "1 is odd")
     assert t["sum"]["result"] == [2]
     assert t["one"]["status"] == "skipped" and t["next"]["status"] == "skipped"
+
+
+def test_quiet_says_nothing_of_a_failure_a_retry_mended(flow, tmp_path):
+    f = write_project(tmp_path, """
+        task flaky { sh "test -e once || {{ touch once; exit 1; }}"  retry 2 }
+    """)
+    proc = flow("run", f, "-q", cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.strip().splitlines() == [proc.stdout.strip()] and "success" in proc.stdout
+    assert "FAIL" not in proc.stdout + proc.stderr
+    (tmp_path / "once").unlink()
+    loud = flow("run", f, cwd=tmp_path)
+    assert "run " in loud.stdout and ": 1 task, logs in" in loud.stdout and "FAIL  flaky" in loud.stdout
