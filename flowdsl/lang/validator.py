@@ -99,6 +99,10 @@ class Validator:
                 self.time_zone(s.option)
         elif s.kind == "every":
             self.duration(s.expr, "a schedule interval", positive=True)
+            if isinstance(s.expr, ir.Duration) and 0 < s.expr.seconds < 60:
+                # a tick runs once a minute; a faster schedule would pile up slots no tick can fire
+                self.report("E102", f"a schedule interval must be at least 1m, not {s.expr.text}: "
+                                    f"`flow tick` runs once a minute", s.expr.span)
             if s.option is not None:
                 self.iso(s.option)
         else:

@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import List, NamedTuple, Optional, Tuple
+import heapq
+from typing import AbstractSet, Iterator, List, NamedTuple, Optional, Tuple
 
 from ..lang import ir
 from ..lang.timeutil import parse_iso
@@ -22,6 +23,7 @@ from . import slots
 GRACE = dt.timedelta(seconds=60)  # `catchup none` fires a slot this recent; a first tick owns this much
 MAX_FIRE = 100  # runs one tick starts for one pipeline (`catchup all`): the next tick goes on from there
 MAX_REPORT = 100  # slots dropped by `catchup` that a tick lists (the newest)
+MAX_COUNT = 100_000  # slots counted one by one (cron) before "more than" is the answer
 
 
 class Entry(NamedTuple):
@@ -72,7 +74,7 @@ def owned(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Opti
     """The slots in (start, end], oldest first; one slot per instant (the first schedule's).
 
     `oldest=N` keeps only the oldest N, `newest=N` only the newest N: either
-    way a long span (a machine off for a year, `every 1s`) costs no more
+    way a long span (a machine off for a year, `every 1m`) costs no more
     than N slots per schedule.
     """
     found = {}
@@ -87,6 +89,49 @@ def owned(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Opti
     if newest is not None:
         return ordered[-newest:]
     return ordered[:oldest] if oldest is not None else ordered
+
+
+def stream(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
+           exclude: AbstractSet[dt.datetime] = frozenset()) -> Iterator[Due]:
+    """The slots in (start, end] one at a time, oldest first; one per instant (the first schedule's).
+
+    Nothing is gathered: a backfill of `every 1m` over ten years holds one
+    slot per schedule at a time. Instants in `exclude` are left out.
+    """
+    def of(i: int, entry: Entry):
+        for slot in slots.stream(entry.rule, start, end, win):
+            yield (slot.at, i), Due(slot, entry)
+
+    merged = heapq.merge(*[of(i, entry) for i, entry in enumerate(schedule)], key=lambda pair: pair[0])
+    last = None
+    for (at, _), due in merged:
+        if at != last and at not in exclude:
+            yield due
+        last = at
+
+
+def count(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
+          exclude: AbstractSet[dt.datetime] = frozenset(), cap: int = MAX_COUNT) -> Tuple[int, bool]:
+    """(how many slots `stream` gives, exact?): by arithmetic for one interval, else counted up to `cap`."""
+    if len(schedule) == 1:
+        n = slots.count(schedule[0].rule, start, end, win)
+        if n is not None:
+            lo = max(start, win[0] - dt.timedelta(microseconds=1)) if win and win[0] else start
+            hi = min(end, win[1]) if win and win[1] else end
+            n -= sum(1 for at in exclude if lo < at <= hi and _is_slot(schedule[0].rule, at))
+            return n, True
+    n = 0
+    for _ in stream(schedule, start, end, win, exclude):
+        n += 1
+        if n > cap:
+            return cap, False
+    return n, True
+
+
+def _is_slot(rule, at: dt.datetime) -> bool:
+    if isinstance(rule, slots.EveryRule):
+        return slots._micros(at - rule.anchor) % rule.step == 0
+    return isinstance(rule, slots.AtRule) and rule.when == at
 
 
 def by_catchup(due: List[Due], mode: str, now: dt.datetime) -> Tuple[List[Due], List[Due]]:

@@ -247,6 +247,34 @@ def newest(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] 
     return out[::-1]
 
 
+def stream(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] = None) -> Iterator[Slot]:
+    """The slots in (start, end], oldest first, one at a time: a span of millions costs no memory."""
+    if window is not None and window[0] is not None and window[0] > start:
+        start = window[0] - dt.timedelta(microseconds=1)
+    if window is not None and window[1] is not None and window[1] < end:
+        end = window[1]
+    for slot in _safely(rule.after(start)):
+        if slot.at > end:
+            return
+        if _inside(slot, window):
+            yield slot
+
+
+def count(rule, start: dt.datetime, end: dt.datetime, window: Optional[Window] = None) -> Optional[int]:
+    """How many slots (start, end] holds, by arithmetic; None if only a walk can tell (cron)."""
+    if window is not None and window[0] is not None and window[0] > start:
+        start = window[0] - dt.timedelta(microseconds=1)
+    if window is not None and window[1] is not None and window[1] < end:
+        end = window[1]
+    if end <= start:
+        return 0
+    if isinstance(rule, EveryRule):
+        return max(0, _micros(end - rule.anchor) // rule.step - _micros(start - rule.anchor) // rule.step)
+    if isinstance(rule, AtRule):
+        return int(start < rule.when <= end)
+    return None
+
+
 def _safely(found: Iterator[Slot]) -> Iterator[Slot]:
     """The slots until the calendar ends (year 1 or 9999)."""
     try:
@@ -257,6 +285,8 @@ def _safely(found: Iterator[Slot]) -> Iterator[Slot]:
 
 def upcoming(rule, after: dt.datetime, count: int, window: Optional[Window] = None) -> List[Slot]:
     """The next `count` slots after `after` (fewer if the rule or the window ends)."""
+    if window is not None and window[0] is not None and window[0] > after:
+        after = window[0] - dt.timedelta(microseconds=1)  # jump to the window: never walk up to it slot by slot
     out: List[Slot] = []
     for slot in _safely(rule.after(after)):
         if window is not None and window[1] is not None and slot.at > window[1]:

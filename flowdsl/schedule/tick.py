@@ -53,15 +53,21 @@ class Outcome:
     fired: List[Dict[str, Any]] = field(default_factory=list)
     skipped: List[Dict[str, Any]] = field(default_factory=list)
     errors: List[Dict[str, str]] = field(default_factory=list)
+    warnings: List[Dict[str, str]] = field(default_factory=list)
     launched: List[Tuple[int, Dict[str, Any]]] = field(default_factory=list)  # (pid, its `fired` entry)
 
     def error(self, file: str, message: str) -> None:
         self.errors.append({"file": file, "message": message})
 
+    def warn(self, file: str, message: str) -> None:
+        self.warnings.append({"file": file, "message": message})
+
     def as_json(self) -> Dict[str, Any]:
         out = {"now": self.now.isoformat(), "fired": self.fired, "skipped": self.skipped}
         if self.errors:
             out["errors"] = self.errors
+        if self.warnings:
+            out["warnings"] = self.warnings
         return out
 
 
@@ -81,6 +87,8 @@ def run_tick(by_root: Dict[str, List[Pipeline]], now: dt.datetime, state_overrid
             continue
         try:
             ticker.tick(by_root[root])
+        except tickstate.Unsaved as e:  # said once for the folder, by its first file
+            outcome.error(by_root[root][0].file, str(e))
         finally:
             ticker.state.release()
     return outcome
@@ -135,6 +143,14 @@ class Ticker:
         entry = self.state.pipeline(name)
         orphans = self.orphans(p, entry, schedule)
         last = tickstate.parse_time(entry["last_tick"]) if entry["last_tick"] else None
+        if last is not None and last > self.now:
+            # A clock that jumped back, or an earlier `--now` ahead of the clock: waiting for the clock to
+            # reach that tick would silence the pipeline (for years, after a wrong --now). Start afresh, as a
+            # new tick state does: this tick owns the last minute, less any slot that already has a run.
+            self.outcome.warn(p.file, f"{name}: the last tick was at {entry['last_tick']}, after now "
+                                      f"({tickstate.stamp(self.now)}): the clock went back, or a tick was given "
+                                      f"a --now ahead of it; its slots are owned from now on again")
+            last = None
         start = last if last is not None else self.now - scheduler.GRACE
         catchup = scheduler.catchup_mode(pipeline)
         upto, due = self.now, []
@@ -156,7 +172,12 @@ class Ticker:
         if last is None or upto > last:
             entry["last_tick"] = tickstate.stamp(upto)
         entry["file"] = os.path.abspath(p.file)
-        fire, dropped = scheduler.by_catchup(due, catchup, self.now)
+        if entry.get("paused"):  # `flow schedule --pause`: the slots pass, each said skipped
+            fire, dropped = [], []
+            for d in due:
+                self.skip(entry, name, d, "paused")
+        else:
+            fire, dropped = scheduler.by_catchup(due, catchup, self.now)
         for d in dropped:
             self.skip(entry, name, d, "catchup")
         fire = orphans + fire

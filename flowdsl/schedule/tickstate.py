@@ -36,6 +36,10 @@ class Damaged(Exception):
     """The tick state cannot be read: nothing in its state folder may fire until it is fixed."""
 
 
+class Unsaved(Exception):
+    """The tick state could not be written (a full disk): the one on disk is the one before this tick."""
+
+
 def path(state_root: str) -> str:
     return os.path.join(state_root, FILE)
 
@@ -85,12 +89,29 @@ class TickState:
         from ..store.state import write_atomic
 
         text = json.dumps(self.data, indent=1, sort_keys=True) + "\n"
-        write_atomic(path(self.root), text.encode("utf-8"), sync=True)  # aside under a name nobody can guess
-        dirfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+            # aside under a name nobody can guess, and removed if the write fails: the old state stays whole
+            write_atomic(path(self.root), text.encode("utf-8"), sync=True)
+            dirfd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dirfd)
+            finally:
+                os.close(dirfd)
+        except OSError as e:
+            raise Unsaved(f"{path(self.root)}: cannot save the tick state: {e.strerror or e}; it is left as the "
+                          f"last tick saved it, and the next tick owns this tick's slots again. To recover, make "
+                          f"room (or fix the folder's permissions) and tick again") from None
+
+    def pause(self, name: str, paused: bool) -> bool:
+        """Pause (or unpause) a pipeline's slots; False if it already was so."""
+        entry = self.pipeline(name)
+        if bool(entry.get("paused")) == paused:
+            return False
+        if paused:
+            entry["paused"] = True
+        else:
+            entry.pop("paused", None)
+        return True
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -119,10 +140,15 @@ def read(state_root: str) -> Dict[str, Any]:
         raise Damaged(f"{p}: the tick state is {what}; nothing in {state_root} fires until it is fixed. "
                       f"To recover, {recovery(state_root)}") from None
     except OSError as e:
-        raise Damaged(f"{p}: cannot read the tick state: {e.strerror or e}") from None
+        raise Damaged(f"{p}: cannot read the tick state: {e.strerror or e}; nothing in {state_root} fires until "
+                      f"it can be read. To recover, give it back to the user who ticks (mode 0600), or "
+                      f"{recovery(state_root)}") from None
     try:
         data = json.loads(raw.decode("utf-8"))
         _check(data)
+    except RecursionError:  # `[[[[...` thousands deep
+        raise Damaged(f"{p}: the tick state is damaged (nested too deeply to be one); nothing in {state_root} "
+                      f"fires until it is fixed. To recover, {recovery(state_root)}") from None
     except (ValueError, TypeError, KeyError) as e:
         raise Damaged(f"{p}: the tick state is damaged ({e}); nothing in {state_root} fires until it is "
                       f"fixed. To recover, {recovery(state_root)}") from None
@@ -130,25 +156,38 @@ def read(state_root: str) -> Dict[str, Any]:
 
 
 def _check(data: Any) -> None:
+    """Every field a tick reads, of the type it reads it as (ValueError naming the first that is not)."""
     from ..store.state import is_run_id, shown
 
     if not isinstance(data, dict) or not isinstance(data.get("pipelines"), dict):
         raise ValueError("not a tick state")
     if data.get("version") != VERSION:
-        raise ValueError(f"version {data.get('version')!r}, expected {VERSION}")
+        raise ValueError(f"version {shown(str(data.get('version')))}, expected {VERSION}")
     for name, entry in data["pipelines"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("claims"), list) \
                 or not isinstance(entry.get("skipped"), list):
             raise ValueError(f"the entry of {shown(name)} is malformed")
-        last = entry.get("last_tick")
+        if "last_tick" not in entry:
+            raise ValueError(f"the entry of {shown(name)} has no last_tick")
+        last = entry["last_tick"]
         if last is not None:
             parse_time(last)
+        for key, kind in (("paused", bool), ("file", str)):
+            if key in entry and not isinstance(entry[key], kind):
+                raise ValueError(f"the entry of {shown(name)} has a malformed {key}")
         for claim in entry["claims"]:
             if not isinstance(claim, dict) or not isinstance(claim.get("run_id"), str):
                 raise ValueError(f"a claim of {shown(name)} is malformed")
             if not is_run_id(claim["run_id"]):  # it becomes a path: `../..` would start a run elsewhere
                 raise ValueError(f"a claim of {shown(name)} has {shown(claim['run_id'])} for a run id")
             parse_time(claim["slot"])
+            if not isinstance(claim.get("started", True), bool) \
+                    or not all(isinstance(claim.get(k, ""), str) for k in ("logical_date", "schedule", "error")):
+                raise ValueError(f"a claim of {shown(name)} is malformed")
+            if claim.get("logical_date"):
+                parse_time(claim["logical_date"])
+        if not all(isinstance(item, dict) for item in entry["skipped"]):
+            raise ValueError(f"a skipped slot of {shown(name)} is malformed")
 
 
 def parse_time(text: Any) -> dt.datetime:

@@ -116,13 +116,13 @@ def test_a_long_gap_is_caught_up_a_hundred_runs_per_tick_and_none_is_lost(flow, 
 
 
 def test_a_year_without_ticks_fires_only_the_latest(flow, tmp_path):
-    f = project(tmp_path, 'schedule cron "* * * * *"\n        schedule every 1s')
+    f = project(tmp_path, 'schedule cron "* * * * *"\n        schedule every 1m from "2020-01-01T00:00:30Z"')
     tick(flow, f, "2025-11-22T10:00:00.5Z", "--dry-run")
     tick(flow, f, "2025-11-22T10:00:00.5Z")
     settle(tmp_path)
     out = tick(flow, f, "2026-11-22T10:00:30Z")
     assert fired_dates(out) == ["2026-11-22T10:00:30+00:00"]
-    assert len(out["skipped"]) == 100 and out["skipped"][-1]["logical_date"] == "2026-11-22T10:00:29+00:00"
+    assert len(out["skipped"]) == 100 and out["skipped"][-1]["logical_date"] == "2026-11-22T10:00:00+00:00"
     settle(tmp_path)
 
 
@@ -401,7 +401,9 @@ def test_wait_runs_in_the_foreground_and_exits_1_if_a_run_failed(flow, tmp_path)
 def test_loop_keeps_ticking_until_stopped(pyz, tmp_path):
     import signal
 
-    f = project(tmp_path, "schedule every 1s", "overlap allow")
+    # a slot every 3 s: twenty schedules of every 1m (the fastest allowed), 3 s apart
+    every = "\n        ".join(f'schedule every 1m from "2026-01-01T00:00:{s:02d}Z"' for s in range(0, 60, 3))
+    f = project(tmp_path, every, "overlap allow")
     env = dict(os.environ, NO_COLOR="1")
     env.pop("PYTHONPATH", None)
     p = subprocess.Popen([sys.executable, str(pyz), "tick", str(f), "--loop", "--every", "1s"],
