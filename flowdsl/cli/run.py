@@ -320,7 +320,7 @@ def open_from_args(args, reporter):
             logical = parse_iso(args.logical_date)
         except ValueError as e:
             raise UsageError(f"--logical-date: {e}") from None
-    from ..lang.values import EvalError
+    from ..lang.values import EvalError, MissingSecret
     from ..run.driver import Runner, RunOptions
     from ..store.journal import Busy, JournalError
 
@@ -347,6 +347,8 @@ def open_from_args(args, reporter):
         runner.open()
     except Busy:
         raise UsageError(f"run {options.run_id} is still running; wait for it, or stop it first") from None
+    except MissingSecret as e:  # a param's secret: nothing could run (cli.md: a usage error)
+        raise UsageError(str(e)) from None
     except (JournalError, EvalError) as e:
         raise RunRefused(str(e)) from None
     except OSError as e:  # the state folder cannot be written (a full disk, permissions)

@@ -14,8 +14,9 @@ import datetime as dt
 import json
 import os
 import shlex
+import stat
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Set, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from . import ir, shellquote
 
@@ -168,13 +169,59 @@ def evaluate(expr: ir.Expr, scope: Scope) -> Any:
     raise EvalError(f"cannot evaluate {type(expr).__name__}")
 
 
+class MissingSecret(EvalError):
+    """A `secret()` found nowhere it is looked for: for a run not yet started, a usage error (exit 2)."""
+
+
+def secret_places(name: str, environ: Mapping[str, str]) -> List[str]:
+    """Where `secret(name)` looks, in order: the variable, then systemd's and Docker's credential files."""
+    places = [f"the environment variable {name}"]
+    if environ.get("CREDENTIALS_DIRECTORY"):
+        places.append(os.path.join(environ["CREDENTIALS_DIRECTORY"], name))
+    places.append(os.path.join(SECRETS_FOLDER, name))
+    return places
+
+
+SECRETS_FOLDER = "/run/secrets"  # Docker's and Kubernetes' mounted secrets
+
+
+def secret_file(name: str, environ: Mapping[str, str]) -> Optional[str]:
+    """The secret from $CREDENTIALS_DIRECTORY/name (systemd LoadCredential=), else /run/secrets/name;
+    a file's content without its final newline. None when neither is a readable regular file."""
+    if "/" in name or name in (".", ".."):
+        return None
+    folders = [environ["CREDENTIALS_DIRECTORY"]] if environ.get("CREDENTIALS_DIRECTORY") else []
+    for folder in folders + [SECRETS_FOLDER]:
+        path = os.path.join(folder, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            with os.fdopen(os.dup(fd), "rb") as f:
+                data = f.read(1 << 20)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        text = data.decode("utf-8", "surrogateescape")
+        return text[:-1] if text.endswith("\n") else text
+    return None
+
+
 def read_env(call: ir.EnvCall, scope: Scope) -> Any:
     value = scope.environ.get(call.name)
+    if value is None and call.secret:
+        value = secret_file(call.name, scope.environ)
     if value is None:
         if call.default is not None:
             return evaluate(call.default, scope)
-        kind = "secret" if call.secret else "environment variable"
-        raise EvalError(f"{kind} `{call.name}` is not set", call.span)
+        if call.secret:
+            raise MissingSecret(f"secret `{call.name}` is not set: looked in "
+                                + ", ".join(secret_places(call.name, scope.environ)), call.span)
+        raise EvalError(f"environment variable `{call.name}` is not set", call.span)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:  # bytes that are not UTF-8 (os.environ decodes them with surrogateescape)

@@ -151,8 +151,11 @@ class Maker:
 
     def hook(self, hook: HookSpec, number: int, report: Dict[str, Any], status: str,
              timeout: Optional[float]) -> Attempt:
-        """A hook's attempt: a callable gets the report; a command FLOW_STATUS. Raises EvalError."""
-        env = dict(self.env, FLOW_STATUS=status)
+        """A hook's attempt: a callable gets the report; a command FLOW_STATUS, FLOW_FAILED_TASKS (the failed
+        tasks' names) and FLOW_REPORT (the report's path, written as the hooks began). Raises EvalError."""
+        failed = [k for k, t in report.get("tasks", {}).items() if t.get("status") == "failed" and "[" not in k]
+        env = dict(self.env, FLOW_STATUS=status, FLOW_FAILED_TASKS=" ".join(failed),
+                   FLOW_REPORT=os.path.join(self.run_folder, "report.json"))
         common = dict(key=hook.key, number=number, cwd=self.plan.folder, sys_path=self.plan.sys_path,
                       log_path=state.log_path(self.run_folder, hook.key, number), results="pickle",
                       timeout=timeout)
