@@ -354,10 +354,41 @@ def _unexpected_token(e, text: str, file: str, parser) -> None:
     shown = tok.value if len(tok.value) <= 30 else tok.value[:30] + "..."
     what = f"unexpected {kind} `{shown}`" if kind and tok.type not in ("$END",) else f"unexpected `{shown}`"
     expected = f"expected {_describe(e.accepts or e.expected, parser)}"
+    if tok.type == "NAME":
+        guess = _statement_guess(tok.value, e.accepts or e.expected)
+        if guess:
+            expected = f"did you mean `{guess}`? ({expected})"
     specific = _example_message(e, parser, builder)
     if specific:
         fail("E001", f"{what}: {specific}", span, expected)
     fail("E001", what, span, expected)
+
+
+# Words of other tools' pipelines, and the statement each one means here.
+_ALIASES = {"depends_on": "after", "depends": "after", "needs": "after", "requires": "after", "upstream": "after",
+            "retries": "retry", "attempts": "retry", "command": "sh", "cmd": "sh", "script": "sh", "bash": "sh",
+            "shell_command": "sh", "python": "run", "callable": "run", "call_function": "run", "args": "with",
+            "kwargs": "with", "inputs": "with", "params": "with", "trigger_rule": "when", "condition": "when",
+            "timeout_seconds": "timeout", "execution_timeout": "timeout", "loop": "foreach", "for_each": "foreach",
+            "cron": "schedule", "schedule_interval": "schedule", "max_active_tasks": "concurrency",
+            "parallelism": "concurrency", "on_failure": "on failure", "on_success": "on success"}
+
+
+def _statement_guess(word: str, expected) -> Optional[str]:
+    """The statement an unknown word most likely means, if statements were expected there."""
+    from .diagnostics import did_you_mean
+
+    statements = [n.lower() for n in expected if n in _TASK_STATEMENTS | _PIPELINE_STATEMENTS]
+    if not statements:
+        return None
+    alias = _ALIASES.get(word.lower())
+    if alias and alias.split()[0] in statements:
+        return alias
+    hint = did_you_mean(word, statements)  # "did you mean `retry`?"
+    return hint[len("did you mean `"):-2] if hint and hint.startswith("did you mean `") else None
+
+
+_WORD_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 
 
 def _unexpected_character(e, text: str, file: str, parser) -> None:
@@ -381,8 +412,16 @@ def _unexpected_character(e, text: str, file: str, parser) -> None:
         fail("E001", f"`{word}` is neither a number nor a duration", Span(file, line, col, line, col + len(word)),
              "numbers look like 3, -2, 2.5, 1_000; durations like 500ms, 30s, 5m, 2h, 1d, 1w or 1h30m")
     shown = ch if ch.isprintable() and not ch.isspace() else f"U+{ord(ch):04X}"
-    fail("E002", f"unexpected character `{shown}`", Span(file, line, col, line, col + 1),
-         "`#` starts a comment; strings go in double quotes")
+    hint = "`#` starts a comment; strings go in double quotes"
+    before, after = text[:pos], text[pos + 1:]
+    left = len(before) - len(before.rstrip(_WORD_CHARS))
+    if ch == "-" and left and after[:1].isalpha():  # `task extract-orders`
+        word = before[len(before) - left:]
+        rest = after[:len(after) - len(after.lstrip(_WORD_CHARS + "-"))]
+        hint = f"names use `_`, not `-`: `{word}_{rest.replace('-', '_')}`"
+    elif ch == ":" and before.rstrip()[-1:].isalnum() and "{" in before:  # `with { a: 1 }`
+        hint = "a map entry is written `key = value`, not `key: value`"
+    fail("E002", f"unexpected character `{shown}`", Span(file, line, col, line, col + 1), hint)
 
 
 def _end_position(text: str) -> Tuple[int, int]:

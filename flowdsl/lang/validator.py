@@ -161,6 +161,7 @@ class Validator:
         var = task.foreach.var.name if task.foreach else None
         if task.foreach is not None:
             self.check_foreach(task.foreach)
+        self.after_dollar = _after_dollar([task.args] + planner.action_exprs(task.action))
         for ref, scoped in planner.task_refs(task):
             if scoped and ref.name == var:
                 continue
@@ -240,8 +241,13 @@ class Validator:
             self.report("E301", f"task `{task.name}` refers to its own result", ref.span)
         elif ref.name not in self.tasks:
             names = list(self.tasks) + ["params", "run"] + ([task.foreach.var.name] if task.foreach and scoped else [])
-            self.report("E201", f"unknown name `{ref.name}`", ref.span, did_you_mean(ref.name, names)
-                        or "a reference names a task, a foreach variable, params.NAME or run.VALUE")
+            if id(ref) in getattr(self, "after_dollar", ()):  # `${HOME}`: the shell's variable, written in braces
+                hint = (f"`{{...}}` is flow's interpolation: the shell's `${ref.name}` needs no braces here "
+                        f"(write `${ref.name}`, or `${{{{{ref.name}}}}}` for the braces themselves)")
+            else:
+                hint = did_you_mean(ref.name, names) or \
+                    "a reference names a task, a foreach variable, params.NAME or run.VALUE"
+            self.report("E201", f"unknown name `{ref.name}`", ref.span, hint)
 
     def check_param_ref(self, ref: ir.Ref) -> None:
         if not ref.path:
@@ -410,3 +416,26 @@ def validate(program: ir.Program, targets: Iterable[str] = (), modules: Optional
     if modules is not None:
         modules.extend(validator.sources.paths())
     return diagnostics
+
+
+def _after_dollar(exprs) -> set:
+    """ids of the references written as `${NAME}` in the strings of these expressions."""
+    found: set = set()
+    stack = list(exprs)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ir.Template):
+            before = ""
+            for part in node.parts:
+                if isinstance(part, str):
+                    before = part
+                else:
+                    if before.endswith("$") and not part.ref.path:
+                        found.add(id(part.ref))
+                    before = ""
+        elif isinstance(node, ir.ListExpr):
+            stack.extend(node.items)
+        elif isinstance(node, ir.MapExpr):
+            stack.extend(e.value for e in node.entries)
+    return found
+
