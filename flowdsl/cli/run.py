@@ -119,12 +119,24 @@ def check_file(path: str) -> None:
         raise UsageError(problem.message)
 
 
-def dry_run_lines(plan, program, targets) -> list:
-    """The plan in words: what runs in which order, and why."""
+def dry_run_lines(plan, program, targets, keeping=None) -> list:
+    """The plan in words: what runs in which order, and why.
+
+    `keeping` (a resume or a `--from` run): (the run whose results may be
+    kept, its state, the tasks that run again whatever they left); each
+    task then says whether it is kept or runs.
+    """
     from .drawing import describe_action, describe_expr
 
     lines = []
     selected = set(plan.tasks)
+    if keeping is not None:
+        from ..store.state import SUCCEEDED
+
+        source, earlier, forced = keeping
+        done = {k for k, t in earlier.tasks.items() if t.status in SUCCEEDED}
+        lines.append(f"  (keeping what run {source} finished: {len({k.split('[')[0] for k in done})} "
+                     f"task{'s' * (len(done) != 1)} succeeded there)")
     for i, (name, tp) in enumerate(plan.tasks.items(), 1):
         task = tp.task
         when = tp.settings.when.value if tp.settings.when else "success"
@@ -141,6 +153,13 @@ def dry_run_lines(plan, program, targets) -> list:
         if tp.settings.timeout is not None:
             extra.append(f"timeout {tp.settings.timeout.text}")
         detail = f" ({'; '.join(extra)})" if extra else ""
+        if keeping is not None:
+            if name in forced or any(k.startswith(name + "[") for k in forced):
+                detail += " — runs again (--from)"
+            elif name in done or any(k.startswith(name + "[") for k in done):
+                detail += " — kept, unless its definition, source or inputs changed or an upstream runs"
+            else:
+                detail += " — runs (it did not succeed there)"
         lines.append(f"{i:>3}. {name}: {describe_action(task)} — runs {why}{detail}")
     for task in program.tasks:
         if task.name not in selected:
@@ -269,8 +288,8 @@ class RunRefused(Exception):
 
 
 class DryRun:
-    def __init__(self, plan, program, targets) -> None:
-        self.plan, self.program, self.targets = plan, program, targets
+    def __init__(self, plan, program, targets, keeping=None) -> None:
+        self.plan, self.program, self.targets, self.keeping = plan, program, targets, keeping
 
 
 def open_from_args(args, reporter):
@@ -334,12 +353,20 @@ def open_from_args(args, reporter):
         plan = make_plan(program, options.targets)
         check_environment(program, plan, options.params)
         options.forced = forced_by_from(plan.graph, plan.tasks, args.from_) if args.from_ else set()
-        if args.from_ and args.resume is None and not args.dry_run:
+        if args.from_ and args.resume is None:
             earlier_run(program, state_root, options, reporter.note)
     except JournalError as e:
         raise RunRefused(str(e)) from None
     if args.dry_run:
-        return DryRun(plan, program, options.targets)
+        keeping = None
+        if args.resume is not None:
+            from ..store import history, state
+
+            own = history.load(state.run_dir(state_root, options.run_id))
+            keeping = (options.run_id, own, options.forced)
+        elif options.earlier is not None:
+            keeping = (options.earlier_id, options.earlier, options.forced)
+        return DryRun(plan, program, options.targets, keeping)
     runner = Runner(plan, options, reporter)
     if executor == "dask":
         options.backend = connect_dask(address, timeout, runner.sys_path, runner.resources, detached=args.detach)
@@ -371,7 +398,7 @@ def cmd_run(args) -> int:
         return EXIT_FAILED
     if isinstance(opened, DryRun):
         plan, program = opened.plan, opened.program
-        lines = dry_run_lines(plan, program, opened.targets)
+        lines = dry_run_lines(plan, program, opened.targets, opened.keeping)
         if args.json:
             print(json.dumps({"pipeline": program.pipeline.name, "order": list(plan.tasks), "plan": lines}, indent=2))
         else:

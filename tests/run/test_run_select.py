@@ -51,3 +51,22 @@ def test_from_one_instance_runs_it_and_what_depends_on_its_task(flow, tmp_path):
     assert ran(tmp_path) == ["fetch1", "load"]  # a, fetch[0], fetch[2] and other kept from the first run
     assert report["tasks"]["fetch[0]"]["kept_from"] == first["run_id"]
     assert report["tasks"]["fetch"]["result"] == ["0", "1", "2"]
+
+
+def test_dry_run_says_what_a_resume_or_from_keeps(flow, tmp_path):
+    f = write_project(tmp_path, FLOW.replace('task other { sh "echo other >> ran.txt"  after a }',
+                                             'task other { sh "exit 1"  after a }'))
+    proc = flow("run", f, cwd=tmp_path)
+    assert proc.returncode == 1
+    listing = tmp_path / ".flow" / "runs"
+    before = sorted(p.name for p in listing.iterdir())
+    out = flow("run", f, "--resume", "--dry-run", cwd=tmp_path)
+    assert out.returncode == 0, explain(out)
+    lines = {line.split(":")[0].split(".")[-1].strip(): line for line in out.stdout.splitlines() if ". " in line}
+    assert "kept, unless" in lines["a"] and "kept, unless" in lines["load"]
+    assert "did not succeed there" in lines["other"]
+    out = flow("run", f, "--from", "fetch", "--dry-run", cwd=tmp_path)
+    lines = {line.split(":")[0].split(".")[-1].strip(): line for line in out.stdout.splitlines() if ". " in line}
+    assert "runs again (--from)" in lines["fetch"] and "runs again (--from)" in lines["load"]
+    assert "kept, unless" in lines["a"]
+    assert sorted(p.name for p in listing.iterdir()) == before  # a dry run writes nothing
