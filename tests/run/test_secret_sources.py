@@ -74,3 +74,27 @@ def test_a_sh_hook_is_told_the_failed_tasks_and_where_the_report_is(flow, tmp_pa
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen["run_id"] == report["run_id"] and seen["status"] == "failed"
     assert seen["tasks"]["bad"]["status"] == "failed"
+
+
+def test_an_env_file_gives_env_and_secret_values_and_the_environment_wins(flow, tmp_path):
+    f = write_project(tmp_path, f"""
+        pipeline p {{ params {{ token = secret("{NAME}")  region = env("FLOW_TEST_REGION") }} }}
+        task use {{ sh "test \\"$FLOW_ARG_T\\" = 'the value' && echo {{params.region}}"  with {{ t = params.token }} }}
+    """)
+    env_file = tmp_path / "vars.env"
+    env_file.write_text(f"# what cron does not have\n\nexport {NAME}='the value'\nFLOW_TEST_REGION=emea  # here\n")
+    proc, report = run_json(flow, f, "--env-file", env_file)
+    assert proc.returncode == 0 and report["tasks"]["use"]["result"] == "emea", explain(proc)
+    proc, report = run_json(flow, f, "--env-file", env_file, env={"FLOW_TEST_REGION": "apac"})
+    assert report["tasks"]["use"]["result"] == "apac", explain(proc)
+    assert "the value" not in json.dumps(report)
+
+
+@pytest.mark.parametrize("content, words", [("JUST A LINE\n", "vars.env:1: expected KEY=value"),
+                                            ("OK=1\n1BAD=2\n", "vars.env:2:"), (None, "--env-file")])
+def test_a_bad_env_file_is_a_usage_error(flow, tmp_path, content, words):
+    f = write_project(tmp_path, 'task a { sh "echo a" }\n')
+    if content is not None:
+        (tmp_path / "vars.env").write_text(content)
+    proc = flow("run", f, "--env-file", tmp_path / "vars.env", cwd=tmp_path)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr, explain(proc)
