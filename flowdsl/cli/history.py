@@ -93,6 +93,10 @@ def cmd_runs(args) -> int:
     rows = [[r["run_id"], r.get("status"), r.get("trigger") or "-", r.get("logical_date") or "-",
              _when(r.get("started_at")), _seconds(r.get("duration_s"))] for r in found]
     print(_table(rows, ["run", "status", "trigger", "logical date", "started", "duration"]))
+    sys.stdout.flush()
+    for r in found:  # each damaged run: which file, and what to do
+        if r.get("status") == "damaged" and r.get("error"):
+            print(f"flow runs: {r['run_id']}: {r['error']}", file=sys.stderr)
     return EXIT_OK
 
 

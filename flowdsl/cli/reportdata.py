@@ -15,7 +15,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..store import attempts as attempt_log
-from ..store import state
+from ..store import journal, state
 
 LOG_TAIL = 2000  # characters of each attempt's log kept on the page
 STATES = ("success", "failed", "skipped", "cached", "kept", "running", "queued", "pending")
@@ -23,7 +23,12 @@ STATES = ("success", "failed", "skipped", "cached", "kept", "running", "queued",
 
 def page_data(folder: str, now: Optional[float] = None) -> Dict[str, Any]:
     """The page's data for the run kept in `folder`. Raises journal.JournalError."""
-    run, tries, last = attempt_log.replay(folder)
+    try:
+        run, tries, last = attempt_log.replay(folder)
+    except journal.JournalError as e:
+        if str(e).endswith("(the run never started)"):
+            raise journal.never_started(state.journal_path(folder)) from None
+        raise
     info = run.info
     names = [n for n in info.get("tasks", ()) if "[" not in n] or [k for k in run.tasks if "[" not in k]
     graph = _edges(_pipeline_file(info.get("file"), folder), names, folder, info.get("targets") or ())

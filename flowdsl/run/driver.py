@@ -156,10 +156,16 @@ class Runner:
         self.journal.sync()  # raises WriteError: the run does not start
 
     def write_summary(self) -> None:
+        path = os.path.join(self.run_folder, "summary.json")
         try:
-            state.write_json_atomic(os.path.join(self.run_folder, "summary.json"), self.state.summary())
+            state.write_json_atomic(path, self.state.summary())
         except OSError:
-            pass  # `flow runs` falls back to the journal
+            # `flow runs` falls back to the journal, provided no summary of an earlier session
+            # (`failed`, when this one succeeded) is left to be believed: unlinking needs no room
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
     def write_snapshot(self, status: str) -> None:
         """A run likely to be resumed saves its final state, so the resume need not replay the journal."""
@@ -219,6 +225,10 @@ class Runner:
             state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
         except OSError as e:
             self.reporter.note(f"cannot write {self.run_folder}/report.json: {e.strerror or e}")
+            try:  # an earlier session's report would say what this session did not end with
+                os.unlink(os.path.join(self.run_folder, "report.json"))
+            except OSError:
+                pass
         self.write_summary()
         self.reporter.run_finished(report)
         return report
@@ -306,7 +316,15 @@ class Runner:
         self.backend.interrupt()
 
     def to_hooks(self) -> None:
-        """Hooks run on a backend of their own, in this machine (never on a cluster)."""
+        """Hooks run on a backend of their own, in this machine (never on a cluster); the report as the
+        tasks left it is written first, for a hook to read ($FLOW_REPORT)."""
+        report = self.state.report(self.secrets)
+        if self.machine is not None:
+            report["status"] = self.machine.status
+        try:
+            state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
+        except OSError:
+            pass  # the final report is written at the end all the same
         if getattr(self.backend, "runs_hooks", False):
             return
         self.backend.close()

@@ -211,12 +211,15 @@ class Previous:
         self.forced: Set[str] = set(forced)
         self.own: Dict[str, Kept] = {}
         self.attempts: Dict[str, int] = {}  # attempt numbers (and so log files) continue
+        self.marked_skips: Set[str] = set()  # keys `flow mark` set skipped: a resume leaves them so
         if own is not None:
             for key, s in own.tasks.items():
                 if s.attempts:
                     self.attempts[key] = s.attempts
                 if s.status in state.SUCCEEDED:
                     self.own[key] = Kept(s.fp, s.seq)
+                elif s.status == "skipped" and s.fp == state.MARKED:
+                    self.marked_skips.add(key)
         self.earlier_id = earlier_id
         self.earlier_forced: Set[str] = set(earlier_forced) | self.forced
         self.earlier: Dict[str, state.TaskState] = {}
@@ -264,11 +267,16 @@ class ResultCache:
             self._check(create=False)
             with os.fdopen(state.open_file(self.path(fp), os.O_RDONLY), "rb") as f:
                 entry = msgpack.unpackb(f.read(), raw=False)
-        except (OSError, ValueError, msgpack.UnpackException):
+        except (OSError, ValueError, TypeError, RecursionError, msgpack.UnpackException):
+            return None  # missing, a link, not msgpack: a miss (the next success writes it afresh)
+        # an entry of the wrong shape is a miss too: its result would go into the journal as it is
+        if not isinstance(entry, dict) or not isinstance(entry.get("result", 0), (bytes, type(None))):
             return None
-        if not isinstance(entry, dict) or "result" not in entry:
+        written, run = entry.get("t", 0), entry.get("run")
+        if isinstance(written, bool) or not isinstance(written, (int, float)) or \
+                not isinstance(run, (str, type(None))):
             return None
-        if ttl is not None and time.time() - entry.get("t", 0) > ttl:
+        if ttl is not None and time.time() - written > ttl:
             return None
         return entry
 

@@ -20,7 +20,14 @@ whole record, so the journal stays readable, and raises WriteError.
 
 A journal is opened only in a run folder that `state.check_run_folder`
 accepts and never through a link (`state.open_file`): one that is refused
-raises JournalError, saying why.
+raises JournalError, saying why. So does a record whose fields are not of
+the types flow writes (`misshapen`): every reader (`RunState.apply`, the
+report, the HTML page, `flow logs`) may then trust them.
+
+`flow prune` deletes a run only while it holds the journal's lock
+(`holding`), and a writer that continues a journal checks, once it holds
+the lock, that the file it locked is still the journal: a resume and a
+prune never both believe they have the run.
 
 Records (maps; `e` names the event):
   run    v, run_id, pipeline, file, fingerprint, params, overrides, logical_date, trigger, t, pid, targets
@@ -58,12 +65,23 @@ class Busy(Exception):
     """Another live process holds the journal."""
 
 
-class WriteError(Exception):
-    """The journal could not be written (disk full, size limit); it was cut back to its last whole record."""
+class WriteError(OSError):
+    """The journal could not be written (disk full, size limit); it was cut back to its last whole record.
+
+    An OSError (its errno the write's), so that what starts a run reports a first
+    record that cannot be written as any other failed write of the state folder.
+    """
 
     def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(error.errno, f"cannot write the journal {path}: {error.strerror or error}")
         self.error = error
-        super().__init__(f"cannot write the journal {path}: {error.strerror or error}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.strerror
+
+    def __reduce__(self):
+        return _write_error, (self.path, self.error.errno, self.error.strerror)
 
 
 # Journal descriptors this process holds: a forked worker closes them, so the
@@ -94,6 +112,9 @@ class Writer:
         except BlockingIOError:
             os.close(self.fd)
             raise Busy(f"{path} is held by a live run") from None
+        if not create:
+            _still_there(path, self.fd)
+        self.created = create
         writer_fds.add(self.fd)
         self.size = os.fstat(self.fd).st_size  # the end of the last whole record
         self.pending: List[bytes] = []
@@ -127,9 +148,23 @@ class Writer:
                 os.ftruncate(self.fd, self.size)  # no torn record is left behind
             except OSError:
                 pass
+            if self.created and self.size == 0:
+                self._unmake()
             raise WriteError(self.path, e) from None
         self.size += len(data)
         self.dirty = True
+
+    def _unmake(self) -> None:
+        """A new run whose first record did not fit (a full disk): no run at all, rather than one that never
+        started, which a `--resume` would choose and could not continue. Only what is empty goes."""
+        folder = os.path.dirname(self.path) or "."
+        try:
+            if os.fstat(self.fd).st_size == 0:
+                os.unlink(self.path)
+                os.rmdir(os.path.join(folder, "logs"))
+                os.rmdir(folder)
+        except OSError:
+            pass  # what stays is listed as a run that never started, which `flow prune` deletes
 
     def sync(self) -> None:
         self.flush()
@@ -174,6 +209,60 @@ def _open(path: str, flags: int, deep: bool = False) -> int:
         raise JournalError(str(e)) from None
 
 
+def _write_error(path: str, code: int, text: str) -> WriteError:
+    return WriteError(path, OSError(code, text))
+
+
+def _still_there(path: str, fd: int) -> None:
+    """After locking: the journal locked is still the one at `path` (a prune deletes a run holding its lock,
+    so one opened just before the deletion is locked only after it). Closes `fd` and raises JournalError if not."""
+    try:
+        here = os.lstat(path)
+        mine = os.fstat(fd)
+        same = (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino) and mine.st_nlink > 0
+    except OSError:
+        same = False
+    if not same:
+        os.close(fd)
+        raise JournalError(f"{path}: the run was deleted (by `flow prune`?) as it was being resumed; "
+                           f"start it again with `flow run`")
+
+
+class holding:
+    """`with holding(path) as fd:` the journal locked as its runner locks it, so no run can start on it meanwhile.
+
+    Raises Busy when a live run holds it. `fd` is None when there is no journal
+    (a run that never started: nothing to lock). The lock goes on leaving.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self):
+        try:
+            self.fd = _open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = -1
+            raise Busy(f"{self.path} is held by a live run") from None
+        try:
+            _still_there(self.path, self.fd)
+        except JournalError:
+            self.fd = -1
+            raise
+        return self.fd
+
+    def __exit__(self, *exc) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def is_live(path: str) -> bool:
     """Whether a live process holds this journal (its run is still going)."""
     try:
@@ -193,7 +282,14 @@ def head(path: str) -> Dict[str, Any]:
     """The run record alone (the first), without reading the rest of the journal."""
     for record, _ in _records(path, limit=1):
         return record
-    raise JournalError(f"{path}: the journal is empty (the run never started)")
+    raise never_started(path)
+
+
+def never_started(path: str) -> JournalError:
+    """A journal without its first record: the run never started (its first write failed), nothing to keep."""
+    folder = os.path.dirname(path) or "."
+    return JournalError(f"{path}: the journal is empty (the run never started: nothing in it to resume or show); "
+                        f"delete its folder ({folder}), or let `flow prune` do it, and start the run again")
 
 
 def read(path: str) -> List[Dict[str, Any]]:
@@ -223,7 +319,8 @@ def _records(path: str, limit: int = 0) -> Iterator[Tuple[Dict[str, Any], int]]:
             if limit and len(data) == 1 << 16:
                 data += f.read()  # a run record that big is rare: read on
     except FileNotFoundError:
-        raise JournalError(f"{path}: no journal here (was the run folder deleted?)") from None
+        raise JournalError(f"{path}: no journal here (the run never started, or its folder was deleted); "
+                           f"delete its folder ({os.path.dirname(path) or '.'}) and start the run again") from None
     except OSError as e:
         raise JournalError(f"{path}: cannot read the journal: {e.strerror or e}") from None
     unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=max(len(data), 1 << 20))
@@ -242,6 +339,9 @@ def _records(path: str, limit: int = 0) -> Iterator[Tuple[Dict[str, Any], int]]:
             if count and not data[end:].strip(b"\0"):
                 return
             raise _garbage(path, count, "a record is not an event")
+        wrong = misshapen(record)
+        if wrong:
+            raise _garbage(path, count, wrong)
         if count == 0:
             if record.get("e") != "run" or record.get("v") != VERSION:
                 raise _garbage(path, count, "it does not start with a run record of version 1")
@@ -254,6 +354,66 @@ def _records(path: str, limit: int = 0) -> Iterator[Tuple[Dict[str, Any], int]]:
         count += 1
         end = unpacker.tell()
         yield record, end
+
+
+# What each field of each record must be, so that a damaged journal (a hand edit, a record of
+# the right shape holding the wrong types) is one error here rather than a crash wherever the
+# field is used: `RunState.apply`, the report, `flow status`, the HTML page. Fields not named
+# here are not read as anything in particular. (types, required)
+_NUM = (int, float)
+_OPT_STR = (str, type(None))
+_OPT_NUM = (int, float, type(None))
+_OPT_LIST = (list, type(None))
+_OPT_ERROR = (dict, type(None))
+_FIELDS: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
+    "run": {"pipeline": ((str,), True), "file": (_OPT_STR, False), "t": (_OPT_NUM, False),
+            "pid": ((int, type(None)), False), "trigger": (_OPT_STR, False), "logical_date": (_OPT_STR, False),
+            "params": ((dict, type(None)), False), "tasks": (_OPT_LIST, False), "targets": (_OPT_LIST, False),
+            "results": (_OPT_STR, False), "executor": (_OPT_STR, False), "fingerprint": (_OPT_STR, False),
+            "forced": (_OPT_LIST, False), "overrides": ((bytes, str, type(None)), False)},
+    "resume": {"t": (_OPT_NUM, False), "pid": ((int, type(None)), False), "tasks": (_OPT_LIST, False),
+               "fingerprint": (_OPT_STR, False), "forced": (_OPT_LIST, False)},
+    "start": {"task": ((str,), True), "n": ((int,), True), "t": (_NUM, True), "fp": (_OPT_STR, False)},
+    "began": {"task": ((str,), True), "n": ((int,), True), "t": (_NUM, True)},
+    "end": {"task": ((str,), True), "t": (_NUM, True), "status": ((str,), True), "n": ((int, type(None)), False),
+            "result": ((bytes, type(None)), False), "error": (_OPT_ERROR, False), "retry_at": (_OPT_NUM, False),
+            "cpu": (_OPT_NUM, False), "fp": (_OPT_STR, False)},
+    "skip": {"task": ((str,), True), "t": (_NUM, True), "reason": (_OPT_STR, False)},
+    "expand": {"task": ((str,), True), "count": ((int,), True)},
+    "reuse": {"task": ((str,), True), "status": ((str,), True), "n": ((int, type(None)), False),
+              "started": (_OPT_NUM, False), "finished": (_OPT_NUM, False), "result": ((bytes, type(None)), False),
+              "fp": (_OPT_STR, False), "run": (_OPT_STR, False)},
+    "keep": {"tasks": ((list,), True)},
+    "hook": {"event": ((str,), True), "status": ((str,), True), "error": (_OPT_ERROR, False), "t": (_OPT_NUM, False)},
+    "done": {"status": ((str,), True), "t": (_NUM, True), "reason": (_OPT_STR, False), "error": (_OPT_ERROR, False)},
+    "mark": {"task": ((str,), True), "status": ((str,), True), "t": (_NUM, True)},
+}
+_LISTS_OF_NAMES = ("tasks", "targets", "forced")
+MAX_INSTANCES = 10_000_000  # an `expand` beyond this is damage, not a foreach (it would fill the memory)
+
+
+def misshapen(record: Dict[str, Any]) -> str:
+    """Why a record is not one flow writes (a field of the wrong type), or "" when it is whole."""
+    e = record["e"]
+    fields = _FIELDS.get(e) if isinstance(e, str) else None
+    if fields is None:
+        return f"a record of no known kind ({state.shown(e)})" if not isinstance(e, str) else ""
+    for key, (types, required) in fields.items():
+        if key not in record:
+            if required:
+                return f"the `{e}` record has no `{key}`"
+            continue
+        value = record[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"the `{key}` of the `{e}` record is {state.shown(value, 40)}"
+        if key in _LISTS_OF_NAMES and value is not None and not all(isinstance(x, str) for x in value):
+            return f"the `{key}` of the `{e}` record is not a list of names"
+        if key == "error" and value is not None and \
+                not all(isinstance(value.get(k), (str, type(None))) for k in ("type", "message", "traceback")):
+            return f"the `error` of the `{e}` record is {state.shown(value, 40)}"
+    if e == "expand" and not 0 <= record["count"] <= MAX_INSTANCES:
+        return f"an `expand` record of {state.shown(record['count'])} instances"
+    return ""
 
 
 def _garbage(path: str, good: int, why: str) -> JournalError:

@@ -349,6 +349,7 @@ def read_json(path: str) -> Any:
 
 
 SUCCEEDED = ("success", "cached")
+MARKED = "marked"  # the fingerprint of a task set by `flow mark`: a resume takes it as it is
 _ENDED = frozenset(("success", "cached", "skipped"))
 
 
@@ -382,6 +383,7 @@ class RunState:
         self.status = "running"
         self.finished: Optional[float] = None
         self.reason: Optional[str] = None
+        self.error: Optional[Dict[str, Any]] = None  # the run's own: it could not start
 
     def task(self, key: str) -> TaskState:
         state = self.tasks.get(key)
@@ -445,6 +447,13 @@ class RunState:
             s.status, s.result, s.error, s.fp = r["status"], r.get("result"), None, r.get("fp")
             s.attempts, s.started, s.finished = r.get("n", 0), r.get("started"), r.get("finished")
             s.reused, s.seq, s.reason = r.get("run"), seq, None
+        elif e == "mark":  # `flow mark`: set by hand, and kept so by a resume whatever its fingerprint
+            s = self.task(r["task"])
+            s.status, s.finished, s.seq, s.fp, s.reused = r["status"], r["t"], seq, MARKED, None
+            s.result = r.get("result") if r["status"] == "success" else None
+            s.error = {"type": "Marked", "message": "marked failed by hand", "traceback": ""} \
+                if r["status"] == "failed" else None
+            s.reason = "marked skipped by hand" if r["status"] == "skipped" else None
         elif e == "keep":  # a resumed session keeps these as earlier sessions left them
             run_id = self.info.get("run_id")
             for key in r["tasks"]:
@@ -457,11 +466,11 @@ class RunState:
             # anywhere leaves every earlier success for the next one to keep.
             self.sessions += 1
             self.hooks = []
-            self.status, self.finished, self.reason = "running", None, None
+            self.status, self.finished, self.reason, self.error = "running", None, None, None
             self.info = dict(self.info, tasks=r.get("tasks", self.info.get("tasks", [])), pid=r.get("pid"),
                              fingerprint=r.get("fingerprint"))
             for key, s in self.tasks.items():
-                if s.status not in SUCCEEDED:
+                if s.status not in SUCCEEDED and not (s.status == "skipped" and s.fp == MARKED):
                     again = self.tasks[key] = TaskState()
                     again.attempts, again.seq = s.attempts, s.seq
             for name in self.info["tasks"]:
@@ -471,6 +480,7 @@ class RunState:
             self.hooks.append({"event": r["event"], "status": r["status"], "error": r.get("error")})
         elif e == "done":
             self.status, self.finished, self.reason = r["status"], r["t"], r.get("reason")
+            self.error = r.get("error")  # a run that could not start: why
 
     # ---- the snapshot: the state at a session's end, for a fast resume --------------
 
@@ -490,7 +500,7 @@ class RunState:
         if isinstance(info.get("overrides"), bytes):
             info["overrides"] = b64(info["overrides"])
         return {"v": SNAPSHOT_VERSION, "journal": journal, "info": info, "status": self.status,
-                "finished": self.finished, "reason": self.reason, "hooks": self.hooks,
+                "finished": self.finished, "reason": self.reason, "error": self.error, "hooks": self.hooks,
                 "hook_records": self.hook_records, "instances": self.instances, "seq": self.seq,
                 "sessions": self.sessions,
                 "tasks": {k: [t.status, t.attempts, t.started, t.finished, t.error, b64(t.result), t.reason,
@@ -500,11 +510,13 @@ class RunState:
     def from_snapshot(cls, data: Dict[str, Any]) -> RunState:
         import base64
 
+        _check_snapshot(data)
         run = cls()
         info = dict(data["info"])
         if isinstance(info.get("overrides"), str):
             info["overrides"] = base64.b64decode(info["overrides"])
         run.info, run.status, run.finished, run.reason = info, data["status"], data["finished"], data["reason"]
+        run.error = data.get("error")
         run.hooks, run.hook_records, run.instances = data["hooks"], data["hook_records"], data["instances"]
         run.seq, run.sessions = data["seq"], data["sessions"]
         for key, (status, attempts, started, finished, error, result, reason, fp, reused, seq) in data["tasks"].items():
@@ -553,7 +565,7 @@ class RunState:
                 "trigger": info.get("trigger"), "logical_date": info.get("logical_date"),
                 "started_at": iso(started), "finished_at": iso(self.finished),
                 "duration_s": round(self.finished - started, 3) if started and self.finished else None,
-                "file": info.get("file"), "pid": info.get("pid")}
+                "file": info.get("file"), "pid": info.get("pid"), "error": _error_view(self.error)}
 
     def aggregate(self, name: str) -> TaskState:
         """A foreach task's own state, from its instances."""
@@ -569,7 +581,9 @@ class RunState:
         agg.started = min(starts) if starts else own.started
         agg.finished = max(ends) if ends and len(ends) == len(parts) else None
         statuses = {p.status for p in parts}
-        if not parts or statuses <= {"success", "cached"}:
+        # skipped instances (flowdsl.Skip, `flow mark`) do not make the task fail: their results are null
+        if not parts or statuses <= {"success", "cached"} or (statuses <= {"success", "cached", "skipped"}
+                                                               and statuses != {"skipped"}):
             agg.status = "success"
             agg.finished = agg.finished or own.finished
         elif statuses & {"running", "queued"}:
@@ -616,6 +630,8 @@ class RunState:
                     entry["reason"] = s.reason
                 if s.reused:
                     entry["kept_from"] = s.reused
+                if s.fp == MARKED:
+                    entry["marked"] = True
                 tasks[key] = entry
         started = info.get("t")
         report = {
@@ -627,9 +643,73 @@ class RunState:
         }
         if self.reason:
             report["reason"] = self.reason
+        report["error"] = _error_view(self.error)  # the run's own error (it could not start), else null
         if self.hooks:
             report["hooks"] = [dict(h, error=_error_view(h.get("error"))) for h in self.hooks]
         return secrets.mask_data(report) if secrets is not None else report
+
+
+def _is(value: Any, *types: type) -> bool:
+    return isinstance(value, types) and (not isinstance(value, bool) or bool in types)
+
+
+_NONE = type(None)
+
+
+def _is_error(value: Any) -> bool:
+    return value is None or (isinstance(value, dict) and
+                             all(_is(value.get(k), str, _NONE) for k in ("type", "message", "traceback")))
+
+
+def _check_snapshot(data: Any) -> None:
+    """Refuse a snapshot whose fields are not of the types `snapshot` writes (a hand edit, damage): ValueError.
+
+    Its digest only says which journal it was made from, not that its own bytes
+    are whole: a wrong type would crash the report (or a resume) long after it
+    was read. The journal then tells instead.
+    """
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{SNAPSHOT}: {what} is not what flow writes")
+
+    if not isinstance(data, dict):
+        raise bad("the snapshot")
+    info, tasks, instances = data.get("info"), data.get("tasks"), data.get("instances")
+    if not isinstance(info, dict) or not is_run_id(info.get("run_id")):
+        raise bad("`info`")
+    for key, types in (("pipeline", (str,)), ("file", (str, _NONE)), ("t", (int, float, _NONE)),
+                       ("pid", (int, _NONE)), ("trigger", (str, _NONE)), ("logical_date", (str, _NONE)),
+                       ("params", (dict, _NONE)), ("tasks", (list, _NONE)), ("targets", (list, _NONE)),
+                       ("fingerprint", (str, _NONE)), ("overrides", (str, _NONE)), ("from_run", (str, _NONE)),
+                       ("results", (str, _NONE))):
+        if not _is(info.get(key), *types):
+            raise bad(f"`info.{key}`")
+    if not all(isinstance(n, str) for n in info.get("tasks") or ()):
+        raise bad("`info.tasks`")
+    if info.get("from_run") is not None and not is_run_id(info["from_run"]):
+        raise bad("`info.from_run`")
+    for key, types in (("status", (str,)), ("finished", (int, float, _NONE)), ("reason", (str, _NONE)),
+                       ("hooks", (list,)), ("hook_records", (int,)), ("instances", (dict,)), ("seq", (int,)),
+                       ("sessions", (int,)), ("tasks", (dict,))):
+        if not _is(data.get(key), *types):
+            raise bad(f"`{key}`")
+    if not _is_error(data.get("error")):
+        raise bad("`error`")
+    for h in data["hooks"]:
+        if not (isinstance(h, dict) and _is(h.get("event"), str) and _is(h.get("status"), str)
+                and _is_error(h.get("error"))):
+            raise bad("a hook")
+    for name, keys in instances.items():
+        if not (isinstance(keys, list) and all(isinstance(k, str) and k in tasks for k in keys)):
+            raise bad(f"the instances of {shown(name)}")
+    for key, t in tasks.items():
+        if not (isinstance(t, list) and len(t) == 10):
+            raise bad(f"the task {shown(key)}")
+        status, attempts, started, finished, error, result, reason, fp, reused, seq = t
+        if not (_is(status, str) and _is(attempts, int) and _is(started, int, float, _NONE)
+                and _is(finished, int, float, _NONE) and _is_error(error) and _is(result, str, _NONE)
+                and _is(reason, str, _NONE) and _is(fp, str, _NONE) and _is(reused, str, _NONE)
+                and _is(seq, int)):
+            raise bad(f"the task {shown(key)}")
 
 
 def _error_view(error: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
