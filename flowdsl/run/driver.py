@@ -121,6 +121,7 @@ class Runner:
             self.previous = checkpoint.Previous(run_id, earlier, o.forced, o.earlier_id, o.earlier,
                                                 o.earlier_forced)
             self.fingerprints.know(self.previous, program_fp, earlier.info.get("fingerprint"))
+            self.number_after_logs(earlier)
             self.state = earlier
             self.resumed: Optional[str] = earlier.status
         else:
@@ -149,6 +150,31 @@ class Runner:
             if o.earlier_id is not None:  # a --from run: what a resume of it may still take from that run
                 first.update(from_run=o.earlier_id, forced=sorted(o.forced))
             self.first_record(first)
+
+    def number_after_logs(self, earlier: state.RunState) -> None:
+        """Attempts (and hooks) of this session are numbered after every log file already there.
+
+        The journal alone can undercount: a session cut off may have lost the
+        `start` of an attempt whose log it had begun; numbering from the journal
+        would write over that log.
+        """
+        import re
+
+        try:
+            names = os.listdir(os.path.join(self.run_folder, "logs"))
+        except OSError:
+            return
+        hooks = 0
+        for name in names:
+            m = re.fullmatch(r"(.+)\.([0-9]{1,9})\.log", name)
+            if m is None:
+                continue
+            key, n = m.group(1), int(m.group(2))
+            if key.startswith("on_") and key[3:] in ("success", "failure", "finish"):
+                hooks = max(hooks, n)
+            elif n > self.previous.attempts.get(key, 0):
+                self.previous.attempts[key] = n
+        earlier.hook_records = max(earlier.hook_records, hooks)
 
     def first_record(self, r: Dict[str, Any]) -> None:
         self.journal.append(r)

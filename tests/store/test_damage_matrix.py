@@ -237,19 +237,15 @@ def _run_verbs(flow, proj: Path, kind: str, damaged: Path, verbs: List[str]) -> 
 
 
 # A journal cut inside a record loses the records after the cut, among them the start of b's
-# attempt 1, whose log is there: the resume numbers b's attempt 1 again and its log is written
-# over (run/machine.py numbers attempts from the journal alone; not this change's files).
-LOSES_A_LOG = pytest.mark.xfail(strict=True, reason="a resume of a cut journal writes over the log of an attempt "
-                                "the journal lost (attempt numbers come from the journal alone)")
-CASES = [pytest.param(kind, damage, id=f"{kind}-{damage}",
-                      marks=[LOSES_A_LOG] if (kind, damage) == ("journal", "truncated") else [])
-         for kind in FILES for damage in DAMAGES]
+# attempt 1, whose log is there: the resume numbers its attempts after the logs it finds, so
+# that log is kept (run/driver.py, number_after_logs). Root reads a file of mode 000: as root,
+# the `folder` damage stands for an unreadable file, and `unreadable` is not tried.
+CASES = [pytest.param(kind, damage, id=f"{kind}-{damage}")
+         for kind in FILES for damage in DAMAGES if not (damage == "unreadable" and AS_ROOT)]
 
 
 @pytest.mark.parametrize("kind, damage", CASES)
 def test_damaged_file(flow, proj, kind, damage):
-    if damage == "unreadable" and AS_ROOT:
-        pytest.skip("root reads a file of mode 000: the `folder` damage stands for an unreadable file")
     path = FILES[kind](proj)
     DAMAGES[damage](path)
     codes = _run_verbs(flow, proj, kind, path, VERBS[kind])
