@@ -61,7 +61,12 @@ class TickState:
 
             ensure_private_dir(state_root)
             # never through a link: raises state.Unsafe, an OSError (the tick says it cannot use the folder)
-            self.fd = open_file(os.path.join(state_root, LOCK), os.O_RDWR | os.O_CREAT)
+            path = os.path.join(state_root, LOCK)
+            try:
+                self.fd = open_file(path, os.O_RDWR | os.O_CREAT)
+            except IsADirectoryError:
+                raise OSError(f"{path} is a folder, where ticks take turns on a lock file; "
+                              f"remove it (`rmdir {path}`): the next tick makes the file") from None
             try:
                 fcntl.flock(self.fd, fcntl.LOCK_EX)  # ticks started together take turns here
             except BaseException:

@@ -209,3 +209,13 @@ def test_a_full_disk_loses_nothing_and_leaves_no_temporary_file(pyz, flow, tmp_p
     assert fired_dates(tick(flow, f, "2026-11-22T11:00:40Z")) == ["2026-11-22T11:00:00+00:00"]
     settle(tmp_path)
     assert json.loads(flow("schedule", f, "--json").stdout)[0]["paused"] is False
+
+
+def test_a_tick_lock_that_is_a_folder_is_named_with_its_remedy(flow, tmp_path):
+    write_project(tmp_path, 'pipeline s { schedule cron "* * * * *"  executor inline }\ntask a { sh "echo a" }\n',
+                  name="s.flow")
+    (tmp_path / ".flow").mkdir(mode=0o700)
+    (tmp_path / ".flow" / "tick.lock").mkdir()
+    proc = flow("tick", tmp_path, "--now", "2026-12-01T10:00:30Z", cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "tick.lock is a folder" in proc.stderr and "rmdir" in proc.stderr
