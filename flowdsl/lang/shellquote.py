@@ -255,8 +255,9 @@ class _Scanner:
 
     # ---- one handler per state: `c` is the next static character ----------------------------------
 
-    def _top(self, c: str, f: _Frame) -> None:
-        nxt = self.peek()
+    def opening(self, c: str) -> bool:
+        """A backslash, a quote, a backtick or a `$` opens what it opens here (outside quotes and in
+        `${...}` alike); False for any other character."""
         if c == "\\":
             self.escape_pair(c)
         elif c == "'":
@@ -267,6 +268,14 @@ class _Scanner:
             self.push(BQ, c, 1)
         elif c == "$":
             self.dollar(ansi_quotes=True)
+        else:
+            return False
+        return True
+
+    def _top(self, c: str, f: _Frame) -> None:
+        nxt = self.peek()
+        if self.opening(c):
+            pass
         elif c == "#" and f.word_start:
             self.push(COMMENT, c, 1)
         elif c == "<" and nxt == "<" and self.peek(2) != "<":
@@ -359,16 +368,8 @@ class _Scanner:
     def _param(self, c: str, f: _Frame) -> None:
         if c == "}" and f.depth == 0:
             self.pop(c, 1)
-        elif c == "\\":
-            self.escape_pair(c)
-        elif c == "'":
-            self.push(SQ, c, 1)
-        elif c == '"':
-            self.push(DQ, c, 1)
-        elif c == "`":
-            self.push(BQ, c, 1)
-        elif c == "$":
-            self.dollar(ansi_quotes=True)
+        elif self.opening(c):
+            pass
         else:
             f.depth += (c == "{") - (c == "}")
             self.put(c)

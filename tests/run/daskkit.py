@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 DASK = Path(sys.executable).parent / "dask"
@@ -83,7 +84,7 @@ class Cluster:
         nannies = {p.pid for p in self.procs if p is not getattr(self, "scheduler", None)}
         workers = {pid for pid in _pids() if _parent(pid) in nannies}
         return [pid for pid in _pids() if _parent(pid) in workers and b"helper_main" in _cmdline(pid)
-                and _alive(pid)]
+                and alive(pid)]
 
     def add_worker(self, i, *extra: str) -> subprocess.Popen:
         proc = start(["worker", self.address, "--nthreads", str(self.threads), "--host", "127.0.0.1",
@@ -118,10 +119,22 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return False
     return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
+
+
+@contextmanager
+def running(folder: Path, workers: int = 2, threads: int = 2):
+    """A started cluster for the block; every process it started is killed when the block is left."""
+    c = Cluster(folder, workers, threads)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+

@@ -18,28 +18,15 @@ import time
 from pathlib import Path
 
 import pytest
-from daskkit import Cluster, free_port, stop
+from daskkit import alive, free_port, running, stop
 from runkit import explain, journal_records, run_json, spawn_run, state_runs, stopped, wait_until, write_project
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
-    try:
-        c.start()
+    with running(tmp_path_factory.mktemp("cluster")) as c:
         yield c
-    finally:
-        c.stop()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 TASKS = {

@@ -14,7 +14,7 @@ import textwrap
 import time
 
 import pytest
-from daskkit import Cluster
+from daskkit import Cluster, alive, running
 from runkit import explain, journal_records, run_json, spawn_run, state_runs, stopped, wait_until, write_project
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
@@ -48,21 +48,8 @@ PIPELINE = """
 
 @pytest.fixture
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("cluster"), workers=1, threads=2)
-    try:
-        c.start()
+    with running(tmp_path_factory.mktemp("cluster"), workers=1, threads=2) as c:
         yield c
-    finally:
-        c.stop()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 def side(folder) -> list:
