@@ -18,19 +18,57 @@ from .inputs import UsageError
 
 
 def _root(args) -> str:
+    """The state folder: `--state-dir`, $FLOW_STATE_DIR, else the one beside the `.flow` file given
+    (`--file`, or the file in place of a run id or pipeline), else ./.flow."""
     from ..store import state
 
-    return state.state_dir(None, args.state_dir)
+    return state.state_dir(getattr(args, "file", None), args.state_dir)
+
+
+def take_file(args, positional: str) -> None:
+    """A `.flow` file given where a run id or a pipeline goes means `--file`: that file's state folder."""
+    given = getattr(args, positional, None)
+    if not getattr(args, "file", None) and isinstance(given, str) and given.endswith(".flow") \
+            and os.path.isfile(given):
+        args.file = given
+        setattr(args, positional, None)
+    if getattr(args, "file", None) and not os.path.isfile(args.file):
+        raise UsageError(f"no such file: {args.file}")
+
+
+def pipeline_of_file(path: str) -> str:
+    """The pipeline a `.flow` file declares (its stem when it cannot be read)."""
+    from ..lang.check import check
+
+    try:
+        loaded = check(path)
+    except Exception:  # a file that cannot be read at all: what `validate` says of it is its business
+        loaded = None
+    program = getattr(loaded, "program", None)
+    return program.pipeline.name if program is not None else os.path.splitext(os.path.basename(path))[0]
+
+
+def where_runs_are(root: str) -> str:
+    """A hint for `no runs` in a folder that does not exist: runs live beside their `.flow` file."""
+    if os.path.isdir(root):
+        return ""
+    return (f" ({root} does not exist: a run keeps its state beside its .flow file, so name that file, "
+            "`flow runs path/to/pipeline.flow`, or give --state-dir)")
+
+
+def add_file(p) -> None:
+    p.add_argument("--file", metavar="F.flow", help="use the state folder of this pipeline file, as `run` does")
 
 
 def _run_id(args, given: Optional[str]) -> Tuple[str, str]:
     from ..store import history
 
     root = _root(args)
+    pipeline = pipeline_of_file(args.file) if getattr(args, "file", None) and given is None else None
     try:
-        return root, history.resolve(root, given)
+        return root, history.resolve(root, given, pipeline)  # no id: the latest (of the file's pipeline)
     except history.NoSuchRun as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(str(e) + where_runs_are(root)) from None
 
 
 def _table(rows: List[List[Any]], headers: List[str]) -> str:
@@ -72,6 +110,9 @@ def cmd_runs(args) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
+    take_file(args, "pipeline")
+    if args.file and args.pipeline is None:
+        args.pipeline = pipeline_of_file(args.file)
     found = history.runs(_root(args), args.pipeline, args.limit)
     if args.html:
         from .report import index_path, write_index
@@ -88,7 +129,7 @@ def cmd_runs(args) -> int:
         return EXIT_OK
     if not found:
         whose = f" of {args.pipeline}" if args.pipeline else ""
-        print(f"no runs{whose} in {_root(args)}")
+        print(f"no runs{whose} in {_root(args)}{where_runs_are(_root(args))}")
         return EXIT_OK
     rows = [[r["run_id"], r.get("status"), r.get("trigger") or "-", r.get("logical_date") or "-",
              _when(r.get("started_at")), _seconds(r.get("duration_s"))] for r in found]
@@ -101,7 +142,8 @@ def cmd_runs(args) -> int:
 
 
 def add_runs(p) -> None:
-    p.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="only this pipeline's runs")
+    p.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="only this pipeline's runs (or its .flow file)")
+    add_file(p)
     p.add_argument("--limit", type=int, metavar="N", help="the newest N runs")
     p.add_argument("--json", action="store_true")
     p.add_argument("--html", metavar="FILE", help="write an HTML index of the runs, with each run's page beside it")
@@ -129,12 +171,16 @@ def cmd_status(args) -> int:
 
     from ..store import state
 
+    take_file(args, "run_id")
     root, run_id = _run_id(args, args.run_id)
     try:
         report = load_report(state.run_dir(root, run_id))
     except Damaged as e:
         print(f"flow status: error: {e}", file=sys.stderr)
         return EXIT_FAILED
+    wanted = set(args.state or ()) | ({"failed"} if args.failed else set())
+    if wanted:  # only the tasks (and instances) in those states
+        report["tasks"] = {k: t for k, t in report["tasks"].items() if t["status"] in wanted}
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -161,8 +207,14 @@ def _kept(source: Optional[str], run_id: str) -> str:
 
 
 def add_status(p) -> None:
-    p.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a run id or a unique prefix (default: the latest)")
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID",
+                   help="a run id or a unique prefix (default: the latest), or a .flow file (its latest run)")
     p.add_argument("--json", action="store_true", help="the run report of `flow run --json`")
+    p.add_argument("--failed", action="store_true", help="only the tasks that failed")
+    p.add_argument("--state", action="append", metavar="S",
+                   choices=("success", "failed", "skipped", "cached", "pending", "running", "queued"),
+                   help="only the tasks in state S (repeatable)")
+    add_file(p)
     p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
 
 
@@ -199,6 +251,7 @@ def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int
 def cmd_logs(args) -> int:
     from ..store import history, journal, state
 
+    take_file(args, "run_id")
     root, run_id = _run_id(args, args.run_id)
     folder = state.run_dir(root, run_id)
     out = sys.stdout.buffer
@@ -260,8 +313,10 @@ def cmd_logs(args) -> int:
 
 
 def add_logs(p) -> None:
-    p.add_argument("run_id", metavar="RUN_ID", help="a run id or a unique prefix")
+    p.add_argument("run_id", nargs="?", metavar="RUN_ID",
+                   help="a run id or a unique prefix (default: the latest), or a .flow file (its latest run)")
     p.add_argument("task", nargs="?", metavar="TASK", help="one task (a foreach task: all its instances)")
+    add_file(p)
     p.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
 
@@ -282,6 +337,9 @@ def cmd_prune(args) -> int:
         older = duration_arg(args.older_than)
         if older is None:
             raise UsageError(f"--older-than takes a duration like 30d or 12h, not `{args.older_than}`")
+    take_file(args, "pipeline")
+    if args.file and args.pipeline is None:
+        args.pipeline = pipeline_of_file(args.file)
     root = _root(args)
     now = time.time()
     refused: List[str] = []  # what flow will not touch (a link, another user's folder): said, left alone
@@ -301,7 +359,8 @@ def cmd_prune(args) -> int:
 
 
 def add_prune(p) -> None:
-    p.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="only this pipeline's runs")
+    p.add_argument("pipeline", nargs="?", metavar="PIPELINE", help="only this pipeline's runs (or its .flow file)")
+    add_file(p)
     p.add_argument("--keep", type=int, metavar="N", help="keep the newest N runs of each pipeline")
     p.add_argument("--older-than", metavar="D", help="delete runs last written more than D ago (30d, 12h)")
     p.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")

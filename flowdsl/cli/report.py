@@ -21,12 +21,15 @@ def add_report(p) -> None:
     p.add_argument("--html", metavar="FILE", required=True,
                    help="where to write the page; a folder gets <run_id>.html, or without RUN_ID an index of every run")
     p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")
+    p.add_argument("--file", metavar="F.flow", help="use the state folder of this pipeline file, as `run` does")
 
 
 def cmd_report(args) -> int:
     from ..store import history, journal, state
+    from .history import take_file
 
-    root = state.state_dir(None, args.state_dir)
+    take_file(args, "run_id")
+    root = state.state_dir(args.file, args.state_dir)
     target = args.html
     is_dir = is_folder(target)
     if is_dir and args.run_id is None:
