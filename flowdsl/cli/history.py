@@ -235,7 +235,8 @@ def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int
             if task is None or key == task or key.startswith(task + "["):
                 known = True
                 pairs.append((key, r["n"]))
-    if task is None:  # hook logs too (the journal checked the folder: `logs/` is no link)
+    hook = task in HOOK_KEYS
+    if task is None or hook:  # hook logs too (the journal checked the folder: `logs/` is no link)
         logs = os.path.join(folder, "logs")
         try:
             names = sorted(os.listdir(logs))
@@ -243,9 +244,14 @@ def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int
             names = []
         for name in names:
             key, _, n = name[:-4].rpartition(".")
-            if name.startswith("on_") and name.endswith(".log") and n.isdigit() and n.isascii():
+            if key in HOOK_KEYS and (task is None or key == task) and name.endswith(".log") and n.isdigit() \
+                    and n.isascii():
                 pairs.append((key, int(n)))
+        known = known or hook  # a hook that printed nothing has no log: shown as empty
     return pairs, known
+
+
+HOOK_KEYS = ("on_success", "on_failure", "on_finish")  # `flow logs RUN on_failure`: that hook's output
 
 
 def cmd_logs(args) -> int:

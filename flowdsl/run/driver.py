@@ -76,6 +76,7 @@ class Runner:
         self.journal_error: Optional[journal.WriteError] = None
         self.backend: Any = None
         self.start_error: Optional[str] = None  # set by `open`: why this run cannot start, if it cannot
+        self.hook_numbers: Dict[str, int] = {}  # a resumed run's hooks: the last log number of each
         self.elastic = False
         self.machine: Optional[Machine] = None
 
@@ -121,7 +122,7 @@ class Runner:
             self.previous = checkpoint.Previous(run_id, earlier, o.forced, o.earlier_id, o.earlier,
                                                 o.earlier_forced)
             self.fingerprints.know(self.previous, program_fp, earlier.info.get("fingerprint"))
-            self.number_after_logs(earlier)
+            self.number_after_logs()
             self.state = earlier
             self.resumed: Optional[str] = earlier.status
         else:
@@ -151,7 +152,7 @@ class Runner:
                 first.update(from_run=o.earlier_id, forced=sorted(o.forced))
             self.first_record(first)
 
-    def number_after_logs(self, earlier: state.RunState) -> None:
+    def number_after_logs(self) -> None:
         """Attempts (and hooks) of this session are numbered after every log file already there.
 
         The journal alone can undercount: a session cut off may have lost the
@@ -164,17 +165,15 @@ class Runner:
             names = os.listdir(os.path.join(self.run_folder, "logs"))
         except OSError:
             return
-        hooks = 0
         for name in names:
             m = re.fullmatch(r"(.+)\.([0-9]{1,9})\.log", name)
             if m is None:
                 continue
             key, n = m.group(1), int(m.group(2))
             if key.startswith("on_") and key[3:] in ("success", "failure", "finish"):
-                hooks = max(hooks, n)
+                self.hook_numbers[key] = max(self.hook_numbers.get(key, 0), n)
             elif n > self.previous.attempts.get(key, 0):
                 self.previous.attempts[key] = n
-        earlier.hook_records = max(earlier.hook_records, hooks)
 
     def first_record(self, r: Dict[str, Any]) -> None:
         self.journal.append(r)
@@ -230,7 +229,8 @@ class Runner:
         self.machine = m = Machine(
             self.plan, self.state, self.previous, maker, self.fingerprints,
             checkpoint.ResultCache(self.state_root, self.plan.pipeline), self, self.reporter, Clock,
-            capacity=capacity, queues=getattr(self.backend, "queues", False), resumed=self.resumed)
+            capacity=capacity, queues=getattr(self.backend, "queues", False), resumed=self.resumed,
+            hook_numbers=self.hook_numbers)
         previous = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             if unavailable:

@@ -74,7 +74,8 @@ class RunningHook:
 class Machine:
     def __init__(self, plan: ExecPlan, run_state: state.RunState, previous: checkpoint.Previous, maker: Maker,
                  fingerprints, cache, effects, reporter, clock, *, capacity: Optional[int] = None,
-                 queues: bool = False, resumed: Optional[str] = None, uniform=random.uniform) -> None:
+                 queues: bool = False, resumed: Optional[str] = None, hook_numbers: Optional[Dict[str, int]] = None,
+                 uniform=random.uniform) -> None:
         self.plan = plan
         self.tasks = plan.tasks
         self.state = run_state
@@ -114,7 +115,7 @@ class Machine:
         self.worked = False
         self.pending_hooks: Deque[HookSpec] = deque()
         self.hook: Optional[RunningHook] = None
-        self.hook_base = run_state.hook_records
+        self.hook_numbers: Dict[str, int] = dict(hook_numbers or {})  # hook key -> its last log's number
 
     # ---- events ---------------------------------------------------------------------
 
@@ -533,12 +534,12 @@ class Machine:
     def next_hook(self) -> None:
         while self.pending_hooks:
             hook = self.pending_hooks.popleft()
-            self.hook_base += 1
+            number = self.hook_numbers[hook.key] = self.hook_numbers.get(hook.key, 0) + 1  # on_failure.1 first
             report = self.state.report(self.maker.secrets)
             report["status"] = self.status
             timeout = self.hook_timeout()
             try:
-                attempt = self.maker.hook(hook, self.hook_base, report, self.status, timeout)
+                attempt = self.maker.hook(hook, number, report, self.status, timeout)
             except EvalError as e:
                 error = {"type": "EvalError", "message": self.maker.secrets.mask(str(e)), "traceback": ""}
                 self.record({"e": "hook", "event": hook.event, "status": "failed", "error": error,
@@ -546,7 +547,7 @@ class Machine:
                 self.reporter.hook_ended(hook.event, error)
                 continue
             deadline = None if timeout is None else self.clock.now() + timeout
-            self.hook = RunningHook(hook, self.hook_base, deadline)
+            self.hook = RunningHook(hook, number, deadline)
             self.effects.submit(attempt)
             return
         self.finish()
@@ -560,7 +561,7 @@ class Machine:
             error = self.maker.secrets.mask_data(error)
         self.record({"e": "hook", "event": hook.spec.event, "status": "failed" if error else "success",
                      "error": error, "t": self.clock.wall()})
-        self.reporter.hook_ended(hook.spec.event, error)
+        self.reporter.hook_ended(hook.spec.event, error, hook.spec.key, hook.number)
 
     def finish(self) -> None:
         reason = self.stop_reason if self.status != "success" else None

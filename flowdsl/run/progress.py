@@ -88,7 +88,9 @@ class PlainReporter:
     def stopping(self, reason: Optional[str]) -> None:
         self.say(f"{self.stamp()} stopping: {reason}; waiting for running tasks", always=True)
 
-    def hook_ended(self, event: str, error) -> None:
+    def hook_ended(self, event: str, error, key: Optional[str] = None, n: int = 0) -> None:
+        if key:
+            self.stream(key, n, final=True)  # with -v: what the hook printed
         if error:
             self.say(f"{self.stamp()} hook on {event} failed: {_error_line(error)}", always=True)
         else:

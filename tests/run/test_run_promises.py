@@ -189,3 +189,20 @@ def test_quiet_says_nothing_of_a_failure_a_retry_mended(flow, tmp_path):
     (tmp_path / "once").unlink()
     loud = flow("run", f, cwd=tmp_path)
     assert "run " in loud.stdout and ": 1 task, logs in" in loud.stdout and "FAIL  flaky" in loud.stdout
+
+
+def test_hooks_logs_are_numbered_per_hook_shown_by_logs_and_by_verbose(flow, tmp_path):
+    f = write_project(tmp_path, """
+        pipeline p { on failure sh "echo alerting"  on finish sh "echo finishing" }
+        task bad { sh "exit 1" }
+    """)
+    proc = flow("run", f, "-v", cwd=tmp_path)
+    assert proc.returncode == 1, explain(proc)
+    assert "on_failure | alerting" in proc.stdout and "on_finish | finishing" in proc.stdout
+    (run,) = state_runs(tmp_path)
+    assert sorted(p.name for p in (run / "logs").glob("on_*")) == ["on_failure.1.log", "on_finish.1.log"]
+    logs = flow("logs", run.name, "on_failure", cwd=tmp_path)
+    assert logs.returncode == 0 and logs.stdout.strip() == "alerting", explain(logs)
+    flow("run", f, "--resume", cwd=tmp_path)  # the hooks fire again: their logs come after the first
+    assert sorted(p.name for p in (run / "logs").glob("on_*")) == [
+        "on_failure.1.log", "on_failure.2.log", "on_finish.1.log", "on_finish.2.log"]
