@@ -194,6 +194,8 @@ def cmd_status(args) -> int:
         error = t.get("error")
         note = (f"{error['type']}: {_first_line(error.get('message'))}" if error else
                 t.get("reason") or _kept(t.get("kept_from"), report["run_id"]))
+        if t.get("worker"):  # where it ran, on a cluster
+            note = f"on {t['worker']}" + (f"; {note}" if note else "")
         rows.append([key, t["status"], t["attempts"], _seconds(t["duration_s"]), note])
     print()
     print(_table(rows, ["task", "state", "attempts", "duration", "error"]))

@@ -953,9 +953,7 @@ class DaskBackend:
 
 
 def _began_item(key: str, number: int, t: float, worker: Optional[str]) -> Began:
-    if worker is not None and "worker" in Began.__dataclass_fields__:
-        return Began(key, number, t, worker=worker)  # type: ignore[call-arg]
-    return Began(key, number, t)
+    return Began(key, number, t, worker)
 
 
 def _hint_missing_file(attempt: Attempt, error: Dict[str, Any]) -> Dict[str, Any]:

@@ -133,7 +133,10 @@ class Machine:
         if inst is None or inst.attempt != b.number or inst.began:
             return
         inst.began = True
-        self.record({"e": "began", "task": b.key, "n": b.number, "t": b.t})
+        record = {"e": "began", "task": b.key, "n": b.number, "t": b.t}
+        if b.worker is not None:
+            record["w"] = b.worker
+        self.record(record)
         self.reporter.started(b.key, b.number)
         timeout = self.tasks[inst.name].timeout
         if timeout is not None:
@@ -456,8 +459,11 @@ class Machine:
         spec = self.tasks[inst.name]
         if o.ok:
             result = self.maker.masked(o.result)
-            self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(),
-                         "status": "success", "result": result, "cpu": o.cpu})
+            end = {"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(),
+                   "status": "success", "result": result, "cpu": o.cpu}
+            if o.worker is not None:
+                end["w"] = o.worker
+            self.record(end)
             if spec.cache and self.cache is not None:
                 self.cache.put(inst.fp, result, self.run_id, inst.key)
             self.reporter.ended(inst.key, inst.attempt, "success", duration, None, None)
@@ -476,8 +482,11 @@ class Machine:
         status = "interrupted" if interrupted else "failed"
         retry_at = self.clock.wall() + delay if delay is not None else None
         error = self.maker.secrets.mask_data(error)
-        self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(), "status": status,
-                     "error": error, "retry_at": retry_at, "cpu": o.cpu})
+        end = {"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(), "status": status,
+               "error": error, "retry_at": retry_at, "cpu": o.cpu}
+        if o.worker is not None:
+            end["w"] = o.worker
+        self.record(end)
         self.reporter.ended(inst.key, inst.attempt, status, duration, error, delay)
         if interrupted:
             return  # pending: a resume runs it

@@ -62,6 +62,7 @@ class Outcome:
     started: float = 0.0
     finished: float = 0.0
     cpu: Optional[float] = None  # CPU seconds the attempt used (user + system), children included for sh/exec
+    worker: Optional[str] = None  # where it ran, when that is another machine (a Dask worker's address)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Began:
     key: str
     number: int
     t: float
+    worker: Optional[str] = None  # where it runs (a Dask worker's address)
 
 
 class TaskTimeout(Exception):

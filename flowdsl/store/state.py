@@ -354,7 +354,8 @@ _ENDED = frozenset(("success", "cached", "skipped"))
 
 
 class TaskState:
-    __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused", "seq")
+    __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused", "seq",
+                 "worker")
 
     def __init__(self) -> None:
         self.status = "pending"
@@ -367,6 +368,7 @@ class TaskState:
         self.fp: Optional[str] = None
         self.reused: Optional[str] = None  # the run it was kept from
         self.seq = -1  # the journal's record that set its final state (its place, counting from 0)
+        self.worker: Optional[str] = None  # where its last attempt ran, when another machine (a Dask worker)
 
 
 class RunState:
@@ -408,6 +410,8 @@ class RunState:
             s.attempts, s.error, s.fp = r["n"], None, r.get("fp")
         elif e == "began":  # a queued attempt started on a worker
             s = self.task(r["task"])
+            if r.get("w") is not None:
+                s.worker = r["w"]
             if s.attempts == r["n"] and s.status == "queued":
                 s.status = "running"
                 if s.started is None:
@@ -416,6 +420,8 @@ class RunState:
             s = self.tasks.get(r["task"]) or self.task(r["task"])
             s.finished = r["t"]
             s.attempts = max(s.attempts, r.get("n", 0))
+            if r.get("w") is not None:
+                s.worker = r["w"]
             if r["status"] == "success":
                 s.status, s.result, s.error, s.seq = "success", r.get("result"), None, seq
             elif r["status"] == "cached":
@@ -632,6 +638,8 @@ class RunState:
                     entry["kept_from"] = s.reused
                 if s.fp == MARKED:
                     entry["marked"] = True
+                if s.worker:
+                    entry["worker"] = s.worker
                 tasks[key] = entry
         started = info.get("t")
         report = {

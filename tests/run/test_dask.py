@@ -141,6 +141,11 @@ def test_run_sh_exec_foreach_results_and_logs_travel(flow, cluster, tmp_path):
     assert logs.returncode == 0 and "hello x" in logs.stdout and "to stderr" in logs.stdout, explain(logs)
     records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
     assert records[0]["executor"] == "dask"
+    # which worker ran each attempt: in the journal, the report and `flow status`
+    assert {t.get("worker", "")[:16] for k, t in tasks.items() if k != "each"} == {"tcp://127.0.0.1:"}
+    assert {r.get("w", "")[:16] for r in records if r["e"] in ("began", "end")} == {"tcp://127.0.0.1:"}
+    status = flow("status", run_id, cwd=tmp_path)
+    assert "on tcp://127.0.0.1:" in status.stdout, explain(status)
 
 
 def test_retries_when_hooks_and_secrets(flow, cluster, tmp_path):
