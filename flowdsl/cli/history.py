@@ -14,7 +14,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..run.exitcodes import EXIT_FAILED, EXIT_OK
-from .inputs import UsageError
+from .inputs import UsageError, add_file, pipeline_of_file, take_file
 
 
 def _root(args) -> str:
@@ -25,39 +25,12 @@ def _root(args) -> str:
     return state.state_dir(getattr(args, "file", None), args.state_dir)
 
 
-def take_file(args, positional: str) -> None:
-    """A `.flow` file given where a run id or a pipeline goes means `--file`: that file's state folder."""
-    given = getattr(args, positional, None)
-    if not getattr(args, "file", None) and isinstance(given, str) and given.endswith(".flow") \
-            and os.path.isfile(given):
-        args.file = given
-        setattr(args, positional, None)
-    if getattr(args, "file", None) and not os.path.isfile(args.file):
-        raise UsageError(f"no such file: {args.file}")
-
-
-def pipeline_of_file(path: str) -> str:
-    """The pipeline a `.flow` file declares (its stem when it cannot be read)."""
-    from ..lang.check import check
-
-    try:
-        loaded = check(path)
-    except Exception:  # a file that cannot be read at all: what `validate` says of it is its business
-        loaded = None
-    program = getattr(loaded, "program", None)
-    return program.pipeline.name if program is not None else os.path.splitext(os.path.basename(path))[0]
-
-
 def where_runs_are(root: str) -> str:
     """A hint for `no runs` in a folder that does not exist: runs live beside their `.flow` file."""
     if os.path.isdir(root):
         return ""
     return (f" ({root} does not exist: a run keeps its state beside its .flow file, so name that file, "
             "`flow runs path/to/pipeline.flow`, or give --state-dir)")
-
-
-def add_file(p) -> None:
-    p.add_argument("--file", metavar="F.flow", help="use the state folder of this pipeline file, as `run` does")
 
 
 def _run_id(args, given: Optional[str]) -> Tuple[str, str]:

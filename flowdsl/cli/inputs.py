@@ -52,3 +52,30 @@ def load_checked(path: str, targets: Sequence[str] = (), state_root: Optional[st
         print(f"{path}: {len(errors)} error{'s' * (len(errors) != 1)}; run `flow validate {path}`", file=sys.stderr)
         return None, None
     return loaded.program, keep
+
+
+def take_file(args, positional: str) -> None:
+    """A `.flow` file given where a run id or a pipeline goes means `--file`: that file's state folder."""
+    given = getattr(args, positional, None)
+    if not getattr(args, "file", None) and isinstance(given, str) and given.endswith(".flow") \
+            and os.path.isfile(given):
+        args.file = given
+        setattr(args, positional, None)
+    if getattr(args, "file", None) and not os.path.isfile(args.file):
+        raise UsageError(f"no such file: {args.file}")
+
+
+def pipeline_of_file(path: str) -> str:
+    """The pipeline a `.flow` file declares (its stem when it cannot be read)."""
+    from ..lang.check import check
+
+    try:
+        loaded = check(path)
+    except Exception:  # a file that cannot be read at all: what `validate` says of it is its business
+        loaded = None
+    program = getattr(loaded, "program", None)
+    return program.pipeline.name if program is not None else os.path.splitext(os.path.basename(path))[0]
+
+
+def add_file(p) -> None:
+    p.add_argument("--file", metavar="F.flow", help="use the state folder of this pipeline file, as `run` does")

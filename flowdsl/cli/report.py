@@ -26,7 +26,7 @@ def add_report(p) -> None:
 
 def cmd_report(args) -> int:
     from ..store import history, journal, state
-    from .history import take_file
+    from .inputs import take_file
 
     take_file(args, "run_id")
     root = state.state_dir(args.file, args.state_dir)
