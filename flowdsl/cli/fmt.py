@@ -74,6 +74,12 @@ def _stdin(args) -> int:
 
 
 def _one(path: str, args) -> int:
+    from ..lang.loader import refusal
+
+    problem = refusal(path)  # a FIFO, a device, a folder or another kind of file: never opened
+    if problem is not None:
+        print(f"{path}: {problem.message}", file=sys.stderr)
+        return EXIT_FAILED
     try:
         with open(path, "rb") as f:
             raw = f.read()

@@ -152,3 +152,14 @@ def test_the_examples_are_in_canonical_layout(flow):
 
     proc = flow("fmt", "--check", ROOT / "examples")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_fmt_never_opens_what_is_not_a_regular_flow_file(flow, tmp_path):
+    fifo = tmp_path / "pipe.flow"
+    os.mkfifo(fifo)  # opening it would block for ever
+    device = tmp_path / "zero.flow"
+    device.symlink_to("/dev/zero")  # reading it would never end
+    for path in (fifo, device, tmp_path):
+        proc = flow("fmt", "--check", path, cwd=tmp_path, timeout=20)
+        assert proc.returncode != 0 and "Traceback" not in proc.stderr, (path, proc.stderr)
+        assert "not a .flow file" in proc.stderr or "folder" in proc.stderr or "no .flow" in proc.stderr, proc.stderr
