@@ -295,16 +295,14 @@ class _Scanner:
             if c not in BLANKS and c not in "<>":
                 f.command_position = True
             f.word, f.word_start = "", True
-            self.put(c)
-            self.i += 1
+            self.copy(c)
             if c == "\n" and self.pending:
                 self.start_here_document()
         else:
             if f.word is not None:
                 f.word += c
             f.word_start = False
-            self.put(c)
-            self.i += 1
+            self.copy(c)
 
     _cmd = _top
 
@@ -325,21 +323,31 @@ class _Scanner:
         if c == "'":
             self.pop(c, 1)
         else:
-            self.put(c)
-            self.i += 1
+            self.copy(c)
 
-    def _dq(self, c: str, f: _Frame) -> None:
-        if c == '"':
-            self.pop(c, 1)
-        elif c == "\\":
+    def expanding(self, c: str) -> bool:
+        """A backslash, a `$` or a backtick where the shell still expands (in "...", a here-document,
+        `$((...))`) does what it does there; False for any other character."""
+        if c == "\\":
             self.escape_pair(c)
         elif c == "$":
             self.dollar(ansi_quotes=False)
         elif c == "`":
             self.push(BQ, c, 1)
         else:
-            self.put(c)
-            self.i += 1
+            return False
+        return True
+
+    def copy(self, c: str) -> None:
+        """A character that means nothing here: it goes out as it is."""
+        self.put(c)
+        self.i += 1
+
+    def _dq(self, c: str, f: _Frame) -> None:
+        if c == '"':
+            self.pop(c, 1)
+        elif not self.expanding(c):
+            self.copy(c)
 
     def _dsq(self, c: str, f: _Frame) -> None:
         if c == "'":
@@ -350,8 +358,7 @@ class _Scanner:
                 self.unsure = "a `\\'` inside `$'...'`"
             self.escape_pair(c)
         else:
-            self.put(c)
-            self.i += 1
+            self.copy(c)
 
     def _bq(self, c: str, f: _Frame) -> None:
         if c == "`":
@@ -362,8 +369,7 @@ class _Scanner:
             self.put(pair)
             self.i += len(pair)
         else:
-            self.put(c)
-            self.i += 1
+            self.copy(c)
 
     def _param(self, c: str, f: _Frame) -> None:
         if c == "}" and f.depth == 0:
@@ -372,8 +378,7 @@ class _Scanner:
             pass
         else:
             f.depth += (c == "{") - (c == "}")
-            self.put(c)
-            self.i += 1
+            self.copy(c)
 
     def _arith(self, c: str, f: _Frame) -> None:
         if c == ")" and f.depth == 0 and self.peek() == ")":
@@ -384,29 +389,17 @@ class _Scanner:
             self.push(BQ, c, 1)
         else:
             f.depth += (c == "(") - (c == ")")
-            self.put(c)
-            self.i += 1
+            self.copy(c)
 
     def _comment(self, c: str, f: _Frame) -> None:
         if c == "\n":
             self.stack.pop()  # the newline itself belongs to the command around the comment
         else:
-            self.put(c)
-            self.i += 1
+            self.copy(c)
 
     def _heredoc(self, c: str, f: _Frame) -> None:
-        if self.heredoc is not None and self.heredoc.quoted:
-            self.put(c)
-            self.i += 1
-        elif c == "\\":
-            self.escape_pair(c)
-        elif c == "$":
-            self.dollar(ansi_quotes=False)
-        elif c == "`":
-            self.push(BQ, c, 1)
-        else:
-            self.put(c)
-            self.i += 1
+        if (self.heredoc is not None and self.heredoc.quoted) or not self.expanding(c):
+            self.copy(c)  # a quoted delimiter (<<'EOF') leaves the body as it is
 
     # ---- here-documents ----------------------------------------------------------------------------
 
@@ -429,8 +422,7 @@ class _Scanner:
                                      "written out")
             if c is None or (quote is None and (c in BLANKS or c == "\n" or c in OPERATORS)):
                 break
-            self.put(c)
-            self.i += 1
+            self.copy(c)
             if quote is None and c in "'\"":
                 quote, quoted = c, True
             elif quote is not None and c == quote:

@@ -699,7 +699,7 @@ class DaskBackend:
         """The Outcome, after its Began if none was returned yet (its event was late or lost, or it never left
         the queue). Its `started` is the Began's time, whichever it is."""
         if not reported:
-            out.append(_began_item(outcome.key, outcome.number, outcome.started, getattr(outcome, "worker", None)))
+            out.append(Began(outcome.key, outcome.number, outcome.started, outcome.worker))
         out.append(outcome)
 
     def _began(self, event: Dict[str, Any]) -> Optional[Began]:
@@ -711,7 +711,7 @@ class DaskBackend:
         self.began[dask_key] = (t, self._our_clock(t, self.submitted.get(dask_key)))
         self.unplaced.pop(dask_key, None)
         worker = event.get("worker") if isinstance(event.get("worker"), str) else None
-        return _began_item(attempt.key, attempt.number, self.began[dask_key][1], worker)
+        return Began(attempt.key, attempt.number, self.began[dask_key][1], worker)
 
     @staticmethod
     def _our_clock(t: float, submitted: Optional[float]) -> float:
@@ -950,10 +950,6 @@ class DaskBackend:
                 _close_quietly(self.rejoined.get_nowait())
             self.connected = False
             self.quiet.remove()
-
-
-def _began_item(key: str, number: int, t: float, worker: Optional[str]) -> Began:
-    return Began(key, number, t, worker)
 
 
 def _hint_missing_file(attempt: Attempt, error: Dict[str, Any]) -> Dict[str, Any]:

@@ -110,7 +110,7 @@ class Machine:
         self.start_error: Optional[Dict[str, str]] = None
         self.backend_lost = False  # the cluster went away mid-run: the run is interrupted
         self.signals = 0
-        self.seq = 0
+        self.ties = 0  # retries due at the same instant keep their order
         self.kept_keys: List[str] = []
         self.worked = False
         self.pending_hooks: Deque[HookSpec] = deque()
@@ -492,8 +492,8 @@ class Machine:
             return  # pending: a resume runs it
         if delay is not None:
             if self.stop_reason is None:  # a stopping run retries nothing; the record says it was due
-                self.seq += 1
-                heapq.heappush(self.retries, (self.clock.now() + delay, self.seq, inst))
+                self.ties += 1
+                heapq.heappush(self.retries, (self.clock.now() + delay, self.ties, inst))
             return
         self.instance_done(inst.name)
 
