@@ -10,30 +10,45 @@ from ..run.exitcodes import EXIT_FAILED, EXIT_OK, exit_code
 from .inputs import UsageError, load_checked
 
 
-def parse_param(text: str) -> Tuple[str, object]:
-    """`k=v`: v read as a .flow literal, anything else the string itself."""
-    from ..lang.diagnostics import FlowSyntaxError
-    from ..lang.parser import parse
-    from ..lang.values import EvalError, Scope, evaluate
-
+def parse_param(text: str) -> Tuple[str, str]:
+    """`k=v` split; the value is typed later, by the kind of the param's default (lang.paramtypes)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip().isidentifier():
         raise UsageError(f"--param takes NAME=VALUE, not `{text}`")
-    try:
-        module, problems = parse("pipeline p { params { v = " + raw + " } }", "<--param>")
-    except FlowSyntaxError:
-        return key.strip(), raw
-    params = module.pipeline.params if module.pipeline else None
-    if problems or module.tasks or params is None or len(params.entries) != 1:
-        return key.strip(), raw
-    from ..lang import planner
+    return key.strip(), raw
 
-    if any(True for _ in planner.iter_refs(params.entries[0].value)):
-        return key.strip(), raw
+
+def called_run(args, run_id: str, state_root: str) -> dict:
+    """`--call-run ID` (given by a `call` task, never by hand): this run is that child run, resumed when an
+    earlier session of the parent started it. Its params come as JSON in FLOW_CALL_PARAMS; none when resumed."""
+    import json
+
+    from ..run.actions import CALL_PARAMS
+    from ..store import state
+
+    text = os.environ.pop(CALL_PARAMS, None)  # not for the child run's own tasks
+    if not state.is_run_id(run_id):
+        raise UsageError(f"--call-run: `{run_id}` is not a run id")
+    if os.path.isdir(state.run_dir(state_root, run_id)):
+        args.resume, args.logical_date = run_id, None
+        return {}
     try:
-        return key.strip(), evaluate(params.entries[0].value, Scope(params={}, run={}, environ={}))
-    except EvalError:
-        return key.strip(), raw
+        values = json.loads(text) if text else {}
+    except ValueError as e:
+        raise UsageError(f"{CALL_PARAMS}: not JSON ({e})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{CALL_PARAMS}: not a map of params")
+    return values
+
+
+def typed_params(program, texts, given_values):
+    """Each `--param` text and API value typed by its param's default (language reference, section 7)."""
+    from ..lang import paramtypes
+
+    defaults = {e.key: e.value for e in program.pipeline.params.entries} if program.pipeline.params else {}
+    out = {k: paramtypes.from_text(k, paramtypes.kind_of(defaults[k]), v) for k, v in texts.items()}
+    out.update({k: paramtypes.from_value(k, paramtypes.kind_of(defaults[k]), v) for k, v in given_values.items()})
+    return out
 
 
 def not_utf8(text: str) -> int:
@@ -338,10 +353,14 @@ def open_from_args(args, reporter):
     check_params_text(args.param)
     for key, value in read_env_file(args.env_file).items() if getattr(args, "env_file", None) else ():
         os.environ.setdefault(key, value)  # the process's own environment wins over the file
-    overrides = dict(parse_param(p) for p in args.param)
-    overrides.update(getattr(args, "values", None) or {})
+    texts = dict(parse_param(p) for p in args.param)
+    given_values = dict(getattr(args, "values", None) or {})
     check_file(args.file)
     state_root = state_dir(args.file, args.state_dir)
+    called = getattr(args, "call_run", None)
+    if called is not None:
+        given_values.update(called_run(args, called, state_root))
+    overrides = dict(texts, **given_values)
     program, keep_checked = load_checked(args.file, state_root=state_root)
     if program is None:
         raise RunRefused(None)  # its diagnostics are printed
@@ -360,6 +379,7 @@ def open_from_args(args, reporter):
             hint = did_you_mean(key, declared) or (
                 "declared: " + ", ".join(declared) if declared else "it declares none")
             raise UsageError(f"--param `{key}` is not a param of {program.pipeline.name}; {hint}")
+    overrides = typed_params(program, texts, given_values)
     executor, address = choose_executor(args.executor, args.dask_address, program.pipeline)
     timeout = dask_timeout(args.dask_timeout) if executor == "dask" else None  # a local run ignores Dask settings
     logical = None
@@ -376,6 +396,8 @@ def open_from_args(args, reporter):
 
     options = RunOptions(params=overrides, targets=args.target, executor=executor, workers=args.workers,
                          logical_date=logical, state_dir=args.state_dir, dask_address=address)
+    if called is not None and args.resume is None:
+        options.run_id, options.trigger = called, "call"
     if timeout is not None:
         options.dask_timeout = timeout
     try:
@@ -541,6 +563,8 @@ def detach(runner, args) -> int:
 
 
 def add_run(p) -> None:
+    from argparse import SUPPRESS
+
     p.add_argument("file", metavar="FILE")
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="override a param (repeatable)")
     p.add_argument("--target", action="append", default=[], metavar="TASK", help="run TASK and what it needs")
@@ -562,6 +586,7 @@ def add_run(p) -> None:
                    help="how long to try to reach the Dask scheduler (default $FLOW_DASK_TIMEOUT, else 10)")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes or threads")
     p.add_argument("--logical-date", metavar="ISO", help="sets run.logical_date (the trigger stays manual)")
+    p.add_argument("--call-run", metavar="RUN_ID", help=SUPPRESS)  # a `call` task's child run
     p.add_argument("--json", action="store_true", help="print the final report as JSON")
     p.add_argument("--env-file", metavar="FILE",
                    help="KEY=value lines for env() and secret() (the process's environment wins)")

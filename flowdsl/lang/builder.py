@@ -30,7 +30,7 @@ MAX_NESTING = 100
 MAX_INT = 2**63 - 1
 
 # Statements a task may write in `defaults` (the rest are per task).
-DEFAULTABLE = ("retry", "timeout", "when", "output", "cache", "tags", "resources")
+DEFAULTABLE = ("retry", "timeout", "when", "output", "cache", "tags", "resources", "shell")
 
 
 class Builder:
@@ -43,8 +43,11 @@ class Builder:
     def __init__(self) -> None:
         self.begin("<string>")
 
-    def begin(self, file: str) -> None:
+    def begin(self, file: str, text: str = "") -> None:
         self.file = file
+        self.text = text
+        self._line_starts: Optional[List[int]] = None
+        self._parens: Dict[int, Span] = {}
         self.diagnostics: List[Diagnostic] = []
         self._depth: Dict[int, int] = {}
 
@@ -161,6 +164,61 @@ class Builder:
         name = self.string(c[1])
         return ir.EnvCall(self._constant(name, "a secret's name"), None, True, self.span(c[0]).to(name.span))
 
+    # ---- conditions (`if EXPR`) ------------------------------------------------
+
+    # An operand in parentheses is the expression inside; its span with the
+    # parentheses is kept aside, so that what contains it spans them too.
+
+    def outer(self, node) -> Span:
+        return self._parens.get(id(node), node.span)
+
+    def condition(self, c):
+        expr = self.expr(c[1])
+        span = self.outer(expr)
+        self._parens.clear()
+        return ("if", ir.Condition(expr, self.source(span), span), self.span(c[0]))
+
+    def _bool(self, op, c):
+        items = tuple(self.expr(x) for x in c[0::2])
+        return self._nest(ir.BoolOp(op, items, self.outer(items[0]).to(self.outer(items[-1]))), items)
+
+    def cond_or(self, c):
+        return self._bool("or", c)
+
+    def cond_and(self, c):
+        return self._bool("and", c)
+
+    def cond_not(self, c):
+        operand = self.expr(c[1])
+        return self._nest(ir.Not(operand, self.span(c[0]).to(self.outer(operand))), [operand])
+
+    def compare(self, c):
+        left, right = self.expr(c[0]), self.expr(c[-1])
+        op = "not in" if len(c) == 4 else c[1].value
+        return self._nest(ir.Compare(op, left, right, self.outer(left).to(self.outer(right))), [left, right])
+
+    def paren(self, c):
+        inner = self.expr(c[1])
+        self._parens[id(inner)] = self.span(c[0]).to(self.span(c[2]))
+        return inner
+
+    def source(self, span: Span) -> str:
+        """The text a span covers, on one line (for messages)."""
+        if not self.text:
+            return ""
+        if self._line_starts is None:
+            starts = [0]
+            at = self.text.find("\n")
+            while at >= 0:
+                starts.append(at + 1)
+                at = self.text.find("\n", at + 1)
+            self._line_starts = starts
+        starts = self._line_starts
+        start = starts[span.line - 1] + span.col - 1
+        end = starts[span.end_line - 1] + span.end_col - 1
+        text = self.text[start:end]
+        return " ".join(part.strip() for part in text.splitlines()) if "\n" in text else text
+
     def _constant(self, t: ir.Template, what: str) -> str:
         if not t.is_constant:
             self.report("E106", f"{what} cannot hold interpolated fields", t.span, "write the text itself")
@@ -184,6 +242,37 @@ class Builder:
     def exec_action(self, c):
         argv = self.expr(c[1])
         return ("action", ir.ExecAction(argv, self.span(c[0]).to(argv.span)), self.span(c[0]))
+
+    def wait_file(self, c):
+        pattern = self.string(c[2])
+        return ("action", ir.WaitAction("file", pattern, self.span(c[0]).to(pattern.span)), self.span(c[0]))
+
+    def wait_sh(self, c):
+        command = self.string(c[2])
+        return ("action", ir.WaitAction("sh", command, self.span(c[0]).to(command.span)), self.span(c[0]))
+
+    def wait_run(self, c):
+        module, attr = c[2].value.split(":", 1)
+        callable_ = ir.CallableRef(module, attr, self.span(c[2]))
+        return ("action", ir.WaitAction("run", callable_, self.span(c[0]).to(callable_.span)), self.span(c[0]))
+
+    def call_action(self, c):
+        path = self.string(c[1])
+        self._constant(path, "a called pipeline's path")
+        return ("action", ir.CallAction(path, self.span(c[0]).to(path.span)), self.span(c[0]))
+
+    def post_action(self, c):
+        url = self.string(c[1])
+        return ("action", ir.PostAction(url, self.span(c[0]).to(url.span)), self.span(c[0]))
+
+    def every(self, c):
+        return ("every", self.expr(c[1]), self.span(c[0]))
+
+    def shell(self, c):
+        return ("shell", self.expr(c[1]), self.span(c[0]))
+
+    def env_file(self, c):
+        return ("env_file", self.string(c[1]), self.span(c[0]))
 
     def with_args(self, c):
         return ("with", c[1], self.span(c[0]))
@@ -229,8 +318,12 @@ class Builder:
         return ("when", self.word(c[1]), self.span(c[0]))
 
     def foreach(self, c):
-        items = self.expr(c[3])
-        node = ir.Foreach(ir.Name(c[1].value, self.span(c[1])), items, self.span(c[0]).to(items.span))
+        items = self.expr(c[-1])
+        value = ir.Name(c[2].value, self.span(c[2])) if c[2] is not None else None
+        node = ir.Foreach(ir.Name(c[1].value, self.span(c[1])), items, self.span(c[0]).to(items.span), value)
+        if value is not None and value.name == node.var.name:
+            self.report("E202", f"`{value.name}` names both the key and the value", value.span,
+                        "give them two names: foreach key, value in ...")
         return ("foreach", node, self.span(c[0]))
 
     def output(self, c):
@@ -251,7 +344,8 @@ class Builder:
 
     def _settings(self, stmts: Dict[str, Any]) -> ir.Settings:
         return ir.Settings(stmts.get("retry"), stmts.get("timeout"), stmts.get("when"),
-                           stmts.get("output"), stmts.get("cache"), stmts.get("tags", ()), stmts.get("resources"))
+                           stmts.get("output"), stmts.get("cache"), stmts.get("tags", ()), stmts.get("resources"),
+                           stmts.get("shell"))
 
     def _collect(self, stmts, where: str, repeatable=("schedule", "hook", "pythonpath", "after", "tags")):
         """Statements by keyword; a statement given twice is reported once."""
@@ -262,7 +356,7 @@ class Builder:
                 out.setdefault(kind, []).append(value)
                 continue
             if kind in out:
-                keyword = "run`, `sh` or `exec" if kind == "action" else kind
+                keyword = "run`, `sh` or `exec" if kind == "action" else "if" if kind == "if" else kind
                 prior = first[kind]
                 code, msg = ("E209", f"{where} has more than one action") if kind == "action" else \
                     ("E207", f"`{keyword}` is given twice in {where}")
@@ -281,9 +375,11 @@ class Builder:
         span = self.span(c[0]).to(self.span(name))
         if "action" not in stmts:
             self.report("E208", f"task `{name.value}` has no action", self.span(name),
-                        "give it one of `run module:function`, `sh \"command\"` or `exec [\"prog\", ...]`")
+                        "give it one of `run module:function`, `sh \"command\"`, `exec [\"prog\", ...]`, "
+                        "`wait ...` or `call \"other.flow\"`")
         return ir.Task(name.value, self.span(name), stmts.get("action"), stmts.get("with"), after,
-                       stmts.get("foreach"), stmts.get("description"), self._settings(stmts), span)
+                       stmts.get("foreach"), stmts.get("description"), self._settings(stmts), span,
+                       stmts.get("if"), stmts.get("every"))
 
     # ---- pipeline statements -----------------------------------------------
 
@@ -337,7 +433,7 @@ class Builder:
             if kind in DEFAULTABLE:
                 allowed.append(stmt)
             else:
-                keyword = "run`, `sh` or `exec" if kind == "action" else kind
+                keyword = "run`, `sh` or `exec" if kind == "action" else "if" if kind == "if" else kind
                 self.report("E210", f"`{keyword}` cannot be given in `defaults`", span,
                             "defaults may hold " + ", ".join(f"`{k}`" for k in DEFAULTABLE))
         stmts = self._collect(allowed, "`defaults`")
@@ -360,7 +456,7 @@ class Builder:
             pythonpath=tuple(p for group in stmts.get("pythonpath", ()) for p in group),
             params=stmts.get("params"), defaults=stmts.get("defaults", ir.Settings()),
             results=stmts.get("results"), hooks=tuple(stmts.get("hook", ())),
-            span=self.span(c[0]).to(self.span(name)),
+            span=self.span(c[0]).to(self.span(name)), shell=stmts.get("shell"), env_file=stmts.get("env_file"),
         )
 
     def include(self, c):

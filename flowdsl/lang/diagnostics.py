@@ -40,6 +40,7 @@ CATALOGUE: Dict[str, tuple] = {
     "E105": (ERROR, "invalid date or time"),
     "E106": (ERROR, "interpolation not allowed here"),
     "E107": (ERROR, "window ends before it starts"),
+    "E108": (ERROR, "comparison of values of different kinds"),
     # names
     "E201": (ERROR, "unknown name"),
     "E202": (ERROR, "duplicate task"),
@@ -55,8 +56,8 @@ CATALOGUE: Dict[str, tuple] = {
     "E212": (ERROR, "reference not allowed here"),
     # graph and files
     "E301": (ERROR, "dependency cycle"),
-    "E302": (ERROR, "included file not found"),
-    "E303": (ERROR, "include cycle"),
+    "E302": (ERROR, "included or called file not found, or it has errors"),
+    "E303": (ERROR, "include or call cycle"),
     "E304": (ERROR, "pipeline block in an included file"),
     # callables
     "E401": (ERROR, "module not found"),
@@ -70,6 +71,7 @@ CATALOGUE: Dict[str, tuple] = {
     "W103": (WARNING, "statement has no effect here"),
     "W104": (WARNING, "cron step does not divide its range"),
     "W105": (WARNING, "name shadows a task"),
+    "W106": (WARNING, "module named like a standard module"),
 }
 
 

@@ -27,6 +27,8 @@ DEFAULT_EXECUTOR = "process"
 DEFAULT_WHEN = "success"
 DEFAULT_OUTPUT = "text"
 DEFAULT_RESULTS = "msgpack"
+DEFAULT_SHELL = ("/bin/sh", "-c")
+DEFAULT_EVERY = 60.0  # a sensor's time between checks
 
 
 @dataclass
@@ -62,10 +64,13 @@ class RetryPolicy:
 class Action:
     """What an attempt does: `run` a callable, `sh` a command, `exec` an argv."""
 
-    kind: str  # run | sh | exec
-    target: str = ""  # run: `module:attr`
-    command: Any = None  # sh: the command's template (an expression)
+    kind: str  # run | sh | exec | wait | call | post
+    target: str = ""  # run, wait run: `module:attr`; call: the called .flow file's absolute path
+    command: Any = None  # sh, wait sh, wait file: the command's or the pattern's template (an expression)
     argv: Any = None  # exec: the argv list (an expression)
+    wait: str = ""  # wait: what it waits for (file | sh | run)
+    shell: Tuple[str, ...] = DEFAULT_SHELL  # sh, wait sh: what runs the command
+    url: Any = None  # post: the address's template
 
 
 @dataclass
@@ -75,7 +80,7 @@ class TaskSpec:
     args: Any  # the `with` map (an expression), or None
     upstream: Tuple[str, ...]  # selected tasks only, in the planner's order
     downstream: Tuple[str, ...]
-    when: str  # success | failure | always
+    when: str  # success | failure | always | none_failed
     foreach_var: Optional[str]
     foreach_items: Any  # an expression; None: not a foreach task
     timeout: Optional[float]  # seconds, per attempt
@@ -86,6 +91,10 @@ class TaskSpec:
     cache_ttl: Optional[float]
     resources: Optional[Dict[str, Any]]  # for the dask executor
     source: Any  # the planner's TaskPlan: for fingerprints and descriptions, never for decisions
+    condition: Any = None  # `if EXPR`: the expression; None: none
+    condition_text: str = ""
+    foreach_value: Optional[str] = None  # `foreach key, value in MAP`: the value's name
+    every: float = DEFAULT_EVERY  # a sensor's time between checks
 
 
 @dataclass
@@ -126,11 +135,25 @@ def _number(expr: Any, default: float) -> float:
     return expr.value if isinstance(expr, ir.Literal) and isinstance(expr.value, (int, float)) else default
 
 
-def lower_action(action: Any) -> Action:
+def lower_shell(expr: Any) -> Tuple[str, ...]:
+    if isinstance(expr, ir.ListExpr) and expr.items and all(isinstance(i, ir.Template) for i in expr.items):
+        return tuple(i.text for i in expr.items)
+    return DEFAULT_SHELL
+
+
+def lower_action(action: Any, shell: Tuple[str, ...] = DEFAULT_SHELL, folder: str = "") -> Action:
     if isinstance(action, ir.RunAction):
         return Action("run", target=str(action.callable))
     if isinstance(action, ir.ShAction):
-        return Action("sh", command=action.command)
+        return Action("sh", command=action.command, shell=shell)
+    if isinstance(action, ir.WaitAction):
+        if action.kind == "run":
+            return Action("wait", target=str(action.target), wait="run")
+        return Action("wait", command=action.target, wait=action.kind, shell=shell)
+    if isinstance(action, ir.CallAction):
+        return Action("call", target=os.path.normpath(os.path.join(folder, action.path.text)))
+    if isinstance(action, ir.PostAction):
+        return Action("post", url=action.url)
     return Action("exec", argv=action.argv)
 
 
@@ -154,6 +177,7 @@ def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[
             if u in downstream:
                 downstream[u].append(name)
     tasks: Dict[str, TaskSpec] = {}
+    pipeline_shell = lower_shell(p.shell) if p.shell is not None else DEFAULT_SHELL
     everything = all(u in downstream for tp in plan.tasks.values() for u in tp.upstream)
     # Tasks that take a statement from `defaults` share its record: lowered once.
     retries: Dict[int, Optional[RetryPolicy]] = {}
@@ -170,16 +194,19 @@ def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[
         if timeout is None:
             timeout = timeouts[id(t)] = (t.seconds, t.text) if isinstance(t, ir.Duration) else no_timeout
         foreach, cache = task.foreach, s.cache
+        shell = pipeline_shell if s.shell is None else lower_shell(s.shell)
         tasks[name] = TaskSpec(
-            name, lower_action(task.action), task.args,
+            name, lower_action(task.action, shell, folder), task.args,
             tp.upstream if everything else tuple(u for u in tp.upstream if u in downstream), tuple(downstream[name]),
             s.when.value if s.when else DEFAULT_WHEN,
             foreach.var.name if foreach else None, foreach.items if foreach else None,
             timeout[0], timeout[1], retry, s.output.value if s.output else DEFAULT_OUTPUT,
             cache is not None, _seconds(cache.ttl) if cache is not None else None,
             {e.key: e.value.value for e in s.resources.entries} if s.resources is not None else None,
-            tp)
-    hooks = tuple(HookSpec(h.event, f"on_{h.event}", lower_action(h.action)) for h in p.hooks)
+            tp, task.condition.expr if task.condition else None, task.condition.text if task.condition else "",
+            foreach.value.name if foreach and foreach.value else None,
+            task.every.seconds if isinstance(task.every, ir.Duration) else DEFAULT_EVERY)
+    hooks = tuple(HookSpec(h.event, f"on_{h.event}", lower_action(h.action, pipeline_shell, folder)) for h in p.hooks)
     concurrency = int(p.concurrency.value) if isinstance(p.concurrency, ir.Literal) else None
     capacity = concurrency or os.cpu_count() or 1
     if workers:

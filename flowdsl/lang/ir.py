@@ -134,8 +134,42 @@ class EnvCall:
     span: Span
 
 
+@record
+class Compare:
+    """`a == b`, `a < b`, `a in b`, `a not in b` (op as written, `not in` with one space)."""
+
+    op: str
+    left: Expr
+    right: Expr
+    span: Span
+
+
+@record
+class BoolOp:
+    """`a and b and c` or `a or b`: op is `and` or `or`; items two or more."""
+
+    op: str
+    items: Tuple[Expr, ...]
+    span: Span
+
+
+@record
+class Not:
+    operand: Expr
+    span: Span
+
+
 if TYPE_CHECKING:
-    Expr = Union[Literal, Duration, Ref, Template, ListExpr, MapExpr, EnvCall]
+    Expr = Union[Literal, Duration, Ref, Template, ListExpr, MapExpr, EnvCall, Compare, BoolOp, Not]
+
+
+@record
+class Condition:
+    """`if EXPR`: the expression, and its text as written (the reason a skipped task gives)."""
+
+    expr: Expr
+    text: str
+    span: Span
 
 
 # ---- task statements -------------------------------------------------------
@@ -171,8 +205,33 @@ class ExecAction:
     span: Span
 
 
+@record
+class WaitAction:
+    """`wait file "GLOB"`, `wait sh "CMD"`, `wait run mod:attr`: a sensor."""
+
+    kind: str  # file | sh | run
+    target: Union[Template, CallableRef]
+    span: Span
+
+
+@record
+class CallAction:
+    """`call "other.flow"`: a sub-pipeline, run as a run of its own."""
+
+    path: Template
+    span: Span
+
+
+@record
+class PostAction:
+    """`post "URL"` (hooks only): the run's report sent as JSON."""
+
+    url: Template
+    span: Span
+
+
 if TYPE_CHECKING:
-    Action = Union[RunAction, ShAction, ExecAction]
+    Action = Union[RunAction, ShAction, ExecAction, WaitAction, CallAction, PostAction]
 
 
 @record
@@ -199,6 +258,7 @@ class Foreach:
     var: Name
     items: Expr
     span: Span
+    value: Optional[Name] = None  # `foreach key, value in MAP`: the second name
 
 
 @record
@@ -230,6 +290,7 @@ class Settings:
     cache: Optional[Cache] = None
     tags: Tuple[Name, ...] = ()
     resources: Optional[MapExpr] = None  # abstract worker resources a task needs (the dask executor)
+    shell: Optional[Expr] = None  # `shell ["bash", "-c"]`: what runs `sh` commands
 
 
 @record
@@ -243,6 +304,8 @@ class Task:
     description: Optional[Template]
     settings: Settings
     span: Span
+    condition: Optional[Condition] = None  # `if EXPR`
+    every: Optional[Expr] = None  # a sensor's time between checks
 
 
 # ---- pipeline statements ---------------------------------------------------
@@ -302,6 +365,8 @@ class Pipeline:
     results: Optional[Word] = None
     hooks: Tuple[Hook, ...] = ()
     span: Optional[Span] = None
+    shell: Optional[Expr] = None  # `shell [...]` for the pipeline: tasks' default and the hooks'
+    env_file: Optional[Template] = None  # `env_file ".env"`: KEY=value lines for env() and secret()
 
 
 @record

@@ -192,7 +192,7 @@ def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
         from .lalr import Fallback
 
         builder = _builder()
-        builder.begin(file)
+        builder.begin(file, text)
         try:
             blocks = fast.parse(text)
         except Fallback:
@@ -209,7 +209,7 @@ def _parse_with_lark(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     from .builder import split_blocks
 
     parser, builder = _parser()
-    builder.begin(file)
+    builder.begin(file, text)
     try:
         blocks = parser.parse(text, on_error=_keyword_as_name)
     except UnexpectedCharacters as e:

@@ -36,6 +36,25 @@ def iter_refs(expr) -> Iterator[ir.Ref]:
             stack.extend(e.value for e in reversed(node.entries))
         elif isinstance(node, ir.EnvCall):
             stack.append(node.default)
+        elif isinstance(node, ir.Compare):
+            stack.extend((node.right, node.left))
+        elif isinstance(node, ir.BoolOp):
+            stack.extend(reversed(node.items))
+        elif isinstance(node, ir.Not):
+            stack.append(node.operand)
+
+
+def iter_templates(expr) -> Iterator[ir.Template]:
+    """Every string inside an expression."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ir.Template):
+            yield node
+        elif isinstance(node, ir.ListExpr):
+            stack.extend(node.items)
+        elif isinstance(node, ir.MapExpr):
+            stack.extend(e.value for e in node.entries)
 
 
 def action_exprs(action) -> List:
@@ -43,6 +62,8 @@ def action_exprs(action) -> List:
         return [action.command]
     if isinstance(action, ir.ExecAction):
         return [action.argv]
+    if isinstance(action, ir.WaitAction) and action.kind != "run":
+        return [action.target]
     return []
 
 
@@ -56,9 +77,18 @@ def task_refs(task: ir.Task) -> Iterator[Tuple[ir.Ref, bool]]:
         for ref in iter_refs(task.foreach.items):
             yield ref, False
     scoped = task.foreach is not None
-    for expr in [task.args] + action_exprs(task.action):
+    condition = [task.condition.expr] if task.condition is not None else []
+    for expr in [task.args] + action_exprs(task.action) + condition:
         for ref in iter_refs(expr):
             yield ref, scoped
+
+
+def foreach_names(task: ir.Task) -> Tuple[str, ...]:
+    """The names a foreach task's instance binds: its variable, and the value's for `foreach k, v in MAP`."""
+    f = task.foreach
+    if f is None:
+        return ()
+    return (f.var.name, f.value.name) if f.value is not None else (f.var.name,)
 
 
 # An edge into a task: upstream (a task name), kind ("data" for a reference, or
@@ -73,9 +103,9 @@ def edges(program: ir.Program) -> Dict[str, List[Edge]]:
     for task in program.tasks:
         seen: Set[str] = set()
         lst: List[Edge] = []
-        var = task.foreach.var.name if task.foreach else None
+        names_in_scope = foreach_names(task)
         for ref, scoped in task_refs(task):
-            if scoped and ref.name == var:
+            if scoped and ref.name in names_in_scope:
                 continue
             if ref.name in names and ref.name not in seen:
                 seen.add(ref.name)
@@ -249,7 +279,7 @@ def effective(task: ir.Task, defaults: ir.Settings) -> ir.Settings:
     return ir.Settings(
         retry=s.retry or defaults.retry, timeout=s.timeout or defaults.timeout, when=s.when or defaults.when,
         output=s.output or defaults.output, cache=s.cache or defaults.cache, tags=s.tags or defaults.tags,
-        resources=s.resources or defaults.resources)
+        resources=s.resources or defaults.resources, shell=s.shell or defaults.shell)
 
 
 def make_plan(program: ir.Program, targets: Iterable[str] = (), from_: Iterable[str] = ()) -> Plan:

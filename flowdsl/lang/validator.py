@@ -17,7 +17,10 @@ from .pysource import OPAQUE, SourceIndex, lookup, signature
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional, Sequence, Set
+    from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+
+# kinds of the values a literal may hold, for comparisons that can never hold
+_LITERAL_KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", type(None): "null"}
 
 # field name, size of its range, first value: for the step warning (W104)
 CRON_FIELDS = (("minute", 60, 0), ("hour", 24, 0), ("day-of-month", 31, 1), ("month", 12, 1), ("day-of-week", 7, 0))
@@ -36,6 +39,8 @@ class Validator:
         base = os.path.dirname(os.path.abspath(program.file))
         dirs = [os.path.normpath(os.path.join(base, p.text)) for p in self.pipeline.pythonpath if p.is_constant]
         self.sources = SourceIndex([base] + dirs)
+        self.called: List[str] = []  # the .flow files `call` tasks name, read for their params
+        self.calling: Tuple[str, ...] = ()  # the files whose `call`s led here: a cycle is an error
 
     def report(self, code: str, message: str, span: Span, hint: Optional[str] = None) -> None:
         self.diagnostics.append(Diagnostic(code, message, span, hint))
@@ -76,6 +81,10 @@ class Validator:
             self.constant(p.description, "a description")
         if p.executor is not None and p.executor.address is not None:
             self.dask_address(p.executor.address)
+        if p.shell is not None:
+            self.check_shell(p.shell)
+        if p.env_file is not None:
+            self.constant(p.env_file, "an env_file path")
         if p.params is not None:
             for entry in p.params.entries:
                 if entry.key in RESERVED:
@@ -139,7 +148,14 @@ class Validator:
         action = hook.action
         if isinstance(action, ir.RunAction):
             self.check_callable(action.callable, None, hook=True)
-        for expr in planner.action_exprs(action):
+        exprs = planner.action_exprs(action)
+        if isinstance(action, ir.PostAction):
+            exprs = [action.url]
+            head = action.url.parts[0] if action.url.parts else ""
+            if not (isinstance(head, str) and head.lower().startswith(("http://", "https://"))):
+                self.report("E101", "`post` needs an http:// or https:// address", action.url.span,
+                            "e.g. on failure post \"https://hooks.slack.com/services/...\"")
+        for expr in exprs:
             if isinstance(action, ir.ExecAction):
                 self.check_argv(action.argv)
             for ref in planner.iter_refs(expr):
@@ -158,37 +174,178 @@ class Validator:
             self.report("E204", f"`{task.name}` is reserved and cannot name a task", task.name_span)
         if task.description is not None:
             self.constant(task.description, "a description")
-        var = task.foreach.var.name if task.foreach else None
+        in_scope = planner.foreach_names(task)
         if task.foreach is not None:
             self.check_foreach(task.foreach)
         self.after_dollar = _after_dollar([task.args] + planner.action_exprs(task.action))
         for ref, scoped in planner.task_refs(task):
-            if scoped and ref.name == var:
+            if scoped and ref.name in in_scope:
                 continue
             self.check_ref(ref, task, scoped)
+        for expr in [task.args] + planner.action_exprs(task.action):
+            self.check_formats(expr)
+        if task.condition is not None:
+            self.check_condition(task.condition.expr)
+        if task.every is not None:
+            self.duration(task.every, "the time between checks (`every`)", positive=True)
+            if not isinstance(task.action, ir.WaitAction):
+                self.report("W103", "`every` has no effect on a task that does not `wait`", task.every.span,
+                            "it sets the time between a sensor's checks")
         for name in task.after:
             if name.name not in self.tasks:
                 self.report("E201", f"`after` names unknown task `{name.name}`", name.span,
                             did_you_mean(name.name, self.tasks))
         action = task.action
-        if isinstance(action, ir.RunAction):
-            self.check_callable(action.callable, task.args)
+        callable_ = action.callable if isinstance(action, ir.RunAction) else \
+            action.target if isinstance(action, ir.WaitAction) and action.kind == "run" else None
+        if callable_ is not None:
+            self.check_callable(callable_, task.args)
             if task.settings.output is not None:
-                self.report("W103", "`output` has no effect on a `run` task", task.settings.output.span,
+                kind = "wait run" if isinstance(action, ir.WaitAction) else "run"
+                self.report("W103", f"`output` has no effect on a `{kind}` task", task.settings.output.span,
                             "the function's return value is the result")
         elif isinstance(action, ir.ExecAction):
             self.check_argv(action.argv)
+        elif isinstance(action, ir.CallAction):
+            self.check_call(action, task.args)
         self.check_settings(task.settings, task)
 
     def check_foreach(self, f: ir.Foreach) -> None:
-        if f.var.name in RESERVED:
-            self.report("E204", f"`{f.var.name}` is reserved and cannot name a foreach variable", f.var.span)
-        elif f.var.name in self.tasks:
-            self.report("W105", f"foreach variable `{f.var.name}` hides the task of that name", f.var.span,
-                        "inside this task the name means the item, not the task's result")
-        if isinstance(f.items, (ir.Literal, ir.Duration, ir.MapExpr, ir.Template)):
+        for name in (f.var, f.value) if f.value is not None else (f.var,):
+            if name.name in RESERVED:
+                self.report("E204", f"`{name.name}` is reserved and cannot name a foreach variable", name.span)
+            elif name.name in self.tasks:
+                self.report("W105", f"foreach variable `{name.name}` hides the task of that name", name.span,
+                            "inside this task the name means the item, not the task's result")
+        items = self.known(f.items)
+        if f.value is None and isinstance(items, ir.MapExpr):
+            self.report("E101", "`foreach` over a map needs two names", f.items.span,
+                        "foreach key, value in ...  (or iterate a list)")
+        elif f.value is not None and isinstance(items, (ir.Literal, ir.Duration, ir.ListExpr, ir.Template)):
+            self.report("E101", "`foreach key, value` needs a map", f.items.span,
+                        f"a map literal, a param holding a map, or an upstream task's result; "
+                        f"for a list write foreach {f.var.name} in ...")
+        elif isinstance(items, (ir.Literal, ir.Duration, ir.Template)):
             self.report("E101", "`foreach` needs a list", f.items.span,
                         "a list literal, a param holding a list, or an upstream task's result")
+
+    def known(self, expr):
+        """The literal an expression stands for where validate can see it (a param's default), else itself."""
+        if isinstance(expr, ir.Ref) and expr.name == "params" and len(expr.path) == 1:
+            entry = self.params.get(expr.path[0]) if isinstance(expr.path[0], str) else None
+            if entry is not None and not isinstance(entry.value, (ir.Ref, ir.EnvCall)):
+                return entry.value
+        return expr
+
+    def check_shell(self, e) -> None:
+        """`shell ["prog", "arg", ...]`: a non-empty list of constant strings."""
+        if not isinstance(e, ir.ListExpr):
+            self.report("E101", "`shell` takes a list such as [\"bash\", \"-eu\", \"-o\", \"pipefail\", \"-c\"]",
+                        e.span, "the command is added as the last argument")
+            return
+        if not e.items:
+            self.report("E102", "`shell` needs at least the program to run", e.span)
+        for item in e.items:
+            if not (isinstance(item, ir.Template) and item.is_constant):
+                self.report("E101", "each `shell` argument is a constant string", item.span)
+
+    def check_condition(self, expr) -> None:
+        """Comparisons between literals that can never hold, and `in` where the right side cannot hold anything."""
+        stack = [expr]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, ir.BoolOp):
+                stack.extend(node.items)
+            elif isinstance(node, ir.Not):
+                stack.append(node.operand)
+            elif isinstance(node, ir.Compare):
+                left, right = _literal_kind(self.known(node.left)), _literal_kind(self.known(node.right))
+                if node.op in ("in", "not in"):
+                    if right is not None and right not in ("a list", "a map", "a string"):
+                        self.report("E101", f"`{node.op}` needs a list, a map or a string on its right, "
+                                    f"not {right}", node.right.span)
+                elif left is not None and right is not None and left != right:
+                    always = {"==": "false", "!=": "true"}.get(node.op)
+                    self.report("E108", f"`{node.op}` compares {left} with {right}", node.span,
+                                f"values of different kinds are never equal: this is always {always}" if always
+                                else "values of different kinds cannot be ordered: the run would fail here")
+
+    def check_formats(self, expr) -> None:
+        """A date format (`{x:%Y}`) on a value validate knows is not a date: run.date, run.id, a text param."""
+        for node in planner.iter_templates(expr):
+            for part in node.parts:
+                if not isinstance(part, ir.Field) or not part.format or "%" not in part.format:
+                    continue
+                ref = part.ref
+                kind = None
+                if ref.name == "run" and ref.path and ref.path[0] in ("date", "id", "pipeline", "trigger"):
+                    kind = "a string"
+                elif ref.name == "params":
+                    known = self.known(ref)
+                    if known is not ref:
+                        kind = _literal_kind(known)
+                        if isinstance(known, ir.Duration):
+                            kind = "a duration"
+                    elif ref.path and isinstance(ref.path[0], str) and ref.path[0] in self.params:
+                        default = self.params[ref.path[0]].value
+                        if isinstance(default, ir.Ref) and default.name == "run" and \
+                                default.path[:1] != ("logical_date",):
+                            kind = "a string"
+                if kind is not None:
+                    self.report("E101", f"date format `{part.format}` applied to `{ref}`, which is {kind}, not a date",
+                                part.span, "run.logical_date is a date; run.date is its YYYY-MM-DD text")
+
+    def check_call(self, action: ir.CallAction, args: Optional[ir.MapExpr]) -> None:
+        """`call "other.flow"`: the file exists and checks, `with` fits its params, no call cycle."""
+        from .loader import Loader
+
+        if not action.path.is_constant:
+            return  # reported by the builder
+        base = os.path.dirname(os.path.abspath(self.program.file))
+        path = os.path.normpath(os.path.join(base, action.path.text))
+        here = os.path.realpath(self.program.file)
+        if os.path.realpath(path) in self.calling + (here,):
+            chain = " → ".join(os.path.relpath(p) for p in self.calling + (here, os.path.realpath(path)))
+            self.report("E303", f"call cycle: {chain}", action.path.span, "a pipeline cannot call itself, "
+                        "directly or through the pipelines it calls")
+            return
+        if not os.path.isfile(path):
+            self.report("E302", f"called pipeline `{action.path.text}` not found", action.path.span,
+                        f"looked for {path}; the path is relative to this file's folder")
+            return
+        self.called.append(path)
+        loaded = Loader().load(path)
+        child = loaded.program
+        errors = [d for d in loaded.diagnostics if d.severity == "error"]
+        if child is not None and not errors:
+            inner = Validator(child)
+            inner.calling = self.calling + (here,)
+            errors = [d for d in inner.run() if d.severity == "error"]
+            self.called.extend(inner.called)
+            cycle = [d for d in errors if d.code == "E303" and d.message.startswith("call cycle")]
+            if cycle:
+                self.report("E303", cycle[0].message, action.path.span, cycle[0].hint)
+                return
+        if errors:
+            first = errors[0]
+            self.report("E302", f"called pipeline `{action.path.text}` has {len(errors)} error"
+                        f"{'s' if len(errors) > 1 else ''}", action.path.span,
+                        f"first: {first.span}: {first.message}; run `flow validate {action.path.text}`")
+            return
+        if child is None:
+            return
+        declared = {e.key: e for e in child.pipeline.params.entries} if child.pipeline.params else {}
+        given = {e.key: e for e in args.entries} if args else {}
+        for key, entry in given.items():
+            if key not in declared:
+                self.report("E403", f"`{action.path.text}` has no param `{key}`", entry.key_span,
+                            did_you_mean(key, declared) or (
+                                "its params: " + ", ".join(declared) if declared else "it declares no params"))
+        for key, entry in declared.items():
+            if key not in given and isinstance(entry.value, ir.Literal) and entry.value.value is None:
+                self.report("E404", f"`{action.path.text}` needs param `{key}` (its default is null)",
+                            args.span if args else action.span, f"give it: with {{ {key} = ... }}")
+
 
     def check_argv(self, argv) -> None:
         if isinstance(argv, ir.ListExpr):
@@ -202,6 +359,8 @@ class Validator:
                         "for a command line with a shell, use `sh \"...\"`")
 
     def check_settings(self, s: ir.Settings, task: Optional[ir.Task]) -> None:
+        if s.shell is not None:
+            self.check_shell(s.shell)
         r = s.retry
         if r is not None:
             self.whole_number(r.count, "the retry count", minimum=0)
@@ -240,7 +399,7 @@ class Validator:
         elif ref.name == task.name:
             self.report("E301", f"task `{task.name}` refers to its own result", ref.span)
         elif ref.name not in self.tasks:
-            names = list(self.tasks) + ["params", "run"] + ([task.foreach.var.name] if task.foreach and scoped else [])
+            names = list(self.tasks) + ["params", "run"] + (list(planner.foreach_names(task)) if scoped else [])
             if id(ref) in getattr(self, "after_dollar", ()):  # `${HOME}`: the shell's variable, written in braces
                 hint = (f"`{{...}}` is flow's interpolation: the shell's `${ref.name}` needs no braces here "
                         f"(write `${ref.name}`, or `${{{{{ref.name}}}}}` for the braces themselves)")
@@ -276,6 +435,13 @@ class Validator:
 
     def check_callable(self, c: ir.CallableRef, args: Optional[ir.MapExpr], hook: bool = False) -> None:
         source = self.sources.module(c.module)
+        top = c.module.split(".")[0]
+        if top in _stdlib_names() and source is not None and source != OPAQUE and not source.error and \
+                any(os.path.dirname(source.path) == d or source.path.startswith(os.path.join(d, top) + os.sep)
+                    for d in self.sources.pipeline_dirs):
+            self.report("W106", f"module `{top}` has the name of a Python standard module", c.span,
+                        f"Python's own `{top}` may be imported first and the task then fail; rename "
+                        f"{os.path.relpath(source.path)}")
         if source is None:
             self.report("E401", f"module `{c.module}` not found", c.span,
                         "looked in " + ", ".join(self.sources.pipeline_dirs) + " and on the Python path; "
@@ -409,12 +575,44 @@ class Validator:
             self.report("E102", f"{what} must be {bounds}, not {e.value}", e.span, hint)
 
 
+def _literal_kind(expr) -> Optional[str]:
+    """What kind of value a literal expression holds (None: not a literal, known only at run time)."""
+    if isinstance(expr, ir.Literal):
+        return _LITERAL_KINDS.get(type(expr.value))
+    if isinstance(expr, ir.Template):
+        return "a string"
+    if isinstance(expr, ir.ListExpr):
+        return "a list"
+    if isinstance(expr, ir.MapExpr):
+        return "a map"
+    if isinstance(expr, ir.Duration):
+        return "a number"  # a duration is its seconds
+    return None
+
+
+def _stdlib_names() -> frozenset:
+    import sys
+
+    names = getattr(sys, "stdlib_module_names", None)  # 3.10+
+    if names is None:
+        names = frozenset(sys.builtin_module_names) | frozenset((
+            "abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "calendar", "collections", "copy",
+            "csv", "datetime", "decimal", "email", "enum", "fractions", "functools", "glob", "hashlib", "heapq",
+            "hmac", "html", "http", "inspect", "io", "json", "logging", "math", "operator", "os", "pathlib",
+            "pickle", "platform", "queue", "random", "re", "secrets", "select", "shutil", "signal", "socket",
+            "sqlite3", "ssl", "statistics", "string", "struct", "subprocess", "tempfile", "textwrap",
+            "threading", "time", "token", "tokenize", "types", "typing", "unittest", "urllib", "uuid",
+            "warnings", "weakref", "xml", "zipfile", "zlib"))
+    return frozenset(names)
+
+
 def validate(program: ir.Program, targets: Iterable[str] = (), modules: Optional[List[str]] = None) -> List[Diagnostic]:
     """Every problem of a loaded program, sorted by position; `modules` gets the Python files read."""
     validator = Validator(program, list(targets))
     diagnostics = validator.run()
     if modules is not None:
         modules.extend(validator.sources.paths())
+        modules.extend(validator.called)
     return diagnostics
 
 

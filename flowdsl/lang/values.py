@@ -144,6 +144,7 @@ class Scope:
     secrets: Secrets = field(default_factory=Secrets)
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
     used: Optional[Set[str]] = None  # when set: collects the variables of the secrets these expressions use
+    value: Optional[Tuple[str, Any]] = None  # `foreach key, value in MAP`: (the value's name, this item's value)
 
 
 def run_values(run_id: str, pipeline: str, logical_date: dt.datetime, trigger: str) -> Dict[str, Any]:
@@ -166,7 +167,73 @@ def evaluate(expr: ir.Expr, scope: Scope) -> Any:
         return {e.key: evaluate(e.value, scope) for e in expr.entries}
     if isinstance(expr, ir.EnvCall):
         return read_env(expr, scope)
+    if isinstance(expr, ir.Compare):
+        return compare(expr, evaluate(expr.left, scope), evaluate(expr.right, scope))
+    if isinstance(expr, ir.BoolOp):  # short-circuit, as Python's; the result is a boolean
+        if expr.op == "and":
+            return all(truth(evaluate(item, scope)) for item in expr.items)
+        return any(truth(evaluate(item, scope)) for item in expr.items)
+    if isinstance(expr, ir.Not):
+        return not truth(evaluate(expr.operand, scope))
     raise EvalError(f"cannot evaluate {type(expr).__name__}")
+
+
+def truth(value: Any) -> bool:
+    """A bare value tested as Python does: an empty list, "", 0 and null are false."""
+    try:
+        return bool(value)
+    except Exception as e:  # an object whose __bool__ raises (a pickled result)
+        raise EvalError(f"cannot tell whether {_kind(value)} is true: {e}") from None
+
+
+_NUMBERS = (int, float)
+
+
+def _comparable_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, _NUMBERS):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dt.datetime):
+        return "datetime"
+    if isinstance(value, dt.date):
+        return "date"
+    return type(value).__name__
+
+
+def compare(node: ir.Compare, left: Any, right: Any) -> bool:
+    """`==` and `!=` between different kinds (other than int with float) are false and true;
+    ordering them is an error (language reference, section 7)."""
+    op = node.op
+    if op in ("in", "not in"):
+        if isinstance(right, str) and not isinstance(left, str):
+            raise EvalError(f"`{op}` a string needs a string on its left, not {_kind(left)}", node.span)
+        if not isinstance(right, (str, list, tuple, dict, set, frozenset)):
+            raise EvalError(f"`{op}` needs a list, a map or a string on its right, not {_kind(right)}", node.span)
+        try:
+            found = left in right
+        except TypeError as e:
+            raise EvalError(f"`{op}`: {e}", node.span) from None
+        return found if op == "in" else not found
+    same = _comparable_kind(left) == _comparable_kind(right)
+    if op == "==":
+        return same and left == right
+    if op == "!=":
+        return not same or left != right
+    if not same:
+        raise EvalError(f"`{op}` cannot order {_kind(left)} and {_kind(right)}", node.span)
+    try:
+        if op == "<":
+            return left < right
+        if op == "<=":
+            return left <= right
+        if op == ">":
+            return left > right
+        return left >= right
+    except TypeError as e:
+        raise EvalError(f"`{op}`: {e}", node.span) from None
 
 
 class MissingSecret(EvalError):
@@ -256,6 +323,8 @@ def secret_names(*exprs: Any) -> Set[str]:
 def resolve(ref: ir.Ref, scope: Scope) -> Any:
     if scope.item is not None and ref.name == scope.item[0]:
         value, where = scope.item[1], ref.name
+    elif scope.value is not None and ref.name == scope.value[0]:
+        value, where = scope.value[1], ref.name
     elif ref.name == "params":
         value, where = scope.params, "params"
         if scope.used is not None and scope.secrets.params:  # a param's secret is used where the param is
@@ -292,6 +361,11 @@ def _step(value: Any, part, where: str, ref: ir.Ref):
     raise EvalError(f"`{ref}`: `{where}` is {_kind(value)}, which has no key `{part}`", ref.span)
 
 
+def kind_of(value: Any) -> str:
+    """A value's kind in words: "a string", "a map", ..."""
+    return _kind(value)
+
+
 def _kind(value: Any) -> str:
     names = {str: "a string", int: "a number", float: "a number", bool: "a boolean", list: "a list",
              tuple: "a list", type(None): "null", dict: "a map"}
@@ -323,8 +397,18 @@ def render(t: ir.Template, scope: Scope) -> str:
         if isinstance(part, str):
             out.append(part)
         else:
-            out.append(as_text(resolve(part.ref, scope), part.format))
+            out.append(field_text(part, scope))
     return "".join(out)
+
+
+def field_text(part: ir.Field, scope: Scope) -> str:
+    """An interpolated field's text; a format that does not apply names the field and the value's kind."""
+    value = resolve(part.ref, scope)
+    try:
+        return as_text(value, part.format)
+    except EvalError as e:
+        hint = "; run.logical_date is a date, run.date its text" if "%" in (part.format or "") else ""
+        raise EvalError(f"`{{{part.ref}:{part.format}}}`: {e}{hint}", part.span) from None
 
 
 def shell_command(t: ir.Template, scope: Scope) -> Tuple[str, Dict[str, str]]:
@@ -339,7 +423,7 @@ def shell_command(t: ir.Template, scope: Scope) -> Tuple[str, Dict[str, str]]:
         if type(part) is str:
             parts.append(part)
             continue
-        text = as_text(resolve(part.ref, scope), part.format)
+        text = field_text(part, scope)
         parts.append(shellquote.Value(text, scope.secrets.holds(text), part.ref))  # the ref names it in messages
     try:
         return shellquote.compose(parts)

@@ -83,6 +83,8 @@ class Maker:
                     "FLOW_LOGICAL_DATE": run_values["logical_date"].isoformat()}
         self.secret_sources = _secret_sources(plan)
         self.module_names: Dict[str, Set[str]] = {}  # module -> the environment variables its source names
+        self.child_names: Dict[str, str] = {}  # a called .flow file -> its pipeline's name
+        self.environ: Mapping[str, str] = os.environ  # what env() and secret() read (with the env_file's lines)
 
     def hidden(self, used: Set[str], kind: str, text: str) -> Tuple[str, ...]:
         """The secrets' source variables an attempt must not see: all but those it uses or names.
@@ -121,18 +123,38 @@ class Maker:
         return names
 
     def scope(self, spec: Optional[TaskSpec] = None, item: Any = None, has_item: bool = False) -> Scope:
-        pair = (spec.foreach_var, item) if has_item and spec is not None else None
-        return Scope(self.params, self.run_values, self.results, pair, self.secrets)
+        if not has_item or spec is None:
+            return Scope(self.params, self.run_values, self.results, None, self.secrets, self.environ)
+        if spec.foreach_value is not None:  # `foreach key, value in MAP`: the item is the pair
+            return Scope(self.params, self.run_values, self.results, (spec.foreach_var, item[0]), self.secrets,
+                         self.environ, value=(spec.foreach_value, item[1]))
+        return Scope(self.params, self.run_values, self.results, (spec.foreach_var, item), self.secrets, self.environ)
 
     def foreach_items(self, spec: TaskSpec) -> list:
-        """The items a foreach task has one instance for. Raises EvalError."""
+        """The items a foreach task has one instance for ([key, value] pairs over a map). Raises EvalError."""
         items = evaluate(spec.foreach_items, self.scope())
-        if isinstance(items, (str, bytes, dict)) or not hasattr(items, "__iter__"):
-            raise EvalError(f"`foreach {spec.foreach_var} in ...` needs a list, got {type(items).__name__}")
+        if spec.foreach_value is not None:
+            if not isinstance(items, Mapping):
+                raise EvalError(f"`foreach {spec.foreach_var}, {spec.foreach_value} in ...` needs a map, "
+                                f"got {values.kind_of(items)}")
+            return [[k, v] for k, v in items.items()]
+        if isinstance(items, Mapping):
+            raise EvalError(f"`foreach {spec.foreach_var} in ...` got a map: write "
+                            f"`foreach key, value in ...` to iterate its items")
+        if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+            raise EvalError(f"`foreach {spec.foreach_var} in ...` needs a list, got {values.kind_of(items)}")
         return list(items)
 
-    def task(self, spec: TaskSpec, key: str, number: int, item: Any = None, has_item: bool = False) -> Attempt:
-        """Attempt `number` of instance `key`. Raises EvalError (a missing key, an unset variable...)."""
+    def condition(self, spec: TaskSpec, item: Any = None, has_item: bool = False) -> bool:
+        """Whether a task's `if` holds (for one instance, with its item in scope). Raises EvalError."""
+        return values.truth(evaluate(spec.condition, self.scope(spec, item, has_item)))
+
+    def task(self, spec: TaskSpec, key: str, number: int, item: Any = None, has_item: bool = False,
+             child: Optional[str] = None) -> Attempt:
+        """Attempt `number` of instance `key`. Raises EvalError (a missing key, an unset variable...).
+
+        `child`: a `call` task's child run from an earlier session, which this attempt resumes.
+        """
         scope = self.scope(spec, item, has_item)
         scope.used = set()
         kwargs = evaluate(spec.args, scope) if spec.args is not None else {}
@@ -141,10 +163,15 @@ class Maker:
                       log_path=state.log_path(self.run_folder, key, number), timeout=spec.timeout,
                       output=spec.output, results=self.plan.results)
         action = spec.action
-        if action.kind == "run":
+        if action.kind == "run" or (action.kind == "wait" and action.wait == "run"):
             hide = self.hidden(scope.used, "run", action.target.split(":", 1)[0])
-            return Attempt(kind="run", target=action.target, kwargs=kwargs, env=env,
+            return Attempt(kind="run", target=action.target, kwargs=kwargs, env=env, sensor=action.kind == "wait",
                            secrets=self.secrets.spellings(), hide=hide, **common)
+        if action.kind == "wait" and action.wait == "file":
+            return Attempt(kind="glob", target=values.render(action.command, scope), env=env, sensor=True,
+                           secrets=self.secrets.spellings(), **common)
+        if action.kind == "call":
+            return self._call(action, key, kwargs, child, env, common)
         for k, v in kwargs.items():
             env["FLOW_ARG_" + k.upper()] = v if isinstance(v, str) else values.as_text(v)
         return self._shell(action, scope, env, common)
@@ -163,17 +190,63 @@ class Maker:
             hide = self.hidden(set(), "run", hook.action.target.split(":", 1)[0])
             return Attempt(kind="run", target=hook.action.target, args=(report,), env=env,
                            secrets=self.secrets.spellings(), hide=hide, **common)
+        if hook.action.kind == "post":  # the report without results, as `flow run --json` has it, secrets masked
+            import json
+
+            body = dict(report, tasks={k: {f: v for f, v in t.items() if f != "result"}
+                                       for k, t in report.get("tasks", {}).items()})
+            url = values.render(hook.action.url, self.scope())
+            text = self.secrets.mask(json.dumps(body, default=str))
+            return Attempt(kind="post", target=url, args=(text,), secrets=self.secrets.spellings(), **common)
         scope = self.scope()
         scope.used = set()
         return self._shell(hook.action, scope, env, common)
 
+    def _call(self, action: Action, key: str, params: Dict[str, Any], child: Optional[str],
+              env: Dict[str, str], common: Dict[str, Any]) -> Attempt:
+        """A `call`: `flow run` of the child pipeline in this state folder, as the run `child` (a resume of it
+        when an earlier session started it). Its params travel in its environment, never in its argv."""
+        import json
+
+        from .launcher import flow_command
+
+        if child is None or not state.is_run_id(child):
+            child = state.new_run_id(self.child_pipeline(action.target), dt.datetime.now(dt.timezone.utc))
+        state_root = os.path.dirname(os.path.dirname(self.run_folder))
+        prefix = flow_command()
+        while prefix and "=" in prefix[0]:  # `PYTHONPATH=...` for a checkout: given in the environment instead
+            name, _, value = prefix.pop(0).partition("=")
+            env[name] = value
+        argv = tuple(prefix) + ("run", action.target, "--state-dir", state_root, "--json", "--call-run", child,
+                                "--logical-date", self.run_values["logical_date"].isoformat())
+        try:
+            env[CALL_PARAMS] = json.dumps(params, default=values.as_text)
+        except ValueError as e:
+            raise EvalError(f"`{key}`: the params of `call` cannot be passed on: {e}") from None
+        return Attempt(kind="call", target=action.target, argv=argv, kwargs=params, env=env,
+                       secrets=self.secrets.spellings(), child=child, **common)
+
+    def child_pipeline(self, path: str) -> str:
+        """The name of the pipeline a `.flow` file declares (its stem without a pipeline block)."""
+        from ..lang.loader import Loader
+
+        name = self.child_names.get(path)
+        if name is None:
+            loaded = Loader().load(path)
+            if loaded.program is None:
+                raise EvalError(f"`call`: {path} cannot be read: "
+                                + "; ".join(str(d) for d in loaded.diagnostics[:1]))
+            name = self.child_names[path] = loaded.program.pipeline.name
+        return name
+
     def _shell(self, action: Action, scope: Scope, env: Dict[str, str], common: Dict[str, Any]) -> Attempt:
-        if action.kind == "sh":
+        if action.kind in ("sh", "wait"):
             command, secret_env = values.shell_command(action.command, scope)
             env.update(secret_env)  # a secret travels in the command's environment, never in its text
             own_text = "".join(p for p in action.command.parts if type(p) is str)  # not the values in it
             return Attempt(kind="sh", target=command, env=env, secrets=self.secrets.spellings(),
-                           hide=self.hidden(scope.used, "sh", own_text), **common)
+                           hide=self.hidden(scope.used, "sh", own_text), shell=action.shell,
+                           sensor=action.kind == "wait", **common)
         argv = evaluate(action.argv, scope)
         if not isinstance(argv, (list, tuple)) or not argv:
             raise EvalError("`exec` needs a non-empty list of arguments")
@@ -202,6 +275,7 @@ class Maker:
         return masked
 
 
+CALL_PARAMS = "FLOW_CALL_PARAMS"  # a called run's params, as JSON, in its environment (never in `ps`)
 SECRET_GIVEN = "\0a secret --param, not kept\0"  # the journal's stand-in (no argv can hold a NUL)
 
 

@@ -49,7 +49,8 @@ _WORK = frozenset(("start", "end", "skip", "reuse"))
 class Inst:
     """One schedulable unit: a task, or one instance of a foreach task."""
 
-    __slots__ = ("key", "name", "item", "has_item", "attempt", "base", "fp", "began")
+    __slots__ = ("key", "name", "item", "has_item", "attempt", "base", "fp", "began", "checks", "wait_until",
+                 "waiting")
 
     def __init__(self, key: str, name: str, item: Any = None, has_item: bool = False, attempt: int = 0) -> None:
         self.key = key
@@ -60,6 +61,9 @@ class Inst:
         self.base = attempt  # attempts made in earlier sessions of this run
         self.fp = ""
         self.began = False
+        self.checks = 0  # a sensor's checks that found its condition not yet true
+        self.wait_until: Optional[float] = None  # a sensor's deadline (its `timeout`), clock.now() time
+        self.waiting = False  # a sensor between checks: its next check writes no `start` record
 
 
 class RunningHook:
@@ -139,7 +143,10 @@ class Machine:
         self.record(record)
         self.reporter.started(b.key, b.number)
         timeout = self.tasks[inst.name].timeout
-        if timeout is not None:
+        if self.tasks[inst.name].action.kind == "wait":
+            if inst.wait_until is not None:
+                self.deadlines[b.key] = inst.wait_until  # a sensor's timeout bounds the whole wait
+        elif timeout is not None:
             lag = max(0.0, self.clock.wall() - b.t)  # the news took this long to come
             self.deadlines[b.key] = self.clock.now() - lag + timeout
         self.advance()
@@ -256,10 +263,27 @@ class Machine:
             self.stop_reason = reason
         if self.phase == TASKS:
             self.reporter.stopping(self.stop_reason)
+            self.stop_waiting()
             if self.running:
                 self.phase = STOPPING
                 self.abort_deadline = self.clock.now() + INTERRUPT_GRACE
                 self.effects.interrupt()
+
+    def stop_waiting(self) -> None:
+        """Sensors between checks end interrupted: pending, so that a resumed run waits again."""
+        waiting = [inst for _, _, inst in sorted(self.retries, key=lambda entry: entry[1]) if inst.waiting]
+        waiting += [inst for inst in self.ready if inst.waiting]
+        if not waiting:
+            return
+        self.retries = [entry for entry in self.retries if not entry[2].waiting]
+        heapq.heapify(self.retries)
+        self.ready = deque(inst for inst in self.ready if not inst.waiting)
+        for inst in waiting:
+            inst.waiting = False
+            error = {"type": "Interrupted", "message": "stopped while waiting", "traceback": ""}
+            self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(),
+                         "status": "interrupted", "error": error})
+            self.reporter.ended(inst.key, inst.attempt, "interrupted", 0.0, error, None)
 
     def kill_all(self) -> None:
         """The grace is over: what still runs is killed and recorded as interrupted."""
@@ -274,6 +298,9 @@ class Machine:
         self.effects.kill(key)
         if inst is not None:
             spec = self.tasks[inst.name]
+            if spec.action.kind == "wait":  # the whole wait's time is over, in the middle of a check
+                del self.running[key]
+                return self.wait_timed_out(inst, spec)
             self.task_ended(self.stopped_outcome(key, inst.attempt, "Timeout", f"timed out after {spec.timeout_text}"))
 
     def stopped_outcome(self, key: str, number: int, kind: str, message: str) -> Outcome:
@@ -300,6 +327,15 @@ class Machine:
             return self.skip(name, f"upstream {', '.join(bad)} {verb}")
         if when == "failure" and not failed:
             return self.skip(name, "no upstream failed (when failure)")
+        if when == "none_failed" and failed:
+            return self.skip(name, f"upstream {', '.join(failed)} failed (when none_failed)")
+        if spec.condition is not None and spec.foreach_items is None:
+            try:
+                holds = self.maker.condition(spec)
+            except EvalError as e:
+                return self.fail_without_attempt(name, name, e)
+            if not holds:
+                return self.skip(name, f"condition false: {spec.condition_text}")
         attempts = self.previous.attempts
         if spec.foreach_items is None:
             self.open_instances[name] = 1
@@ -363,9 +399,22 @@ class Machine:
             self.kept_keys.append(inst.key)
             self.reporter.skipped(inst.key, "marked skipped by hand")
             return self.instance_done(inst.name)
+        if inst.waiting:
+            return self.check_again(inst, spec)
+        if spec.condition is not None and inst.has_item and inst.attempt == inst.base:
+            try:
+                holds = self.maker.condition(spec, inst.item, True)
+            except EvalError as e:
+                return self.fail_without_attempt(inst.key, inst.name, e)
+            if not holds:  # this instance is skipped; its result is null
+                self.record({"e": "skip", "task": inst.key, "t": self.clock.wall(),
+                             "reason": f"condition false: {spec.condition_text}"})
+                self.reporter.skipped(inst.key, f"condition false: {spec.condition_text}")
+                return self.instance_done(inst.name)
         inst.attempt += 1
         try:
-            attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item)
+            attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item,
+                                      self.state.tasks[inst.key].child if inst.key in self.state.tasks else None)
         except EvalError as e:
             return self.fail_without_attempt(inst.key, inst.name, e)
         inst.fp = self.fingerprints.of(inst.name, attempt)
@@ -375,14 +424,63 @@ class Machine:
         record = {"e": "start", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(), "fp": inst.fp}
         if self.queues:
             record["q"] = 1
+        if attempt.child:
+            record["child"] = attempt.child
         self.record(record)
         self.running[inst.key] = inst
+        sensor = spec.action.kind == "wait"
+        if sensor and inst.wait_until is None and spec.timeout is not None:
+            inst.wait_until = self.clock.now() + spec.timeout  # `timeout` bounds the whole wait
         if not self.queues:
             inst.began = True
-            if spec.timeout is not None:
+            if sensor:
+                if inst.wait_until is not None:
+                    self.deadlines[inst.key] = inst.wait_until
+            elif spec.timeout is not None:
                 self.deadlines[inst.key] = self.clock.now() + spec.timeout
             self.reporter.started(inst.key, inst.attempt)
         self.effects.submit(attempt)
+
+    # ---- sensors (`wait`) ---------------------------------------------------------------
+
+    def check_again(self, inst: Inst, spec: TaskSpec) -> None:
+        """A sensor's next check: the same attempt, submitted again; nothing is journaled until it says."""
+        if inst.wait_until is not None and self.clock.now() >= inst.wait_until:
+            return self.wait_timed_out(inst, spec)
+        try:
+            attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item)
+        except EvalError as e:
+            inst.waiting = False
+            return self.fail_without_attempt(inst.key, inst.name, e)
+        inst.waiting = False
+        inst.began = not self.queues
+        self.running[inst.key] = inst
+        if inst.wait_until is not None:
+            self.deadlines[inst.key] = inst.wait_until
+        self.effects.submit(attempt)
+
+    def not_yet(self, inst: Inst, spec: TaskSpec, message: str) -> None:
+        """A check found the condition not true yet: the sensor waits, holding no worker."""
+        inst.checks += 1
+        self.record({"e": "wait", "task": inst.key, "t": self.clock.wall(), "checks": inst.checks})
+        if inst.checks == 1:
+            self.reporter.note(f"{inst.key} is waiting: {message}; checking every {_seconds_text(spec.every)}")
+        due = self.clock.now() + spec.every
+        if inst.wait_until is not None:
+            due = min(due, inst.wait_until)
+        inst.waiting = True
+        self.ties += 1
+        heapq.heappush(self.retries, (due, self.ties, inst))
+
+    def wait_timed_out(self, inst: Inst, spec: TaskSpec) -> None:
+        self.deadlines.pop(inst.key, None)
+        message = (f"waited {spec.timeout_text} and the condition never held "
+                   f"({inst.checks} check{'s' if inst.checks != 1 else ''})")
+        error = {"type": "Timeout", "message": message, "traceback": ""}
+        self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(), "status": "failed",
+                     "error": error})
+        self.reporter.ended(inst.key, inst.attempt, "failed", 0.0, error, None)
+        self.instance_done(inst.name)
 
     def upstream_seq(self, spec: TaskSpec) -> int:
         newest = -1
@@ -471,13 +569,17 @@ class Machine:
             return
         error = dict(o.error or {})
         names = error.pop("names", None) or [error.get("type", "")]
+        if error.get("type") == "NotYet" and self.stop_reason is None:
+            return self.not_yet(inst, spec, error.get("message") or "not yet")
         if SKIP in names:  # the task raised flowdsl.Skip: skipped, with its reason
             reason = error.get("message") or "skipped by the task"
             self.record({"e": "skip", "task": inst.key, "t": self.clock.wall(), "reason": reason})
             self.reporter.skipped(inst.key, reason)
             return self.instance_done(inst.name)
-        # an attempt that stopped because the run asked it to; one that raised on its own failed
-        interrupted = self.stop_reason is not None and (error.get("type") == "Interrupted" or self.backend_lost)
+        # an attempt that stopped because the run asked it to (a sensor's check that found nothing yet,
+        # in a run that is stopping); one that raised on its own failed
+        interrupted = self.stop_reason is not None and (error.get("type") in ("Interrupted", "NotYet")
+                                                        or self.backend_lost)
         delay = None if interrupted else self.retry_delay(inst, spec, names)
         status = "interrupted" if interrupted else "failed"
         retry_at = self.clock.wall() + delay if delay is not None else None
@@ -596,3 +698,10 @@ class Machine:
         self.kept_keys = []
         self.effects.append(keep, False)
         self.state.apply(keep)
+
+
+def _seconds_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

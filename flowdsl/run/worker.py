@@ -36,7 +36,7 @@ STDERR_TAIL = 2000  # characters of stderr kept in a failed shell task's error
 class Attempt:
     key: str  # the task instance: `extract`, `fetch[0]`
     number: int  # 1 for the first attempt
-    kind: str  # run | sh | exec
+    kind: str  # run | sh | exec | glob (a `wait file`) | call (a child run: `flow run` of another pipeline)
     target: str = ""  # `module:attr` for run, the command line for sh
     argv: Tuple[str, ...] = ()  # for exec
     args: Tuple[Any, ...] = ()  # for run: positional (a hook's report)
@@ -50,6 +50,9 @@ class Attempt:
     results: str = "msgpack"
     secrets: Tuple[str, ...] = ()  # every spelling of every secret: masked in the log and the error
     hide: Tuple[str, ...] = ()  # environment variables this attempt must not see: secrets' sources it does not use
+    shell: Tuple[str, ...] = ("/bin/sh", "-c")  # sh: what runs the command (the command is added last)
+    sensor: bool = False  # a `wait` task's check: "not yet" ends it as NotYet, which is no failure
+    child: str = ""  # call: the child run's id
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,14 @@ class TaskTimeout(Exception):
 
 class Interrupted(BaseException):
     """The run is being stopped; the attempt ends and reports it."""
+
+
+class NotYet(Exception):
+    """A sensor's check found its condition not true yet: it is checked again later."""
+
+
+class ChildRunFailed(Exception):
+    """A `call` task's child run did not succeed."""
 
 
 def error_record(exc: BaseException, kind: Optional[str] = None) -> Dict[str, str]:
@@ -126,6 +137,14 @@ def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
                 result = _with_log(attempt, redirect_fds, _call)
             finally:
                 os.environ.update(hidden)
+            if attempt.sensor and not result:
+                raise NotYet(f"`{attempt.target}` returned {_short(result)}")
+        elif attempt.kind == "glob":
+            result = _glob(attempt)
+        elif attempt.kind == "call":
+            result = _child_run(attempt)
+        elif attempt.kind == "post":
+            result = _post(attempt)
         else:
             result = _shell(attempt)
         data = codec.encode_result(result, attempt.results)
@@ -135,6 +154,10 @@ def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
         error = {"type": "Interrupted", "message": "the run was interrupted", "traceback": ""}
     except TaskTimeout as e:
         error = {"type": "Timeout", "message": str(e), "traceback": ""}
+    except NotYet as e:
+        error = {"type": "NotYet", "message": str(e), "traceback": ""}
+    except ChildRunFailed as e:
+        error = {"type": "ChildRunFailed", "message": str(e), "traceback": ""}
     except codec.ResultTypeError as e:
         error = {"type": "ResultTypeError", "message": str(e), "traceback": ""}
     except BaseException as e:  # the task's own failure, SystemExit included
@@ -254,6 +277,78 @@ def _with_log(attempt: Attempt, redirect_fds: bool, fn) -> Any:
         capture.ThreadStreams.end()
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _glob(attempt: Attempt) -> List[str]:
+    """`wait file "PATTERN"`: the sorted matching paths, relative as written (to the pipeline's folder)."""
+    import glob
+
+    pattern = attempt.target
+    absolute = os.path.isabs(pattern)
+    full = pattern if absolute else os.path.join(glob.escape(attempt.cwd), pattern)
+    found = glob.glob(full, recursive=True)
+    if not absolute:
+        cut = len(attempt.cwd.rstrip(os.sep)) + 1
+        found = [p[cut:] for p in found]
+    if not found:
+        raise NotYet(f"no file matches {pattern}")
+    return sorted(found)
+
+
+POST_TIMEOUT = 10.0  # seconds a webhook may take to answer (cli.md)
+
+
+def _post(attempt: Attempt) -> str:
+    """`on ... post "URL"`: the report as JSON; a failure unless the answer is 2xx within POST_TIMEOUT."""
+    import urllib.error
+    import urllib.request
+
+    body = attempt.args[0].encode("utf-8")
+    request = urllib.request.Request(attempt.target, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "flow"})
+    shown = mask(attempt.target, attempt.secrets)
+    log = capture.LazyLog(attempt.log_path, attempt.secrets)
+    try:
+        log.write(f"POST {shown} ({len(body)} bytes)\n".encode())
+        try:
+            with urllib.request.urlopen(request, timeout=min(POST_TIMEOUT, attempt.timeout or POST_TIMEOUT)) as r:
+                status, answer = r.status, r.read(2000)
+        except urllib.error.HTTPError as e:
+            status, answer = e.code, e.read(2000) if e.fp is not None else b""
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", None) or e
+            raise RuntimeError(f"POST {shown}: {reason}") from None
+        text = mask(answer.decode("utf-8", "replace"), attempt.secrets)
+        log.write(f"answer {status}: {text}\n".encode())
+    finally:
+        log.close()
+    if not 200 <= status < 300:
+        raise RuntimeError(f"POST {shown}: the answer was {status}" + (f": {text[:200]}" if text else ""))
+    return text
+
+
+def _child_run(attempt: Attempt) -> Dict[str, Any]:
+    """`call`: the child run's report read from its `--json`; the result maps its tasks to their results."""
+    status, stdout, stderr_tail = _process(attempt, list(attempt.argv))
+    try:
+        report = json.loads(stdout.decode("utf-8", "replace"))
+    except ValueError:
+        report = None
+    if not isinstance(report, dict) or not isinstance(report.get("tasks"), dict):
+        tail = mask(stderr_tail.decode("utf-8", "replace").strip()[-STDERR_TAIL:], attempt.secrets)
+        raise ChildRunFailed(f"the child run {attempt.child} could not run (exit status {status})"
+                             + (f":\n{tail}" if tail else ""))
+    tasks = report["tasks"]
+    if report.get("status") != "success":
+        failed = [k for k, t in tasks.items() if isinstance(t, dict) and t.get("status") == "failed" and "[" not in k]
+        why = f"its tasks {', '.join(failed)} failed" if failed else (report.get("reason") or report.get("status"))
+        raise ChildRunFailed(f"the child run {attempt.child} ended {report.get('status')}: {why}")
+    return {k: t.get("result") for k, t in tasks.items() if "[" not in k and isinstance(t, dict)}
+
+
 def _shell(attempt: Attempt) -> Any:
     """sh or exec in its own process group, killed whole on timeout or abort.
 
@@ -261,11 +356,36 @@ def _shell(attempt: Attempt) -> Any:
     masked), stdout is kept for the result and stderr's tail for the error.
     When the command exits, whatever it left running in its group is stopped.
     """
+    argv = list(attempt.shell) + [attempt.target] if attempt.kind == "sh" else list(attempt.argv)
+    status, stdout, stderr_tail = _process(attempt, argv)
+    if status != 0:
+        tail = mask(stderr_tail.decode("utf-8", "replace").strip()[-STDERR_TAIL:], attempt.secrets)
+        what = f"exit status {status}" if status > 0 else f"killed by signal {-status}"
+        name = "sh" if attempt.kind == "sh" else argv[0]
+        if attempt.sensor and status > 0:
+            raise NotYet(f"`{attempt.target}` exited with status {status}")
+        raise ShellError(f"`{name}` failed with {what}" + (f"; stderr ends with:\n{tail}" if tail else ""), status)
+    text = stdout.decode("utf-8", "replace")
+    if not text.strip():
+        # no output: "" whatever the output mode (language reference, section 3), but `lines` of nothing
+        # is no lines (section 7)
+        return [] if attempt.output == "lines" else ""
+    if attempt.output == "json":
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise ValueError(f"`output json`: the command's output is not JSON ({e})") from None
+    if attempt.output == "lines":
+        return text.splitlines()
+    return text.strip()
+
+
+def _process(attempt: Attempt, argv: List[str]) -> Tuple[int, bytes, bytes]:
+    """Run argv in its own process group with the attempt's environment: (exit status, stdout, stderr tail)."""
     global _current_child
     hide = set(attempt.hide)
     env = {k: v for k, v in os.environ.items() if k not in hide} if hide else dict(os.environ)
     env.update(attempt.env)
-    argv = ["/bin/sh", "-c", attempt.target] if attempt.kind == "sh" else list(attempt.argv)
     log = capture.LazyLog(attempt.log_path, attempt.secrets)
     try:
         try:
@@ -280,28 +400,14 @@ def _shell(attempt: Attempt) -> Any:
             stdout, stderr_tail = _pump(child, log)
         finally:
             _current_child = None
+            if attempt.kind == "call" and child.poll() is None:
+                stop_gently(child)  # a child run, stopped: it ends interrupted, resumable
             kill_group(child)
             if child_watch is not None:
                 child_watch.remove(child.pid)
     finally:
         log.close()
-    status = child.returncode
-    if status != 0:
-        tail = mask(stderr_tail.decode("utf-8", "replace").strip()[-STDERR_TAIL:], attempt.secrets)
-        what = f"exit status {status}" if status > 0 else f"killed by signal {-status}"
-        name = "sh" if attempt.kind == "sh" else argv[0]
-        raise ShellError(f"`{name}` failed with {what}" + (f"; stderr ends with:\n{tail}" if tail else ""), status)
-    text = stdout.decode("utf-8", "replace")
-    if not text.strip():
-        return ""  # no output: "" whatever the output mode (language reference, section 3)
-    if attempt.output == "json":
-        try:
-            return json.loads(text)
-        except ValueError as e:
-            raise ValueError(f"`output json`: the command's output is not JSON ({e})") from None
-    if attempt.output == "lines":
-        return text.splitlines()
-    return text.strip()
+    return child.returncode, stdout, stderr_tail
 
 
 def _pump(child: subprocess.Popen, log: capture.LazyLog) -> Tuple[bytes, bytes]:
@@ -377,6 +483,15 @@ def kill_group(child: subprocess.Popen) -> None:
     try:
         child.wait(timeout=5)
     except Exception:
+        pass
+
+
+def stop_gently(child: subprocess.Popen, grace: float = 4.0) -> None:
+    """SIGTERM to the group, then up to `grace` seconds for it to end (a child run journals its end)."""
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=grace)
+    except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
         pass
 
 

@@ -153,7 +153,9 @@ class Fingerprints:
     def of(self, name: str, attempt: Any) -> str:
         """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs (a `run.worker.Attempt`)."""
         env = sorted((k, v) for k, v in attempt.env.items() if k.startswith(("FLOW_ARG_", "FLOW_SECRET_")))
-        inputs = [attempt.kind, attempt.target, list(attempt.argv or ()), env, attempt.kwargs]
+        # a call's argv holds how flow was started and its child run's id, neither of them an input
+        argv = () if attempt.kind == "call" else attempt.argv or ()
+        inputs = [attempt.kind, attempt.target, list(argv), env, attempt.kwargs]
         try:  # json's encoder is in C: this runs once per task, also in a 10,000-task resume
             text = _INPUTS.encode(inputs)  # json.dumps(inputs, default=_canonical, separators=(",", ":"))
         except (TypeError, ValueError, RecursionError):

@@ -355,7 +355,7 @@ _ENDED = frozenset(("success", "cached", "skipped"))
 
 class TaskState:
     __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused", "seq",
-                 "worker")
+                 "worker", "checks", "child")
 
     def __init__(self) -> None:
         self.status = "pending"
@@ -369,6 +369,8 @@ class TaskState:
         self.reused: Optional[str] = None  # the run it was kept from
         self.seq = -1  # the journal's record that set its final state (its place, counting from 0)
         self.worker: Optional[str] = None  # where its last attempt ran, when another machine (a Dask worker)
+        self.checks = 0  # a sensor's checks that found its condition not yet true
+        self.child: Optional[str] = None  # a `call` task's child run: its id, kept by a resume
 
 
 class RunState:
@@ -408,6 +410,11 @@ class RunState:
                 if s.started is None:
                     s.started = r["t"]
             s.attempts, s.error, s.fp = r["n"], None, r.get("fp")
+            if r.get("child") is not None:
+                s.child = r["child"]
+        elif e == "wait":  # a sensor's check found its condition not yet true: it waits, holding no worker
+            s = self.task(r["task"])
+            s.status, s.checks = "waiting", r["checks"]
         elif e == "began":  # a queued attempt started on a worker
             s = self.task(r["task"])
             if r.get("w") is not None:
@@ -478,7 +485,7 @@ class RunState:
             for key, s in self.tasks.items():
                 if s.status not in SUCCEEDED and not (s.status == "skipped" and s.fp == MARKED):
                     again = self.tasks[key] = TaskState()
-                    again.attempts, again.seq = s.attempts, s.seq
+                    again.attempts, again.seq, again.child = s.attempts, s.seq, s.child
             for name in self.info["tasks"]:
                 self.task(name)
         elif e == "hook":
@@ -510,7 +517,8 @@ class RunState:
                 "hook_records": self.hook_records, "instances": self.instances, "seq": self.seq,
                 "sessions": self.sessions,
                 "tasks": {k: [t.status, t.attempts, t.started, t.finished, t.error, b64(t.result), t.reason,
-                              t.fp, t.reused, t.seq] for k, t in self.tasks.items()}}
+                              t.fp, t.reused, t.seq] + ([t.checks, t.child] if t.checks or t.child else [])
+                          for k, t in self.tasks.items()}}
 
     @classmethod
     def from_snapshot(cls, data: Dict[str, Any]) -> RunState:
@@ -525,8 +533,11 @@ class RunState:
         run.error = data.get("error")
         run.hooks, run.hook_records, run.instances = data["hooks"], data["hook_records"], data["instances"]
         run.seq, run.sessions = data["seq"], data["sessions"]
-        for key, (status, attempts, started, finished, error, result, reason, fp, reused, seq) in data["tasks"].items():
+        for key, entry in data["tasks"].items():
+            status, attempts, started, finished, error, result, reason, fp, reused, seq = entry[:10]
             t = run.tasks[key] = TaskState()
+            if len(entry) == 12:  # a sensor's checks, a call's child run
+                t.checks, t.child = entry[10], entry[11]
             t.status, t.attempts, t.started, t.finished, t.error = status, attempts, started, finished, error
             t.result = None if result is None else base64.b64decode(result)
             t.reason, t.fp, t.reused, t.seq = reason, fp, reused, seq
@@ -558,7 +569,7 @@ class RunState:
             self.status = "interrupted"
             self.reason = f"the run's process (pid {self.info.get('pid')}) ended without finishing the run"
             for s in self.tasks.values():
-                if s.status in ("running", "queued"):
+                if s.status in ("running", "queued", "waiting"):
                     s.status = "pending"
                     s.error = {"type": "Interrupted", "message": "the run's process died", "traceback": ""}
         return self
@@ -592,7 +603,7 @@ class RunState:
                                                                and statuses != {"skipped"}):
             agg.status = "success"
             agg.finished = agg.finished or own.finished
-        elif statuses & {"running", "queued"}:
+        elif statuses & {"running", "queued", "waiting"}:
             agg.status = "running"
         elif statuses & {"pending"}:
             agg.status = "pending" if "failed" not in statuses else "running"
@@ -640,6 +651,10 @@ class RunState:
                     entry["marked"] = True
                 if s.worker:
                     entry["worker"] = s.worker
+                if s.checks:
+                    entry["checks"] = s.checks
+                if s.child:
+                    entry["child_run"] = s.child
                 tasks[key] = entry
         started = info.get("t")
         report = {
@@ -710,9 +725,11 @@ def _check_snapshot(data: Any) -> None:
         if not (isinstance(keys, list) and all(isinstance(k, str) and k in tasks for k in keys)):
             raise bad(f"the instances of {shown(name)}")
     for key, t in tasks.items():
-        if not (isinstance(t, list) and len(t) == 10):
+        if not (isinstance(t, list) and len(t) in (10, 12)):
             raise bad(f"the task {shown(key)}")
-        status, attempts, started, finished, error, result, reason, fp, reused, seq = t
+        if len(t) == 12 and not (_is(t[10], int) and (t[11] is None or is_run_id(t[11]))):
+            raise bad(f"the task {shown(key)}")
+        status, attempts, started, finished, error, result, reason, fp, reused, seq = t[:10]
         if not (_is(status, str) and _is(attempts, int) and _is(started, int, float, _NONE)
                 and _is(finished, int, float, _NONE) and _is_error(error) and _is(result, str, _NONE)
                 and _is(reason, str, _NONE) and _is(fp, str, _NONE) and _is(reused, str, _NONE)
