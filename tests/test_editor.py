@@ -22,7 +22,8 @@ GRAMMAR = ROOT / "editors" / "vscode" / "syntaxes" / "flow.tmLanguage.json"
 EXTENSION = ROOT / "editors" / "vscode" / "package.json"
 TOOLS = ROOT / ".ci" / "tools" / "node_modules"
 CORPUS = sorted((ROOT / "tests" / "data" / "valid").rglob("*.flow")) + sorted((ROOT / "examples").rglob("*.flow"))
-VALUE_TOKENS = {"NAME", "STRING", "LONG_STRING", "NUMBER", "DURATION", "CALLABLE", "LSQB", "RSQB", "LBRACE", "RBRACE"}
+VALUE_TOKENS = {"NAME", "STRING", "LONG_STRING", "NUMBER", "DURATION", "CALLABLE", "LSQB", "RSQB", "LBRACE", "RBRACE",
+                "LPAR", "RPAR"}
 KEYWORD_SCOPES = ("keyword.", "storage.type.", "support.constant.", "constant.language.", "support.function.builtin.")
 
 

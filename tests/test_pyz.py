@@ -140,7 +140,7 @@ def test_contents(pyz):
         tzdata = marshal.loads(zf.read("flowdsl/lang/_tzdata.marshal"))
     assert len(tzdata["zones"]) > 500 and tzdata["files"][tzdata["zones"]["Australia/Lord_Howe"]].startswith(b"TZif")
     assert tzdata["files"][tzdata["zones"]["US/Eastern"]] == tzdata["files"][tzdata["zones"]["America/New_York"]]
-    assert Path(pyz).stat().st_size <= 3_000_000, "the budget for the archive (README, benchmarks)"
+    assert Path(pyz).stat().st_size <= 3_200_000, "the budget for the archive (README, benchmarks)"
 
 
 def build_inputs() -> str:

@@ -169,6 +169,10 @@ def cmd_status(args) -> int:
                 t.get("reason") or _kept(t.get("kept_from"), report["run_id"]))
         if t.get("worker"):  # where it ran, on a cluster
             note = f"on {t['worker']}" + (f"; {note}" if note else "")
+        if t.get("child_run"):  # a `call`: its child run
+            note = f"child run {t['child_run']}" + (f"; {note}" if note else "")
+        if t.get("checks") and t["status"] == "waiting":  # a sensor between checks
+            note = f"{t['checks']} check{'s' if t['checks'] != 1 else ''} so far" + (f"; {note}" if note else "")
         rows.append([key, t["status"], t["attempts"], _seconds(t["duration_s"]), note])
     print()
     print(_table(rows, ["task", "state", "attempts", "duration", "error"]))
@@ -187,7 +191,7 @@ def add_status(p) -> None:
     p.add_argument("--json", action="store_true", help="the run report of `flow run --json`")
     p.add_argument("--failed", action="store_true", help="only the tasks that failed")
     p.add_argument("--state", action="append", metavar="S",
-                   choices=("success", "failed", "skipped", "cached", "pending", "running", "queued"),
+                   choices=("success", "failed", "skipped", "cached", "pending", "running", "queued", "waiting"),
                    help="only the tasks in state S (repeatable)")
     add_file(p)
     p.add_argument("--state-dir", metavar="DIR", help="the state folder (default ./.flow)")

@@ -134,35 +134,6 @@ def check_file(path: str) -> None:
         raise UsageError(problem.message)
 
 
-def read_env_file(path: str) -> dict:
-    """`KEY=value` lines (blank lines, `#` comments and a leading `export` allowed; a value may be quoted).
-
-    Raises UsageError naming the file and line of a line that is none of these.
-    """
-    import re
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"--env-file {path}: {getattr(e, 'strerror', None) or e}") from None
-    found = {}
-    for n, line in enumerate(lines, 1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        m = re.fullmatch(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", text)
-        if m is None:
-            raise UsageError(f"{path}:{n}: expected KEY=value, not `{text[:40]}`")
-        key, value = m.group(1), m.group(2)
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()  # a comment after an unquoted value
-        found[key] = value
-    return found
-
-
 def dry_run_lines(plan, program, targets, keeping=None) -> list:
     """The plan in words: what runs in which order, and why.
 
@@ -351,6 +322,8 @@ def open_from_args(args, reporter):
     if args.detach and args.dry_run:
         raise UsageError("--detach and --dry-run do not go together")
     check_params_text(args.param)
+    from ..lang.values import read_env_file
+
     for key, value in read_env_file(args.env_file).items() if getattr(args, "env_file", None) else ():
         os.environ.setdefault(key, value)  # the process's own environment wins over the file
     texts = dict(parse_param(p) for p in args.param)

@@ -120,6 +120,7 @@ class ExecPlan:
     results: str  # msgpack | pickle
     params: Tuple[Tuple[str, Any], ...]  # (name, default expression)
     source: planner.Plan
+    env_file: Optional[str] = None  # `env_file`: its absolute path
 
     def hooks_for(self, status: str) -> List[HookSpec]:
         """The hooks a run that ended `status` fires: `success` or `failure` first, then `finish`."""
@@ -218,4 +219,4 @@ def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[
         run_timeout=_seconds(p.timeout), run_timeout_text=p.timeout.text if isinstance(p.timeout, ir.Duration) else "",
         results=p.results.value if p.results else DEFAULT_RESULTS,
         params=tuple((e.key, e.value) for e in p.params.entries) if p.params is not None else (),
-        source=plan)
+        source=plan, env_file=os.path.join(folder, p.env_file.text) if p.env_file is not None else None)

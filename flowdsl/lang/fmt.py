@@ -30,6 +30,7 @@ INDENT = "    "
 EXPRESSIONS = frozenset({"list", "map", "ref", "env_call", "secret_call",
                          "number", "duration", "true", "false", "null"})
 COMMA_LISTS = frozenset({"after", "tags", "pythonpath", "retry_on"})
+CONDITIONS = frozenset({"cond_or", "cond_and", "cond_not", "compare"})
 
 class MeaningChanged(Exception):
     """The formatted text would mean something else: a bug in the formatter, never written out."""
@@ -77,8 +78,10 @@ def meaning(node: Any) -> Any:
     if isinstance(node, (tuple, list)):
         return [meaning(item) for item in node]
     if is_record(node):
+        # a condition's text is how it was written; its expression is what it means
         return [type(node).__name__] + [meaning(getattr(node, f)) for f in fields(node)
-                                         if not isinstance(getattr(node, f), Span)]
+                                         if not isinstance(getattr(node, f), Span)
+                                         and not (f == "text" and type(node).__name__ == "Condition")]
     return node
 
 
@@ -263,6 +266,15 @@ class _Printer:
             self.token(node.children[0])
             self.body(node.children[0].end_pos, node.children[1:])
             return
+        if node.data == "foreach" and node.children[2] is not None:  # foreach key, value in MAP
+            keyword, key, value, *rest = node.children
+            self.token(keyword)
+            self.token(key)
+            self.w.put(",", self.w.prev_end, self.w.prev_end, sep="")
+            self.token(value)
+            for child in rest:
+                self.part(child)
+            return
         for child in node.children:
             if child is None:
                 continue
@@ -278,6 +290,15 @@ class _Printer:
             self.token(node, sep)
         elif node.data in EXPRESSIONS:
             self.expr(node, sep)
+        elif node.data == "paren":  # (a or b): no space inside the parentheses
+            opening, inner, closing = node.children
+            self.token(opening, sep)
+            self.part(inner, "")
+            self.token(closing, "")
+        elif node.data in CONDITIONS:  # the first word keeps `sep`, the rest one space apart
+            children = [c for c in node.children if c is not None]
+            for i, child in enumerate(children):
+                self.part(child, sep if i == 0 else " ")
         elif node.data == "dotted_name":  # word by word, so that a comment between them is seen in its place
             for i, tok in enumerate(node.children):
                 self.token(tok, sep if i == 0 else "", tok.value if i == 0 else "." + tok.value)

@@ -19,6 +19,7 @@ TYPE_CHECKING = False  # typing's, without importing typing at run time (a few m
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+_DATE_DIRECTIVE = re.compile(r"%[A-Za-z]")  # strftime's `%Y`, not the number format's `.2%`
 # kinds of the values a literal may hold, for comparisons that can never hold
 _LITERAL_KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", type(None): "null"}
 
@@ -274,7 +275,7 @@ class Validator:
         """A date format (`{x:%Y}`) on a value validate knows is not a date: run.date, run.id, a text param."""
         for node in planner.iter_templates(expr):
             for part in node.parts:
-                if not isinstance(part, ir.Field) or not part.format or "%" not in part.format:
+                if not isinstance(part, ir.Field) or not part.format or not _DATE_DIRECTIVE.search(part.format):
                     continue
                 ref = part.ref
                 kind = None
@@ -282,10 +283,8 @@ class Validator:
                     kind = "a string"
                 elif ref.name == "params":
                     known = self.known(ref)
-                    if known is not ref:
-                        kind = _literal_kind(known)
-                        if isinstance(known, ir.Duration):
-                            kind = "a duration"
+                    if isinstance(known, ir.Template):
+                        kind = "a string"
                     elif ref.path and isinstance(ref.path[0], str) and ref.path[0] in self.params:
                         default = self.params[ref.path[0]].value
                         if isinstance(default, ir.Ref) and default.name == "run" and \

@@ -278,6 +278,37 @@ def secret_file(name: str, environ: Mapping[str, str]) -> Optional[str]:
     return None
 
 
+def read_env_file(path: str, what: str = "--env-file") -> Dict[str, str]:
+    """`KEY=value` lines (blank lines, `#` comments and a leading `export` allowed; a value may be quoted).
+
+    Raises UsageError naming the file and line of a line that is none of these (or the file unreadable).
+    """
+    import re
+
+    from .diagnostics import UsageError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{what} {path}: {getattr(e, 'strerror', None) or e}") from None
+    found = {}
+    for n, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        m = re.fullmatch(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)", text)
+        if m is None:
+            raise UsageError(f"{path}:{n}: expected KEY=value, not `{text[:40]}`")
+        key, value = m.group(1), m.group(2)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()  # a comment after an unquoted value
+        found[key] = value
+    return found
+
+
 def read_env(call: ir.EnvCall, scope: Scope) -> Any:
     value = scope.environ.get(call.name)
     if value is None and call.secret:

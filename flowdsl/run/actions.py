@@ -86,6 +86,12 @@ class Maker:
         self.child_names: Dict[str, str] = {}  # a called .flow file -> its pipeline's name
         self.environ: Mapping[str, str] = os.environ  # what env() and secret() read (with the env_file's lines)
 
+    def use_env_file(self, environ: Mapping[str, str], lines: Dict[str, str]) -> None:
+        """`env_file`: env() and secret() read `environ` (the process's environment over the file's lines);
+        attempts get the file's variables the environment lacks, but never a secret's source."""
+        self.environ = environ
+        self.env.update({k: v for k, v in lines.items() if k not in os.environ and k not in self.secret_sources})
+
     def hidden(self, used: Set[str], kind: str, text: str) -> Tuple[str, ...]:
         """The secrets' source variables an attempt must not see: all but those it uses or names.
 
@@ -280,7 +286,7 @@ SECRET_GIVEN = "\0a secret --param, not kept\0"  # the journal's stand-in (no ar
 
 
 def evaluate_params(plan: ExecPlan, overrides: Dict[str, Any], run_values: Dict[str, Any],
-                    secrets: Secrets) -> Dict[str, Any]:
+                    secrets: Secrets, environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
     """The run's params: each `--param` as given, else its default evaluated. Raises EvalError.
 
     A value given for a param whose default reads a `secret()` is itself a
@@ -288,7 +294,7 @@ def evaluate_params(plan: ExecPlan, overrides: Dict[str, Any], run_values: Dict[
     learns which source variables each default read, so that a task using a
     param keeps that variable in its environment.
     """
-    scope = Scope(params={}, run=run_values, secrets=secrets)
+    scope = Scope(params={}, run=run_values, secrets=secrets, environ=os.environ if environ is None else environ)
     params = {}
     for key, expr in plan.params:
         if key not in overrides:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Set
 
 from ..lang import execplan, planner, values
+from ..lang.diagnostics import UsageError
 from ..lang.values import EvalError, Secrets
 from ..store import checkpoint, history, journal, state
 from .actions import Maker, evaluate_params, pack_params, plain
@@ -104,9 +105,13 @@ class Runner:
         run_id = o.run_id or state.new_run_id(plan.pipeline, now)
         self.run_values = values.run_values(run_id, plan.pipeline, logical, o.trigger)
         self.start_error = o.start_error
+        self.environ, self.file_env = os.environ, {}
         try:
-            self.params = evaluate_params(plan, o.params, self.run_values, self.secrets)
-        except EvalError as e:
+            if plan.env_file:  # `env_file`: its lines for env() and secret(); the process's environment wins
+                self.file_env = values.read_env_file(plan.env_file, "env_file")
+                self.environ = dict(self.file_env, **os.environ)
+            self.params = evaluate_params(plan, o.params, self.run_values, self.secrets, self.environ)
+        except (EvalError, UsageError) as e:
             if not o.start_anyway:
                 raise
             self.params, self.start_error = {}, str(e)
@@ -220,6 +225,8 @@ class Runner:
         else:
             unavailable = self.make_backend()
         maker = Maker(self.plan, self.state, self.run_values, self.params, self.secrets, self.run_folder)
+        if self.file_env:
+            maker.use_env_file(self.environ, self.file_env)
         capacity = None
         # --workers or the pipeline's concurrency, else what the cluster offers, as it changes
         self.elastic = bool(getattr(self.backend, "elastic", False)) and self.plan.concurrency is None \

@@ -11,7 +11,7 @@
 The CLI costs a process start per call, so each corpus is checked in one
 `flow validate --format json` call and the JSON is split by file.
 
-Regenerate the goldens with `FLOW_REGEN=1 python -m pytest tests/test_corpus.py`,
+Regenerate the goldens with `FLOW_REGEN=1 python -m pytest tests/lang/test_corpus.py`,
 then read every changed file before committing it.
 """
 

@@ -40,7 +40,7 @@ PARAMS = """
             word = "default"
             wait = 1s
             flag = false
-            nothing = "x"
+            nothing = null
             m = {}
         }
     }

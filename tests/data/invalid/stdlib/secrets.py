@@ -1,0 +1,2 @@
+def token_for(name):
+    return name
