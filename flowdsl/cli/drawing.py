@@ -18,7 +18,20 @@ def describe_action(task_or_hook) -> str:
         if isinstance(a.argv, ir.ListExpr):
             return "exec " + " ".join(describe_expr(i) for i in a.argv.items)
         return "exec " + describe_expr(a.argv)
+    if isinstance(a, ir.WaitAction):
+        return f"wait run {a.target}" if a.kind == "run" else f"wait {a.kind} " + json.dumps(a.target.text)
+    if isinstance(a, ir.CallAction):
+        return "call " + json.dumps(a.path.text)
+    if isinstance(a, ir.PostAction):
+        return "post " + json.dumps(a.url.text)
     return "(no action)"
+
+
+def kind_of(task: ir.Task) -> str:
+    """task, sensor (a `wait`) or call (a sub-pipeline): what the drawings show differently."""
+    if isinstance(task.action, ir.WaitAction):
+        return "sensor"
+    return "call" if isinstance(task.action, ir.CallAction) else "task"
 
 
 def describe_expr(e) -> str:
@@ -42,7 +55,7 @@ def describe_expr(e) -> str:
 # the report page's colours (cli/reportpage.py), with the text colour that reads on each
 STATE_COLOURS = {"success": ("#2e9e58", "white"), "failed": ("#d64541", "white"), "skipped": ("#a8a8a8", "black"),
                  "cached": ("#4f86e8", "white"), "kept": ("#8e6fd1", "white"), "running": ("#f0a81a", "black"),
-                 "queued": ("#f6d8a0", "black"), "pending": ("#dcdcdc", "black")}
+                 "queued": ("#f6d8a0", "black"), "pending": ("#dcdcdc", "black"), "waiting": ("#7ec8c8", "black")}
 
 
 def to_data(program: ir.Program) -> dict:
@@ -53,7 +66,9 @@ def to_data(program: ir.Program) -> dict:
         s = t.settings
         tasks.append({
             "name": t.name, "action": describe_action(t), "layer": depth[t.name],
-            "foreach": f"{t.foreach.var.name} in {describe_expr(t.foreach.items)}" if t.foreach else None,
+            "foreach": (f"{', '.join(planner.foreach_names(t))} in {describe_expr(t.foreach.items)}"
+                        if t.foreach else None),
+            "kind": kind_of(t), "if": t.condition.text if t.condition else None,
             "when": s.when.value if s.when else None,
             "tags": [n.name for n in s.tags], "description": t.description.text if t.description else None,
             "upstream": [e.upstream for e in graph[t.name]],
@@ -92,13 +107,19 @@ def _dot(data: dict) -> str:
             extra = ", shape=box3d"
         if t["when"] and t["when"] != "success":
             label += f"\\nwhen {t['when']}"
+        if t["if"] and not t["upstream"]:  # with upstreams, the condition labels the edges into it
+            label += "\\nif " + t["if"].replace('"', "'")
+        extra += {"sensor": ", shape=hexagon", "call": ", shape=component"}.get(t["kind"], "")
         if "state" in t:
             fill, ink = STATE_COLOURS.get(t["state"], ("#dcdcdc", "black"))
             extra += f', style=filled, fillcolor="{fill}", fontcolor="{ink}", tooltip="{t["state"]}"'
         out.append(f"  {q(t['name'])} [label=\"{label}\"{extra}];")
+    conditions = {t["name"]: t["if"] for t in data["tasks"] if t["if"]}
     for e in data["edges"]:
-        style = " [style=dashed]" if e["kind"] == "after" else ""
-        out.append(f"  {q(e['from'])} -> {q(e['to'])}{style};")
+        attrs = ["style=dashed"] if e["kind"] == "after" else []
+        if e["to"] in conditions:
+            attrs.append("label=" + q("if " + conditions[e["to"]]))
+        out.append(f"  {q(e['from'])} -> {q(e['to'])}" + (f" [{', '.join(attrs)}]" if attrs else "") + ";")
     for i, h in enumerate(data["hooks"]):
         node = q(f"on {h['event']} #{i}")
         out.append(f"  {node} [label=\"on {h['event']}\\n{h['action'].replace(chr(34), chr(39))}\", shape=note];")
@@ -118,12 +139,21 @@ def _mermaid(data: dict) -> str:
         label = text(t["name"] + ("[*]" if t["foreach"] else "") + "<br/>" + t["action"])
         if t["when"] and t["when"] != "success":
             label += f"<br/>when {t['when']}"
+        if t["if"] and not t["upstream"]:
+            label += "<br/>if " + text(t["if"])
         if t["foreach"]:
             out.append(f'  {ids[t["name"]]}[["{label}<br/>foreach {text(t["foreach"])}"]]')
+        elif t["kind"] == "sensor":
+            out.append(f'  {ids[t["name"]]}(["{label}"])')
+        elif t["kind"] == "call":
+            out.append(f'  {ids[t["name"]]}[/"{label}"/]')
         else:
             out.append(f'  {ids[t["name"]]}["{label}"]')
+    conditions = {t["name"]: t["if"] for t in data["tasks"] if t["if"]}
     for e in data["edges"]:
         arrow = "-.->" if e["kind"] == "after" else "-->"
+        if e["to"] in conditions:
+            arrow += f'|"if {text(conditions[e["to"]])}"|'
         out.append(f"  {ids[e['from']]} {arrow} {ids[e['to']]}")
     states = sorted({t["state"] for t in data["tasks"] if "state" in t})
     for state in states:
@@ -156,6 +186,8 @@ def _ascii(data: dict) -> str:
             line += f"  | foreach {t['foreach']}"
         if t["when"] and t["when"] != "success":
             line += f"  | when {t['when']}"
+        if t["if"]:
+            line += f"  | if {t['if']}"
         if "state" in t:
             line += f"  [{t['state']}]"
         out.append(line)

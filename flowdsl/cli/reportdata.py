@@ -18,7 +18,7 @@ from ..store import attempts as attempt_log
 from ..store import journal, state
 
 LOG_TAIL = 2000  # characters of each attempt's log kept on the page
-STATES = ("success", "failed", "skipped", "cached", "kept", "running", "queued", "pending")
+STATES = ("success", "failed", "skipped", "cached", "kept", "running", "queued", "waiting", "pending")
 
 
 def page_data(folder: str, now: Optional[float] = None) -> Dict[str, Any]:
@@ -100,6 +100,12 @@ def _row(folder: str, key: str, s: state.TaskState, found: List[attempt_log.Atte
         row["reason"] = s.reason
     if s.reused:
         row["kept_from"] = s.reused
+    if s.worker:
+        row["worker"] = s.worker
+    if s.checks:
+        row["checks"] = s.checks
+    if s.child:
+        row["child_run"] = s.child
     return row
 
 

@@ -14,7 +14,7 @@ import json
 from typing import Any, Dict, List
 
 COLOURS = {"success": "#2e9e58", "failed": "#d64541", "skipped": "#a8a8a8", "cached": "#4f86e8",
-           "kept": "#8e6fd1", "running": "#f0a81a", "queued": "#f6d8a0",
+           "kept": "#8e6fd1", "running": "#f0a81a", "queued": "#f6d8a0", "waiting": "#7ec8c8",
            "pending": "#dcdcdc", "interrupted": "#e07b39"}
 
 CSS = """
@@ -178,6 +178,9 @@ function show(key){
     '</span></dd><dt>attempts</dt><dd>' + r.attempts + '</dd><dt>duration</dt><dd>' + secs(r.duration) + '</dd>';
   if (r.reason) h += '<dt>skipped</dt><dd>' + esc(r.reason) + '</dd>';
   if (r.kept_from) h += '<dt>kept from</dt><dd>' + esc(r.kept_from) + '</dd>';
+  if (r.worker) h += '<dt>worker</dt><dd>' + esc(r.worker) + '</dd>';
+  if (r.checks) h += '<dt>checks</dt><dd>' + r.checks + ' (not yet)</dd>';
+  if (r.child_run) h += '<dt>child run</dt><dd>' + esc(r.child_run) + '</dd>';
   if (t && t.up.length) h += '<dt>after</dt><dd>' + t.up.map(function(e){ return esc(e[0]); }).join(', ') + '</dd>';
   if (t && t.instances.length) h += '<dt>instances</dt><dd>' + t.instances.length + '</dd>';
   h += '</dl>';
@@ -243,7 +246,8 @@ def render(data: Dict[str, Any]) -> str:
         rows.append(("critical path", " → ".join(e(n) for n in data["critical"])))
     meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     legend = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{s} {data["counts"].get(s, 0)}</span>'
-                     for s in ("success", "failed", "skipped", "cached", "kept", "running", "queued", "pending"))
+                     for s in ("success", "failed", "skipped", "cached", "kept", "running", "queued", "waiting",
+                               "pending"))
     live = (f'<p class="note">This run was still running when this page was made ({e(data["generated_at"])}): '
             "it shows the state so far.</p>") if status == "running" else ""
     body = (f'<header><h1>Run {e(data["run_id"] or "")}</h1><dl class="meta">{meta}</dl>'

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # 3: JSON and an allow-list. Formats 1 and 2 were pickles, which could be made to run code:
 # named `.pickle`, they are never read, and deleted when an entry is written.
-FORMAT = 3
+FORMAT = 4  # 4: the forms of language v1.1 (conditions, sensors, calls, shell, env_file)
 MAGIC = "flow-ir"
 SUFFIX = ".json"
 
@@ -67,25 +67,34 @@ SCHEMA = {
     "ExecAction": ("Expr", "Span"),
     "Name": ("str", "Span"),
     "Retry": ("Expr", "Expr?", "Expr?", "Expr?", "Expr?", "Name*", "Span"),
-    "Foreach": ("Name", "Expr", "Span"),
+    "Foreach": ("Name", "Expr", "Span", "Name?"),
     "Word": ("str", "Span"),
     "Cache": ("Expr?", "Span"),
-    "Settings": ("Retry?", "Expr?", "Word?", "Word?", "Cache?", "Name*", "MapExpr?"),
-    "Task": ("str", "Span", "Action?", "MapExpr?", "Name*", "Foreach?", "Template?", "Settings", "Span"),
+    "Settings": ("Retry?", "Expr?", "Word?", "Word?", "Cache?", "Name*", "MapExpr?", "Expr?"),
+    "Task": ("str", "Span", "Action?", "MapExpr?", "Name*", "Foreach?", "Template?", "Settings", "Span",
+             "Condition?", "Expr?"),
+    "Compare": ("str", "Expr", "Expr", "Span"),
+    "BoolOp": ("str", "Expr*", "Span"),
+    "Not": ("Expr", "Span"),
+    "Condition": ("Expr", "str", "Span"),
+    "WaitAction": ("str", "waited", "Span"),
+    "CallAction": ("Template", "Span"),
+    "PostAction": ("Template", "Span"),
     "Schedule": ("str", "Expr", "Template?", "Span"),
     "Window": ("Template", "Template?", "Span"),
     "Executor": ("str", "Template?", "Span"),
     "Hook": ("str", "Action", "Span"),
     "Pipeline": ("str", "Span?", "Template?", "Schedule*", "Window?", "Word?", "Word?", "Expr?", "Executor?",
-                 "Expr?", "Template*", "MapExpr?", "Settings", "Word?", "Hook*", "Span?"),
+                 "Expr?", "Template*", "MapExpr?", "Settings", "Word?", "Hook*", "Span?", "Expr?", "Template?"),
     "Program": ("str", "Pipeline", "Task*", "str*"),
     "Diagnostic": ("str", "str", "Span", "str?"),  # a warning's: an entry holds no errors
 }
 PLAIN = {"str": (str,), "int": (int,), "bool": (bool,), "number": (int, float),
          "value": (str, int, float, bool, type(None))}
 UNIONS = {
-    "Expr": ("Literal", "Duration", "Ref", "Template", "ListExpr", "MapExpr", "EnvCall"),
-    "Action": ("RunAction", "ShAction", "ExecAction"),
+    "Expr": ("Literal", "Duration", "Ref", "Template", "ListExpr", "MapExpr", "EnvCall", "Compare", "BoolOp", "Not"),
+    "Action": ("RunAction", "ShAction", "ExecAction", "WaitAction", "CallAction", "PostAction"),
+    "waited": ("Template", "CallableRef"),  # of a WaitAction: a file pattern or a command, or a callable
     "part": ("str", "Field"),  # of a Template: text, or an interpolated field
     "key": ("str", "int"),  # of a Ref's path: `.key`, `[0]`
     "str": ("str",),  # of Program.files

@@ -5,7 +5,8 @@ import stat
 from runkit import explain, run_json, state_runs, write_project
 
 
-def test_no_output_is_the_empty_string_in_every_output_mode(flow, tmp_path):
+def test_no_output_is_the_empty_string_and_no_lines_an_empty_list(flow, tmp_path):
+    """Section 3: a command with no output gives ""; section 7: `output lines` of it is []."""
     f = write_project(tmp_path, """
         task t { sh "true" output text }
         task j { sh "true" output json }
@@ -13,7 +14,7 @@ def test_no_output_is_the_empty_string_in_every_output_mode(flow, tmp_path):
     """)
     proc, report = run_json(flow, f)
     assert proc.returncode == 0, explain(proc)
-    assert [report["tasks"][k]["result"] for k in "tjl"] == ["", "", ""]
+    assert [report["tasks"][k]["result"] for k in "tjl"] == ["", "", []]
 
 
 def test_state_files_are_private(flow, tmp_path):
