@@ -86,7 +86,8 @@ def test_a_value_that_does_not_fit_is_exit_2_naming_the_param_the_kind_and_an_ex
                                                                                       kind):
     runs_before = sorted((project.parent / ".flow" / "runs").glob("*")) if (project.parent / ".flow").exists() \
         else []
-    proc = flow("run", project, "--param", f"{key}={text}", cwd=project.parent, env={"TYPED_TOKEN": "typed-secret-value"})
+    proc = flow("run", project, "--param", f"{key}={text}", cwd=project.parent,
+                env={"TYPED_TOKEN": "typed-secret-value"})
     assert proc.returncode == 2, explain(proc)
     message = proc.stderr
     assert f"--param {key}" in message and re.search(rf"is not an? {kind} ", message), message
