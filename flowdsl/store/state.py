@@ -355,7 +355,7 @@ _ENDED = frozenset(("success", "cached", "skipped"))
 
 class TaskState:
     __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused", "seq",
-                 "worker", "checks", "child")
+                 "worker", "checks", "child", "skipped_as")
 
     def __init__(self) -> None:
         self.status = "pending"
@@ -371,6 +371,7 @@ class TaskState:
         self.worker: Optional[str] = None  # where its last attempt ran, when another machine (a Dask worker)
         self.checks = 0  # a sensor's checks that found its condition not yet true
         self.child: Optional[str] = None  # a `call` task's child run: its id, kept by a resume
+        self.skipped_as: Optional[str] = None  # the reason it was skipped before a resume put it back
 
 
 class RunState:
@@ -444,7 +445,11 @@ class RunState:
                         self.instances.pop(r["task"], None)
         elif e == "skip":
             s = self.task(r["task"])
-            s.status, s.reason, s.finished, s.result, s.seq = "skipped", r.get("reason"), r["t"], None, seq
+            # skipped again as before (the same condition, the same upstream outcome): nothing downstream
+            # sees changed, so it is no newer than it was (the keep rule compares these seqs)
+            same = s.skipped_as is not None and s.skipped_as == r.get("reason") and s.seq >= 0
+            s.status, s.reason, s.finished, s.result = "skipped", r.get("reason"), r["t"], None
+            s.seq, s.skipped_as = (s.seq if same else seq), None
             self.instances.pop(r["task"], None)  # a foreach an earlier session expanded has none now
         elif e == "expand":
             keys = [f"{r['task']}[{i}]" for i in range(r["count"])]
@@ -486,6 +491,7 @@ class RunState:
                 if s.status not in SUCCEEDED and not (s.status == "skipped" and s.fp == MARKED):
                     again = self.tasks[key] = TaskState()
                     again.attempts, again.seq, again.child = s.attempts, s.seq, s.child
+                    again.skipped_as = s.reason if s.status == "skipped" else s.skipped_as
             for name in self.info["tasks"]:
                 self.task(name)
         elif e == "hook":
@@ -517,7 +523,8 @@ class RunState:
                 "hook_records": self.hook_records, "instances": self.instances, "seq": self.seq,
                 "sessions": self.sessions,
                 "tasks": {k: [t.status, t.attempts, t.started, t.finished, t.error, b64(t.result), t.reason,
-                              t.fp, t.reused, t.seq] + ([t.checks, t.child] if t.checks or t.child else [])
+                              t.fp, t.reused, t.seq]
+                          + ([t.checks, t.child, t.skipped_as] if t.checks or t.child or t.skipped_as else [])
                           for k, t in self.tasks.items()}}
 
     @classmethod
@@ -536,8 +543,8 @@ class RunState:
         for key, entry in data["tasks"].items():
             status, attempts, started, finished, error, result, reason, fp, reused, seq = entry[:10]
             t = run.tasks[key] = TaskState()
-            if len(entry) == 12:  # a sensor's checks, a call's child run
-                t.checks, t.child = entry[10], entry[11]
+            if len(entry) == 13:  # a sensor's checks, a call's child run, a skip a resume put back
+                t.checks, t.child, t.skipped_as = entry[10], entry[11], entry[12]
             t.status, t.attempts, t.started, t.finished, t.error = status, attempts, started, finished, error
             t.result = None if result is None else base64.b64decode(result)
             t.reason, t.fp, t.reused, t.seq = reason, fp, reused, seq
@@ -725,9 +732,9 @@ def _check_snapshot(data: Any) -> None:
         if not (isinstance(keys, list) and all(isinstance(k, str) and k in tasks for k in keys)):
             raise bad(f"the instances of {shown(name)}")
     for key, t in tasks.items():
-        if not (isinstance(t, list) and len(t) in (10, 12)):
+        if not (isinstance(t, list) and len(t) in (10, 13)):
             raise bad(f"the task {shown(key)}")
-        if len(t) == 12 and not (_is(t[10], int) and (t[11] is None or is_run_id(t[11]))):
+        if len(t) == 13 and not (_is(t[10], int) and (t[11] is None or is_run_id(t[11])) and _is(t[12], str, _NONE)):
             raise bad(f"the task {shown(key)}")
         status, attempts, started, finished, error, result, reason, fp, reused, seq = t[:10]
         if not (_is(status, str) and _is(attempts, int) and _is(started, int, float, _NONE)

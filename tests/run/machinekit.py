@@ -120,7 +120,9 @@ class FakeBackend:
         self.interrupts = 0
 
     def submit(self, attempt) -> None:
-        act = self.behave(attempt.key, attempt.number)
+        # a sensor's check: behave(key, number, sensor=True) may answer "not yet" (an Act failing with NotYet)
+        act = self.behave(attempt.key, attempt.number, True) if attempt.sensor else \
+            self.behave(attempt.key, attempt.number)
         self.submitted.append(attempt)
         begins = self.clock.now() + (act.queue_for if self.queues else 0.0)
         ends = None if act.hang else begins + act.takes

@@ -43,21 +43,33 @@ task bad    { sh "bad" }
 task onbad  { sh "onbad" after bad when failure }
 task fin    { sh "fin" after c, flaky, onbad when always }
 task last   { sh "last {fin}" }
+task sensor { wait sh "sensor" every 10ms }
+task never  { sh "never" if a == [] }
+task some   { foreach x in a  sh "some {x}"  if x > 1 }
+task join   { sh "join" after never, sensor, some when none_failed }
 """
 
 
 class InstantBackend:
-    """Answers every attempt at once, the same way every time: `flaky` fails its odd attempts, `bad` every one."""
+    """Answers every attempt at once, the same way every time: `flaky` fails its odd attempts, `bad` every one,
+    a sensor says "not yet" to its first two checks."""
 
     runs_hooks = True
     capacity = 4
 
     def __init__(self) -> None:
         self.done: List[Outcome] = []
+        self.checks: Dict[Tuple[str, int], int] = {}
 
     def submit(self, attempt) -> None:
         what = attempt.target or " ".join(attempt.argv)
         t = 1.0
+        if attempt.sensor:  # "not yet" twice, then ready, for each attempt of each session
+            seen = self.checks[(attempt.key, attempt.number)] = self.checks.get((attempt.key, attempt.number), 0) + 1
+            if seen <= 2:
+                self.done.append(Outcome(attempt.key, attempt.number, False, started=t, finished=t,
+                                         error={"type": "NotYet", "message": "not yet", "traceback": ""}))
+                return
         if what == "bad" or (what == "flaky" and attempt.number % 2 == 1):
             self.done.append(Outcome(attempt.key, attempt.number, False, started=t, finished=t,
                                      error={"type": "RuntimeError", "message": what, "traceback": ""}))

@@ -21,29 +21,38 @@ from machinekit import Act, Sim
 from flowdsl.lang import planner
 from flowdsl.store import state
 
-WHENS = ["success", "success", "success", "failure", "always"]
+WHENS = ["success", "success", "success", "failure", "always", "none_failed"]
 
 
 def pipeline(rng: random.Random) -> str:
     n = rng.randint(2, 9)
     lines = []
-    if rng.random() < 0.3:
-        lines.append(f"pipeline p {{ concurrency {rng.randint(1, 3)} }}")
+    flags = {f"c{i}": rng.random() < 0.6 for i in range(n)}  # params a task's `if` may test
+    concurrency = f"concurrency {rng.randint(1, 3)}" if rng.random() < 0.3 else ""
+    params = " ".join(f"{k} = {'true' if v else 'false'}" for k, v in flags.items())
+    lines.append(f"pipeline p {{ {concurrency} params {{ {params} }} }}")
     for i in range(n):
         parts = [f"task t{i} {{"]
-        if rng.random() < 0.25:
+        roll = rng.random()
+        if roll < 0.25:
             items = rng.choice(["[]", "[1]", "[1, 2, 3]", "[1, 2]"])
             parts.append(f'foreach x in {items}  sh "t{i} {{x}}"')
+            if rng.random() < 0.3:
+                parts.append("if x > 1")  # per instance
+        elif roll < 0.4:  # a sensor: "not yet" for a while, then ready or failed
+            parts.append(f'wait sh "t{i}" every {rng.choice(["1s", "3s"])}')
         else:
             parts.append(f'sh "t{i}"')
+        if rng.random() < 0.2 and "foreach" not in parts[-1] and "if x" not in parts[-1]:
+            parts.append(f"if params.c{i}")
         ups = sorted({f"t{j}" for j in range(i) if rng.random() < 0.35})
         if ups:
             parts.append("after " + ", ".join(ups))
             parts.append(f"when {rng.choice(WHENS)}")
         if rng.random() < 0.3:
             parts.append(f"retry {rng.randint(1, 3)} delay {rng.choice(['0s', '1s', '5s'])}")
-        if rng.random() < 0.2:
-            parts.append(f"timeout {rng.choice(['2s', '10s'])}")
+        if rng.random() < 0.2 or "wait" in parts[1]:  # a sensor always has one: the last session must end
+            parts.append(f"timeout {rng.choice(['2s', '10s', '30s'])}")
         parts.append("}")
         lines.append(" ".join(parts))
     return "\n".join(lines) + "\n"
@@ -56,8 +65,14 @@ def behaviour(seed: int, fail_rate: float):
     there only a timeout could end it, and not every task has one.
     """
     def behave_in(session: int, last: bool):
-        def behave(key: str, number: int) -> Act:
+        checks: dict = {}
+
+        def behave(key: str, number: int, sensor: bool = False) -> Act:
             h = zlib.crc32(f"{seed}:{key}:{number}:{session}".encode()) / 2**32
+            if sensor:  # "not yet" for its first few checks
+                seen = checks[(key, number)] = checks.get((key, number), 0) + 1
+                if seen <= int(h * 8):
+                    return Act(False, 0.2 + h, "NotYet")
             if h < fail_rate:
                 return Act(False, 1 + h * 3)
             if h < fail_rate + 0.05 and not last:
@@ -106,7 +121,10 @@ def test_generated_pipelines(seed):
                 if key in done_before:
                     name = key.split("[", 1)[0]
                     ups = planner.upstream_closure(graph, [name]) - {name}
-                    assert any(not task_ok(before, u) for u in ups), \
+                    # it may run again only if an upstream had not succeeded, or succeeded after it was made
+                    # (a session cut before the rerun that made it stale reached it)
+                    newer = any(before.settled_seq(u) > before.tasks[key].seq for u in sim.plan.tasks[name].upstream)
+                    assert newer or any(not task_ok(before, u) for u in ups), \
                         f"seed {seed} session {s}: {key} ran again\n{flow}"
         if last:
             assert m.done, f"seed {seed}\n{flow}"
@@ -116,6 +134,13 @@ def test_generated_pipelines(seed):
             failed = any(v == "failed" for k, v in statuses.items() if "[" not in k)
             assert m.status == ("failed" if failed else "success"), f"seed {seed}: {statuses}\n{flow}"
             check_when(sim, graph, seed, flow)
+    for r in sim.records:  # an instance whose `if x > 1` is false never starts
+        if r["e"] == "start" and "[" in r["task"]:
+            name, index = r["task"][:-1].split("[")
+            spec = sim.plan.tasks[name]
+            if spec.condition is not None:
+                items = [1, 2, 3]  # every generated list is a prefix of this one
+                assert items[int(index)] > 1, f"seed {seed}: {r['task']} ran though its condition was false\n{flow}"
     firsts = [(r["task"], r["n"]) for r in sim.records if r["e"] == "start"]
     assert len(firsts) == len(set(firsts)), f"seed {seed}: an attempt number started twice\n{flow}"
 
@@ -129,8 +154,14 @@ def check_when(sim: Sim, graph, seed: int, flow: str) -> None:
         spec = sim.plan.tasks[name]
         ups = [statuses[u] for u in spec.upstream]
         ok = [u in ("success", "cached") for u in ups]
+        if spec.condition is not None and spec.foreach_items is None:
+            assert sim.program.pipeline.params.get(spec.condition_text.split(".")[1]).value, \
+                f"seed {seed}: {name} ran though its condition was false\n{flow}"
         if spec.when == "success":
             assert all(ok), f"seed {seed}: {name} ran though an upstream did not succeed\n{flow}"
+        elif spec.when == "none_failed":
+            assert "failed" not in ups and all(u in ("success", "cached", "skipped") for u in ups), \
+                f"seed {seed}: {name} ran though an upstream failed\n{flow}"
         elif spec.when == "failure":
             assert "failed" in ups, f"seed {seed}: {name} ran though no upstream failed\n{flow}"
         else:
