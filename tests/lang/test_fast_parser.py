@@ -16,6 +16,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_conditions import expressions
 from test_fmt import CORPUS, layouts
 from test_properties import TEXTS, mutate, mutation
 
@@ -48,7 +49,7 @@ def with_lark(text):
 
 def with_fast(fast, text):
     fast_parser, builder = fast
-    builder.begin("x.flow")
+    builder.begin("x.flow", text)
     try:
         blocks = fast_parser.parse(text)
     except lalr.Fallback:
@@ -120,3 +121,11 @@ def test_export_refuses_what_it_cannot_follow():
     lark_parser, _ = parser._load(lexer_callbacks={"COMMENT": lambda t: t})
     with pytest.raises(ValueError, match="lexer callbacks"):
         lalr.export(lark_parser, Builder)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expressions)
+def test_generated_conditions_parse_the_same(fast, case):
+    text, _, params = case
+    head = "pipeline p { params { " + "  ".join(f"{k} = 0" for k in params) + " } }\n" if params else ""
+    assert assert_same(fast, head + 'task t {\n    sh "x"\n    if ' + text + "\n    when none_failed\n}\n") == "ok"
