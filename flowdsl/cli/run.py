@@ -141,6 +141,7 @@ def dry_run_lines(plan, program, targets, keeping=None) -> list:
     kept, its state, the tasks that run again whatever they left); each
     task then says whether it is kept or runs.
     """
+    from ..lang import ir
     from .drawing import describe_action, describe_expr
 
     lines = []
@@ -158,15 +159,22 @@ def dry_run_lines(plan, program, targets, keeping=None) -> list:
         ups = ", ".join(tp.upstream)
         why = {"success": f"after {ups} succeed" if ups else "at the start",
                "failure": f"only if one of {ups} fails" if ups else "never: no upstream can fail",
-               "always": f"once {ups} finish, whatever happened" if ups else "at the start"}[when]
+               "always": f"once {ups} finish, whatever happened" if ups else "at the start",
+               "none_failed": f"once {ups} finish, if none failed" if ups else "at the start"}[when]
+        if task.condition is not None:
+            why += f", if {task.condition.text}" + (" (per item)" if task.foreach is not None else "")
         extra = []
+        if task.every is not None or isinstance(task.action, ir.WaitAction):
+            every = task.every.text if isinstance(task.every, ir.Duration) else "1m"
+            extra.append(f"checks every {every} until ready")
         if task.foreach is not None:
             extra.append(f"once per item of {describe_expr(task.foreach.items)}")
         r = tp.settings.retry
         if r is not None and isinstance(r.count.value, int) and r.count.value:
             extra.append(f"up to {r.count.value} retries")
         if tp.settings.timeout is not None:
-            extra.append(f"timeout {tp.settings.timeout.text}")
+            extra.append(f"timeout {tp.settings.timeout.text}"
+                         + (" for the whole wait" if isinstance(task.action, ir.WaitAction) else ""))
         detail = f" ({'; '.join(extra)})" if extra else ""
         if keeping is not None:
             if name in forced or any(k.startswith(name + "[") for k in forced):

@@ -217,3 +217,18 @@ def test_shell_chooses_the_program_that_runs_sh_commands(flow, tmp_path):
     assert tasks["plain"]["result"] == "/bin/sh"
     assert tasks["arrays"]["result"] == "3"
     assert (tmp_path / "hook.txt").read_text().strip() == "bash"  # hooks take the pipeline's shell
+
+
+def test_dry_run_says_the_condition_the_join_and_the_sensor(flow, tmp_path):
+    f = write_project(tmp_path, BRANCH + """
+    task inbox { wait file "in/*.csv"  every 30s  timeout 2h }
+    """)
+    proc = flow("run", f, "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    out = proc.stdout
+    assert 'load_full: sh "echo full > full.txt; echo full" — runs after extract succeed, if extract.mode == ' \
+           '"full" and params.stage != "dev"' in out
+    assert "publish" in out and "once load_full, load_incremental finish, if none failed" in out
+    assert "inbox: wait file \"in/*.csv\" — runs at the start (checks every 30s until ready; timeout 2h for the " \
+           "whole wait)" in out
+    assert not (tmp_path / ".flow").exists()
