@@ -464,7 +464,7 @@ class Machine:
         inst.checks += 1
         self.record({"e": "wait", "task": inst.key, "t": self.clock.wall(), "checks": inst.checks})
         if inst.checks == 1:
-            self.reporter.note(f"{inst.key} is waiting: {message}; checking every {_seconds_text(spec.every)}")
+            self.reporter.waiting(inst.key, message, _seconds_text(spec.every))
         due = self.clock.now() + spec.every
         if inst.wait_until is not None:
             due = min(due, inst.wait_until)
@@ -701,6 +701,8 @@ class Machine:
 
 
 def _seconds_text(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:g}ms"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"

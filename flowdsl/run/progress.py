@@ -85,6 +85,10 @@ class PlainReporter:
     def note(self, text: str) -> None:
         self.say(f"{self.stamp()} note  {text}", always=True)
 
+    def waiting(self, key: str, why: str, every: str) -> None:
+        """A sensor's first "not yet" (the next ones are counted in its state, not said)."""
+        self.say(f"{self.stamp()} wait  {key}: {why}; checking every {every}")
+
     def stopping(self, reason: Optional[str]) -> None:
         self.say(f"{self.stamp()} stopping: {reason}; waiting for running tasks", always=True)
 

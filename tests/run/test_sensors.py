@@ -36,7 +36,7 @@ def test_wait_file_is_ready_when_a_file_matches_and_gives_the_sorted_matches(flo
     assert inbox["result"] == ["incoming/2026-11-22/a.csv", "incoming/2026-11-22/b.csv"]  # relative, as written
     assert inbox["attempts"] == 1  # "not yet" is no failed attempt
     assert inbox["checks"] >= 2
-    assert "waiting" in proc.stderr
+    assert "wait  inbox: no file matches incoming/2026-11-22/*.csv; checking every 200ms" in proc.stderr
 
 
 def test_wait_sh_is_ready_on_exit_0_with_its_output_as_the_result(flow, tmp_path):
