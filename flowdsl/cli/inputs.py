@@ -48,7 +48,8 @@ def load_checked(path: str, targets: Sequence[str] = (), state_root: Optional[st
     loaded, keep = checked(path, folder(state_root) if state_root else None, targets)
     errors = [d for d in loaded.diagnostics if d.severity == "error"]
     if errors:
-        print(render_text(errors, loaded.sources, color=sys.stderr.isatty()), file=sys.stderr)
+        print(render_text(errors, loaded.sources, color=sys.stderr.isatty(), included=loaded.included),
+              file=sys.stderr)
         print(f"{path}: {len(errors)} error{'s' * (len(errors) != 1)}; run `flow validate {path}`", file=sys.stderr)
         return None, None
     return loaded.program, keep

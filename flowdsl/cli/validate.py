@@ -22,6 +22,7 @@ def cmd_validate(args) -> int:
     fragments = loader.included_by_others(found) if found else set()
     roots = named + [f for f in found if os.path.realpath(f) not in fragments]
     diagnostics, sources, checked, reached = [], {}, [], set()
+    included: dict = {}  # an included file -> the include that read it (a note under its problems)
 
     def check_one(path: str) -> None:
         loaded = check(path, targets=args.target, loader=loader)
@@ -31,6 +32,8 @@ def cmd_validate(args) -> int:
                 raise UsageError(f"--target names no task of {path}: {', '.join(unknown)}")
         diagnostics.extend(loaded.diagnostics)
         sources.update(loaded.sources)
+        for file, span in loaded.included.items():
+            included.setdefault(file, span)
         reached.update(os.path.realpath(p) for p in loaded.sources)
         checked.append(path)
 
@@ -54,7 +57,7 @@ def cmd_validate(args) -> int:
     else:
         color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
         if diagnostics:
-            print(render_text(diagnostics, sources, color=color))
+            print(render_text(diagnostics, sources, color=color, included=included))
         noun = "file" if len(checked) == 1 else "files"
         if errors or warnings:
             print(f"{len(checked)} {noun}: {errors} error{'s' * (errors != 1)}, "

@@ -143,8 +143,10 @@ def count(diagnostics: Sequence[Diagnostic]) -> tuple:
     return errors, len(diagnostics) - errors
 
 
-def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], color: bool = False) -> str:
-    """`file:line:col: severity CODE message`, the source line, a caret, the hint."""
+def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], color: bool = False,
+                included: Optional[Dict[str, Span]] = None) -> str:
+    """`file:line:col: severity CODE message`, the source line, a caret, the hint; for a problem in an
+    included file, where it is included from (`included`: an included file -> the include that read it)."""
     bold, red, yellow, cyan, reset = ("\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[36m", "\x1b[0m") if color else ("",) * 5
     lines_of: Dict[str, List[str]] = {}
     out = []
@@ -172,6 +174,12 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], colo
             out.append(" " * (len(gutter) - 2) + "| " + " " * (s.col - 1 - offset) + f"{tint}{'^' * width}{reset}")
         if d.hint:
             out.append(f"      = {cyan}hint:{reset} {d.hint}")
+        chain, at = [], (included or {}).get(s.file)
+        while at is not None and len(chain) < 20:
+            chain.append(f"{at.file}:{at.line}:{at.col}")
+            at = included.get(at.file) if at.file != s.file else None
+        if chain:
+            out.append(f"      = {cyan}note:{reset} included from " + ", included from ".join(chain))
     return "\n".join(out)
 
 

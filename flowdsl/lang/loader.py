@@ -43,10 +43,11 @@ class Loaded:
     every diagnostic found so far, and the text of every file read."""
 
     def __init__(self, program: Optional[ir.Program], diagnostics: List[Diagnostic],
-                 sources: Optional[Dict[str, str]] = None):
+                 sources: Optional[Dict[str, str]] = None, included: Optional[Dict[str, Span]] = None):
         self.program = program
         self.diagnostics = diagnostics
         self.sources = sources if sources is not None else {}
+        self.included = included if included is not None else {}  # an included file -> the include that read it
 
 
 SUFFIX = ".flow"
@@ -194,7 +195,8 @@ class Loader:
             return Loaded(None, diagnostics, sources)
         tasks: List[ir.Task] = []
         files: List[str] = []
-        self._gather(root, [], set(), tasks, files, diagnostics, sources)
+        included: Dict[str, Span] = {}
+        self._gather(root, [], set(), tasks, files, diagnostics, sources, included)
         pipeline = root.module.pipeline or ir.Pipeline(
             name=_stem(path), name_span=None, span=Span(path, 1, 1, 1, 1))
         unique: Dict[str, ir.Task] = {}
@@ -211,9 +213,10 @@ class Loader:
             diagnostics.append(Diagnostic("E006", "no tasks are defined", Span(path, 1, 1, 1, 1),
                                           "add a block such as `task hello { sh \"echo hello\" }`"))
         program = ir.Program(path, pipeline, tuple(unique.values()), tuple(files))
-        return Loaded(program, diagnostics, sources)
+        return Loaded(program, diagnostics, sources, included)
 
-    def _gather(self, parsed: Parsed, stack: List[str], done: set, tasks, files, diagnostics, sources) -> None:
+    def _gather(self, parsed: Parsed, stack: List[str], done: set, tasks, files, diagnostics, sources,
+                included: Dict[str, Span]) -> None:
         key = os.path.realpath(parsed.file)
         done.add(key)
         files.append(parsed.file)
@@ -255,6 +258,7 @@ class Loader:
                 sources.setdefault(target, "")  # reached (a folder's check does not take it alone), not read
                 continue
             sources[child.file] = child.text
+            included.setdefault(child.file, inc.span)
             diagnostics.extend(child.diagnostics)
             if child.module is None:
                 continue
@@ -262,7 +266,7 @@ class Loader:
                 diagnostics.append(Diagnostic("E304", f"`{inc.path}` has a pipeline block, so it cannot be included",
                                               child.module.pipeline.span,
                                               "an included file holds tasks and `include` lines only"))
-            self._gather(child, stack, done, tasks, files, diagnostics, sources)
+            self._gather(child, stack, done, tasks, files, diagnostics, sources, included)
 
 
 def _stem(path: str) -> str:

@@ -250,3 +250,17 @@ def test_folder_means_every_flow_file_below_it(flow, tmp_path):
     assert sorted(report["files"]) == ["./sub/deeper/low.flow", "./top.flow"]
     assert [(d["file"], d["code"]) for d in report["diagnostics"]] == [("./sub/deeper/low.flow", "E201")]
     assert proc.returncode == 1
+
+
+def test_a_problem_in_an_included_file_names_where_it_is_included_from(flow, tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "main.flow").write_text('task a { sh "x" }\ninclude "lib/parts.flow"\n')
+    (tmp_path / "lib" / "parts.flow").write_text('include "deeper.flow"\ntask b { sh "{nope}" }\n')
+    (tmp_path / "lib" / "deeper.flow").write_text('task d { sh "x" after qq }\n')
+    for verb in (("validate",), ("run",)):
+        proc = flow(*verb, "main.flow", cwd=tmp_path)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 1, out
+        assert "lib/parts.flow:2:15: error E201 unknown name `nope`" in out
+        assert "= note: included from main.flow:2:1" in out
+        assert "= note: included from lib/parts.flow:1:1, included from main.flow:2:1" in out
