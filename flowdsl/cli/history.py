@@ -176,7 +176,39 @@ def cmd_status(args) -> int:
         rows.append([key, t["status"], t["attempts"], _seconds(t["duration_s"]), note])
     print()
     print(_table(rows, ["task", "state", "attempts", "duration", "error"]))
+    failures = [(k, t) for k, t in report["tasks"].items() if t["status"] == "failed" and t.get("error")]
+    if failures:
+        print()
+        print("\n".join(_failure_lines(failures)))
     return EXIT_OK
+
+
+SHOWN_FAILURES = 10  # failed tasks whose whole error `flow status` prints under the table
+
+
+def _failure_lines(failures: List[Tuple[str, Dict[str, Any]]]) -> List[str]:
+    """Each failure whole: its message wrapped to the terminal, a shell task's stderr tail and a Python
+    task's traceback indented under it (the table's column holds only the start of the first line)."""
+    import shutil
+    import textwrap
+
+    width = max(60, min(shutil.get_terminal_size((100, 20)).columns, 160))
+    lines = []
+    for key, t in failures[:SHOWN_FAILURES]:
+        error = t["error"]
+        message = (error.get("message") or "").rstrip()
+        first, _, rest = message.partition("\n")
+        lines.extend(textwrap.wrap(f"{key} (attempt {t['attempts']}): {error.get('type')}: {first}", width,
+                                   subsequent_indent="    ") or [key])
+        extra = rest if rest.strip() else ""
+        if error.get("traceback"):
+            extra = error["traceback"].rstrip()
+        for line in extra.splitlines():
+            lines.append("    " + line)
+    if len(failures) > SHOWN_FAILURES:
+        lines.append(f"... and {len(failures) - SHOWN_FAILURES} more failed: `flow status --failed --json` has "
+                     "every error, `flow logs RUN TASK` each one's output")
+    return lines
 
 
 def _kept(source: Optional[str], run_id: str) -> str:
@@ -200,8 +232,10 @@ def add_status(p) -> None:
 # ---- logs ----------------------------------------------------------------------
 
 
-def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int]], bool]:
-    """(the run's (task, attempt) pairs in the order they started, whether the task is known)."""
+def _attempt_logs(folder: str, task: Optional[str],
+                  errors: Optional[Dict[Tuple[str, int], Dict[str, Any]]] = None) -> Tuple[List[Tuple[str, int]], bool]:
+    """(the run's (task, attempt) pairs in the order they started, whether the task is known);
+    `errors` gets each failed attempt's error."""
     from ..store import history, journal
 
     pairs, known = [], task is None
@@ -214,6 +248,8 @@ def _attempt_logs(folder: str, task: Optional[str]) -> Tuple[List[Tuple[str, int
             if task is None or key == task or key.startswith(task + "["):
                 known = True
                 pairs.append((key, r["n"]))
+        elif e == "end" and errors is not None and r.get("error") and r.get("n"):
+            errors[(r["task"], r["n"])] = r["error"]
     hook = task in HOOK_KEYS
     if task is None or hook:  # hook logs too (the journal checked the folder: `logs/` is no link)
         logs = os.path.join(folder, "logs")
@@ -237,7 +273,14 @@ def cmd_logs(args) -> int:
     from ..store import history, journal, state
 
     take_file(args, "run_id")
-    root, run_id = _run_id(args, args.run_id)
+    try:
+        root, run_id = _run_id(args, args.run_id)
+    except UsageError:
+        if args.run_id is None or args.task is not None:
+            raise
+        # `flow logs TASK`: one word that names no run is a task of the latest run
+        args.run_id, args.task = None, args.run_id
+        root, run_id = _run_id(args, None)
     folder = state.run_dir(root, run_id)
     out = sys.stdout.buffer
     offsets: Dict[str, int] = {}
@@ -268,8 +311,9 @@ def cmd_logs(args) -> int:
         out.write(data)
         out.flush()
 
+    errors: Dict[Tuple[str, int], Dict[str, Any]] = {}
     try:
-        pairs, known = _attempt_logs(folder, args.task)
+        pairs, known = _attempt_logs(folder, args.task, errors)
     except journal.JournalError as e:
         print(f"flow logs: error: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -279,6 +323,14 @@ def cmd_logs(args) -> int:
         headers = args.task is None or len(pairs) > 1
         for key, n in pairs:
             show(key, n, headers)
+            error = errors.get((key, n))
+            if error:  # how the attempt failed: a Python task's traceback, else the error whole
+                if not shown or shown[-1] != key:
+                    out.write(f"{'' if not shown else chr(10)}==> {key} (attempt {n}) failed <==\n".encode())
+                    shown.append(key)
+                text = error.get("traceback") or f"{error.get('type')}: {error.get('message')}"
+                out.write((text.rstrip("\n") + "\n").encode("utf-8", "replace"))
+                out.flush()
         if not pairs:
             print(f"no output yet for {args.task or 'this run'}", file=sys.stderr)
         return EXIT_FAILED if refused else EXIT_OK

@@ -99,9 +99,21 @@ class ChildRunFailed(Exception):
     """A `call` task's child run did not succeed."""
 
 
+_OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # flowdsl/: frames of flow's own
+
+
+def _flow_frame(filename: str) -> bool:
+    return filename.startswith((_OWN + os.sep, "flowdsl" + os.sep))  # bytecode in the zipapp names it relatively
+
+
 def error_record(exc: BaseException, kind: Optional[str] = None) -> Dict[str, str]:
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"type": kind or type(exc).__name__, "message": str(exc), "traceback": tb}
+    """The error as data; its traceback starts at the task's own code (flow's frames above it are left
+    out), and is empty when flow raised it (a shell command's status: the message says it all)."""
+    tb = exc.__traceback__
+    while tb is not None and _flow_frame(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb)) if tb is not None else ""
+    return {"type": kind or type(exc).__name__, "message": str(exc), "traceback": text}
 
 
 def exception_names(exc: BaseException) -> List[str]:
