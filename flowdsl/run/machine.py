@@ -346,6 +346,7 @@ class Machine:
         except EvalError as e:
             return self.fail_without_attempt(name, name, e)
         self.record({"e": "expand", "task": name, "count": len(items)})
+        self.reporter.expanded(name, len(items))
         if not items:
             return self.complete(name)
         self.open_instances[name] = len(items)

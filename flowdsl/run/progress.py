@@ -85,6 +85,9 @@ class PlainReporter:
     def note(self, text: str) -> None:
         self.say(f"{self.stamp()} note  {text}", always=True)
 
+    def expanded(self, name: str, count: int) -> None:
+        """A foreach task's list is known: `count` instances."""
+
     def waiting(self, key: str, why: str, every: str) -> None:
         """A sensor's first "not yet" (the next ones are counted in its state, not said)."""
         self.say(f"{self.stamp()} wait  {key}: {why}; checking every {every}")
@@ -133,6 +136,12 @@ class PlainReporter:
         parts = ", ".join(f"{n} {s}" for s, n in sorted(by.items()))
         if self.kept_tasks:
             parts += f" ({len(self.kept_tasks)} kept from before)"
+        instances: Dict[str, int] = {}
+        for k, t in tasks.items():
+            if "[" in k:
+                instances[t["status"]] = instances.get(t["status"], 0) + 1
+        if instances:  # named apart, as the report holds them: a foreach task and each of its instances
+            parts = f"tasks: {parts}; instances: " + ", ".join(f"{n} {s}" for s, n in sorted(instances.items()))
         took = time.monotonic() - self.t0  # this session's time (a resumed run's report counts from its start)
         self.say(f"run {report['run_id']} {report['status']} in {took:.2f}s: {parts}", always=True)
 
@@ -149,6 +158,9 @@ class LiveReporter(PlainReporter):
         self.run_id = ""
         self.started_at: Dict[str, float] = {}
         self.status_shown = False
+        self.instances = self.instances_done = 0  # foreach instances: as many as expanded so far
+        self.left: Dict[str, int] = {}  # foreach task -> its instances not yet final
+        self.failed_tasks = self.failed_instances = 0
 
     def say(self, text: str, always: bool = False) -> None:
         if always or not self.quiet:
@@ -169,19 +181,37 @@ class LiveReporter(PlainReporter):
         self.started_at[key] = time.monotonic()
         super().started(key, n)
 
+    def expanded(self, name: str, count: int) -> None:
+        self.instances += count
+        self.left[name] = count
+        if count == 0:
+            self.done += 1  # a foreach over nothing is final at once
+
+    def final(self, key: str, failed: bool = False) -> None:
+        """A task or an instance reached its final state: counted apart, as the report counts them."""
+        if "[" not in key:
+            self.done += 1
+            self.failed_tasks += failed
+            return
+        self.instances_done += 1
+        self.failed_instances += failed
+        name = key.split("[", 1)[0]
+        self.left[name] = self.left.get(name, 1) - 1
+        if self.left[name] == 0:
+            self.done += 1
+
     def ended(self, key: str, n: int, status: str, duration: float, error, retry_in) -> None:
         self.started_at.pop(key, None)
-        if status in ("success", "failed", "cached") and retry_in is None and "[" not in key:
-            self.done += 1
+        if status in ("success", "failed", "cached") and retry_in is None:
+            self.final(key, status == "failed")
         super().ended(key, n, status, duration, error, retry_in)
 
     def skipped(self, key: str, reason: str) -> None:
-        self.done += 1
+        self.final(key)
         super().skipped(key, reason)
 
     def kept(self, key: str) -> None:
-        if "[" not in key:
-            self.done += 1
+        self.final(key)
         super().kept(key)
 
     def tick(self, running: Dict[str, Any]) -> None:
@@ -191,9 +221,13 @@ class LiveReporter(PlainReporter):
         active = [k for k, inst in running.items() if getattr(inst, "began", True)]  # not still in a queue
         shown = ", ".join(f"{k} {now - self.started_at.get(k, now):.0f}s" for k in active[:4])
         more = f" +{len(active) - 4}" if len(active) > 4 else ""
-        failed = f" · {self.counts['failed']} failed" if self.counts["failed"] else ""
+        failed = [f"{n} {what}{'s' * (n != 1)}" for n, what in ((self.failed_tasks, "task"),
+                                                                (self.failed_instances, "instance")) if n]
+        failed_text = f" · failed: {', '.join(failed)}" if failed else ""
+        instances = f" · instances {self.instances_done}/{self.instances}" if self.instances else ""
         queued = f" · queued: {len(running) - len(active)}" if len(running) > len(active) else ""
-        line = f"{self.run_id} · {self.done}/{self.total} done{failed} · running: {shown or '-'}{more}{queued}"
+        line = (f"{self.run_id} · tasks {self.done}/{self.total}{instances}{failed_text} · "
+                f"running: {shown or '-'}{more}{queued}")
         self.out.write("\r\x1b[2K" + line[: width - 1])
         self.out.flush()
         self.status_shown = True
