@@ -50,4 +50,4 @@ def test_the_final_line_names_tasks_and_instances():
         ": tasks: 1 failed, 1 success; instances: 1 failed, 1 skipped, 1 success"), out.getvalue()
     out = io.StringIO()
     PlainReporter(out).run_finished({"run_id": "r2", "status": "success", "tasks": {"a": {"status": "success"}}})
-    assert out.getvalue().strip().endswith("success in 0.00s: 1 success") or ": 1 success" in out.getvalue()
+    assert out.getvalue().rstrip().endswith("s: 1 success")  # no foreach: no instances named
