@@ -142,7 +142,10 @@ def dry_run_lines(plan, program, targets, keeping=None) -> list:
     task then says whether it is kept or runs.
     """
     from ..lang import ir
+    from ..lang.planner import target_instances
     from .drawing import describe_action, describe_expr
+
+    limited = target_instances(targets)
 
     lines = []
     selected = set(plan.tasks)
@@ -169,6 +172,8 @@ def dry_run_lines(plan, program, targets, keeping=None) -> list:
             extra.append(f"checks every {every} until ready")
         if task.foreach is not None:
             extra.append(f"once per item of {describe_expr(task.foreach.items)}")
+            if name in limited:
+                extra.append("only " + ", ".join(f"{name}[{i}]" for i in sorted(limited[name])) + " (--target)")
         r = tp.settings.retry
         if r is not None and isinstance(r.count.value, int) and r.count.value:
             extra.append(f"up to {r.count.value} retries")
@@ -196,13 +201,13 @@ LATEST = "\0latest"  # `--resume` given without a run id
 def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str, foreach=()) -> None:
     """Every task named by --target or --from exists; else a usage error with a suggestion.
 
-    `--from` may also name one instance of a foreach task (`fetch[2]`): `foreach` holds those tasks.
+    Either may also name one instance of a foreach task (`fetch[2]`): `foreach` holds those tasks.
     """
     from ..lang.diagnostics import did_you_mean
 
     for t in given:
         base, index = instance_of(t)
-        if index is not None and flag == "--from":
+        if index is not None:
             if base not in foreach:
                 what = "names no task" if base not in names else "is not a foreach task"
                 raise UsageError(f"{flag} `{t}`: `{base}` {what} of {file}")
@@ -214,10 +219,9 @@ def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str
 
 def instance_of(text: str):
     """(`fetch`, 2) for `fetch[2]`; (text, None) for anything else."""
-    import re
+    from ..lang.planner import split_instance
 
-    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\[([0-9]{1,9})\]", text)
-    return (m.group(1), int(m.group(2))) if m else (text, None)
+    return split_instance(text)
 
 
 def tagged(program, tags: Sequence[str], file: str) -> list:
@@ -346,7 +350,7 @@ def open_from_args(args, reporter):
     if program is None:
         raise RunRefused(None)  # its diagnostics are printed
     names = [t.name for t in program.tasks]
-    check_names("--target", args.target, names, args.file)
+    check_names("--target", args.target, names, args.file, {t.name for t in program.tasks if t.foreach})
     check_names("--from", args.from_, names, args.file, {t.name for t in program.tasks if t.foreach})
     if getattr(args, "tag", None):
         if args.resume is not None:

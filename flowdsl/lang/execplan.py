@@ -95,6 +95,7 @@ class TaskSpec:
     condition_text: str = ""
     foreach_value: Optional[str] = None  # `foreach key, value in MAP`: the value's name
     every: float = DEFAULT_EVERY  # a sensor's time between checks
+    only: Optional[frozenset] = None  # `--target T[i]`: the instances of this foreach task that run
 
 
 @dataclass
@@ -166,8 +167,10 @@ def lower_retry(r: Optional[ir.Retry]) -> Optional[RetryPolicy]:
                        jitter=_number(r.jitter, 0.0), on=tuple(n.name for n in r.on))
 
 
-def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[int] = None) -> ExecPlan:
-    """The plan a run follows; `executor` and `workers` are the command line's (None: the pipeline's)."""
+def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[int] = None,
+          targets: Tuple[str, ...] = ()) -> ExecPlan:
+    """The plan a run follows; `executor` and `workers` are the command line's (None: the pipeline's);
+    `targets` the run's, whose `T[i]` limit a foreach task to those instances."""
     program = plan.program
     p = program.pipeline
     folder = os.path.dirname(os.path.abspath(program.file))
@@ -207,6 +210,9 @@ def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[
             tp, task.condition.expr if task.condition else None, task.condition.text if task.condition else "",
             foreach.value.name if foreach and foreach.value else None,
             task.every.seconds if isinstance(task.every, ir.Duration) else DEFAULT_EVERY)
+    for name, indexes in planner.target_instances(targets).items():
+        if name in tasks and tasks[name].foreach_items is not None:
+            tasks[name].only = frozenset(indexes)
     hooks = tuple(HookSpec(h.event, f"on_{h.event}", lower_action(h.action, pipeline_shell, folder)) for h in p.hooks)
     concurrency = int(p.concurrency.value) if isinstance(p.concurrency, ir.Literal) else None
     capacity = concurrency or os.cpu_count() or 1

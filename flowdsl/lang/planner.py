@@ -282,11 +282,34 @@ def effective(task: ir.Task, defaults: ir.Settings) -> ir.Settings:
         resources=s.resources or defaults.resources, shell=s.shell or defaults.shell)
 
 
+def split_instance(text: str) -> Tuple[str, Optional[int]]:
+    """(`fetch`, 2) for `fetch[2]` (one instance of a foreach task); (text, None) for anything else."""
+    import re
+
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\[([0-9]{1,9})\]", text)
+    return (m.group(1), int(m.group(2))) if m else (text, None)
+
+
+def target_instances(targets: Iterable[str]) -> Dict[str, Set[int]]:
+    """The foreach tasks that `--target T[i]` limits to some of their instances (a task also given whole is not)."""
+    whole = {t for t in targets if split_instance(t)[1] is None}
+    out: Dict[str, Set[int]] = {}
+    for t in targets:
+        base, index = split_instance(t)
+        if index is not None and base not in whole:
+            out.setdefault(base, set()).add(index)
+    return out
+
+
 def make_plan(program: ir.Program, targets: Iterable[str] = (), from_: Iterable[str] = ()) -> Plan:
-    """The tasks a run executes: all, or what `targets` need, or what depends on `from_`."""
+    """The tasks a run executes: all, or what `targets` need, or what depends on `from_`.
+
+    A target may be one instance of a foreach task (`fetch[2]`): the plan holds the task and what it
+    needs; the run limits it to that instance (target_instances).
+    """
     graph = edges(program)
     selected: Optional[Set[str]] = None
-    targets, from_ = list(targets), list(from_)
+    targets, from_ = [split_instance(t)[0] for t in targets], list(from_)
     if targets:
         selected = upstream_closure(graph, targets)
     if from_:

@@ -69,7 +69,7 @@ class Runner:
         self.options = options
         self.reporter = reporter
         self.program = plan.program
-        self.plan = execplan.lower(plan, options.executor, options.workers)
+        self.plan = execplan.lower(plan, options.executor, options.workers, tuple(options.targets))
         self.sys_path = self.plan.sys_path
         self.secrets = Secrets()
         self.state = state.RunState()

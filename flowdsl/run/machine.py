@@ -350,9 +350,21 @@ class Machine:
         if not items:
             return self.complete(name)
         self.open_instances[name] = len(items)
+        only = spec.only
+        if only is not None and not any(i < len(items) for i in only):
+            self.reporter.note(f"{name} has {len(items)} instance{'s' * (len(items) != 1)}: the --target "
+                               + ", ".join(f"{name}[{i}]" for i in sorted(only)) + " names none of them")
         for i, item in enumerate(items):
             key = f"{name}[{i}]"
-            self.ready.append(Inst(key, name, item, True, attempts.get(key, 0)))
+            if only is None or i in only:
+                self.ready.append(Inst(key, name, item, True, attempts.get(key, 0)))
+        if only is not None:  # `--target T[i]`: the other instances do not run
+            for i in range(len(items)):
+                if i not in only:
+                    key = f"{name}[{i}]"
+                    self.record({"e": "skip", "task": key, "t": self.clock.wall(), "reason": "not a --target"})
+                    self.reporter.skipped(key, "not a --target")
+                    self.instance_done(name)
 
     def skip(self, name: str, reason: str) -> None:
         self.record({"e": "skip", "task": name, "t": self.clock.wall(), "reason": reason})
