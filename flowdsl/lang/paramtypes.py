@@ -115,6 +115,8 @@ def from_value(key: str, kind: str, value: Any) -> Any:
         ok = isinstance(value, bool)
     elif kind == "integer":
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "duration" and isinstance(value, dt.timedelta):
+        return value.total_seconds()
     elif kind in ("float", "duration"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if ok:
