@@ -407,7 +407,8 @@ def open_from_args(args, reporter):
         return DryRun(plan, program, options.targets, keeping)
     runner = Runner(plan, options, reporter)
     if executor == "dask":
-        options.backend = connect_dask(address, timeout, runner.sys_path, runner.resources, detached=args.detach)
+        options.backend = connect_dask(address, timeout, runner.sys_path, runner.resources, detached=args.detach,
+                                       data=runner.shipped)
     try:
         runner.open()
     except Busy:
@@ -515,7 +516,7 @@ def dask_timeout(given) -> float:
         raise UsageError(str(e)) from None
 
 
-def connect_dask(address: str, timeout: float, code_folders, resources, detached: bool):
+def connect_dask(address: str, timeout: float, code_folders, resources, detached: bool, data=None):
     """Before the run is opened: a connected backend (a detached run only checks, and connects after the fork).
 
     Dask missing or a scheduler that cannot be reached is a usage error: exit 2, nothing written.
@@ -527,7 +528,7 @@ def connect_dask(address: str, timeout: float, code_folders, resources, detached
         if detached:
             dask.probe(address, timeout)
             return None
-        return dask.DaskBackend(address, code_folders, timeout, resources)
+        return dask.DaskBackend(address, code_folders, timeout, resources, data=data)
     except dask.DaskUnavailable as e:
         raise UsageError(str(e)) from None
 

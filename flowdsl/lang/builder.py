@@ -271,6 +271,9 @@ class Builder:
     def shell(self, c):
         return ("shell", self.expr(c[1]), self.span(c[0]))
 
+    def ship(self, c):
+        return ("ship", tuple(self.string(t) for t in c[1:]), self.span(c[0]))
+
     def env_file(self, c):
         return ("env_file", self.string(c[1]), self.span(c[0]))
 
@@ -347,7 +350,7 @@ class Builder:
                            stmts.get("output"), stmts.get("cache"), stmts.get("tags", ()), stmts.get("resources"),
                            stmts.get("shell"))
 
-    def _collect(self, stmts, where: str, repeatable=("schedule", "hook", "pythonpath", "after", "tags")):
+    def _collect(self, stmts, where: str, repeatable=("schedule", "hook", "pythonpath", "after", "tags", "ship")):
         """Statements by keyword; a statement given twice is reported once."""
         out: Dict[str, Any] = {}
         first: Dict[str, Span] = {}
@@ -457,6 +460,7 @@ class Builder:
             params=stmts.get("params"), defaults=stmts.get("defaults", ir.Settings()),
             results=stmts.get("results"), hooks=tuple(stmts.get("hook", ())),
             span=self.span(c[0]).to(self.span(name)), shell=stmts.get("shell"), env_file=stmts.get("env_file"),
+            ship=tuple(p for group in stmts.get("ship", ()) for p in group),
         )
 
     def include(self, c):

@@ -56,7 +56,7 @@ CATALOGUE: Dict[str, tuple] = {
     "E212": (ERROR, "reference not allowed here"),
     # graph and files
     "E301": (ERROR, "dependency cycle"),
-    "E302": (ERROR, "included or called file not found, or it has errors"),
+    "E302": (ERROR, "included, called or shipped file not found, or a called file with errors"),
     "E303": (ERROR, "include or call cycle"),
     "E304": (ERROR, "pipeline block in an included file"),
     # callables

@@ -122,6 +122,7 @@ class ExecPlan:
     params: Tuple[Tuple[str, Any], ...]  # (name, default expression)
     source: planner.Plan
     env_file: Optional[str] = None  # `env_file`: its absolute path
+    ship: Tuple[Tuple[str, str], ...] = ()  # `ship`: (path relative to the folder, absolute path) of each
 
     def hooks_for(self, status: str) -> List[HookSpec]:
         """The hooks a run that ended `status` fires: `success` or `failure` first, then `finish`."""
@@ -225,4 +226,5 @@ def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[
         run_timeout=_seconds(p.timeout), run_timeout_text=p.timeout.text if isinstance(p.timeout, ir.Duration) else "",
         results=p.results.value if p.results else DEFAULT_RESULTS,
         params=tuple((e.key, e.value) for e in p.params.entries) if p.params is not None else (),
-        source=plan, env_file=os.path.join(folder, p.env_file.text) if p.env_file is not None else None)
+        source=plan, env_file=os.path.join(folder, p.env_file.text) if p.env_file is not None else None,
+        ship=tuple((t.text, os.path.normpath(os.path.join(folder, t.text))) for t in p.ship if t.is_constant))

@@ -29,7 +29,7 @@ from .records import fields, is_record
 INDENT = "    "
 EXPRESSIONS = frozenset({"list", "map", "ref", "env_call", "secret_call",
                          "number", "duration", "true", "false", "null"})
-COMMA_LISTS = frozenset({"after", "tags", "pythonpath", "retry_on"})
+COMMA_LISTS = frozenset({"after", "tags", "pythonpath", "retry_on", "ship"})
 CONDITIONS = frozenset({"cond_or", "cond_and", "cond_not", "compare"})
 
 class MeaningChanged(Exception):

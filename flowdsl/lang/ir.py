@@ -367,6 +367,7 @@ class Pipeline:
     span: Optional[Span] = None
     shell: Optional[Expr] = None  # `shell [...]` for the pipeline: tasks' default and the hooks'
     env_file: Optional[Template] = None  # `env_file ".env"`: KEY=value lines for env() and secret()
+    ship: Tuple[Template, ...] = ()  # `ship "data", "lookup.csv"`: files and folders that travel with the code
 
 
 @record

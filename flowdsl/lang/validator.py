@@ -85,6 +85,8 @@ class Validator:
             self.check_shell(p.shell)
         if p.env_file is not None:
             self.constant(p.env_file, "an env_file path")
+        for path in p.ship:
+            self.check_shipped(path)
         if p.params is not None:
             for entry in p.params.entries:
                 if entry.key in RESERVED:
@@ -143,6 +145,19 @@ class Validator:
         end = self.iso(w.end) if w.end is not None else None
         if start is not None and end is not None and end <= start:
             self.report("E107", "the window ends before it starts", w.span)
+
+    def check_shipped(self, t: ir.Template) -> None:
+        """`ship "PATH"`: a file or folder inside the pipeline's folder, which exists."""
+        text = self.constant(t, "a shipped path")
+        if text is None:
+            return
+        base = os.path.dirname(os.path.abspath(self.program.file))
+        full = os.path.normpath(os.path.join(base, text))
+        if os.path.isabs(text) or full == base or not full.startswith(base + os.sep):
+            self.report("E101", f"`ship` takes a path inside the pipeline's folder, not `{text}`", t.span,
+                        "a shipped file lands at the same place beside the code on each worker")
+        elif not os.path.exists(full):
+            self.report("E302", f"shipped path `{text}` not found", t.span, f"looked for {full}")
 
     def check_hook(self, hook: ir.Hook) -> None:
         action = hook.action

@@ -963,7 +963,8 @@ def _hint_missing_file(attempt: Attempt, error: Dict[str, Any]) -> Dict[str, Any
             error = dict(error)
             error["message"] = (f"{message}\n(`{path}` is on the runner's machine, not on the Dask worker that ran "
                                 "this attempt: only the `.py` files of the pipeline's folders travel with the code; "
-                                "put it where every worker can read it, or ship it with the code)")
+                                "put it where every worker can read it, or ship it with the code: "
+                                f"`ship \"{path}\"` in the pipeline block)")
             break
     return error
 

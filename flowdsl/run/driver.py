@@ -82,6 +82,11 @@ class Runner:
         self.machine: Optional[Machine] = None
 
     @property
+    def shipped(self) -> Dict[str, str]:
+        """The pipeline's `ship` paths, for a Dask backend: {path relative to its folder: local path}."""
+        return dict(self.plan.ship)
+
+    @property
     def resources(self) -> Dict[str, Dict[str, Any]]:
         """Each task's `resources { ... }`, for a Dask backend made with them."""
         return {name: spec.resources for name, spec in self.plan.tasks.items() if spec.resources is not None}
@@ -320,7 +325,8 @@ class Runner:
 
         try:  # the address and timeout were chosen and checked before the run opened (cli.run, schedule.launch)
             self.backend = self.options.backend or dask.DaskBackend(
-                self.options.dask_address, self.sys_path, self.options.dask_timeout, self.resources)
+                self.options.dask_address, self.sys_path, self.options.dask_timeout, self.resources,
+                data=self.shipped)
         except dask.DaskUnavailable as e:  # a detached or scheduled run whose cluster went away since its check
             self.reporter.note(str(e))
             self.backend = make_backend("inline", 1)  # nothing runs on it: the run fails at once

@@ -85,7 +85,8 @@ SCHEMA = {
     "Executor": ("str", "Template?", "Span"),
     "Hook": ("str", "Action", "Span"),
     "Pipeline": ("str", "Span?", "Template?", "Schedule*", "Window?", "Word?", "Word?", "Expr?", "Executor?",
-                 "Expr?", "Template*", "MapExpr?", "Settings", "Word?", "Hook*", "Span?", "Expr?", "Template?"),
+                 "Expr?", "Template*", "MapExpr?", "Settings", "Word?", "Hook*", "Span?", "Expr?", "Template?",
+                 "Template*"),
     "Program": ("str", "Pipeline", "Task*", "str*"),
     "Diagnostic": ("str", "str", "Span", "str?"),  # a warning's: an entry holds no errors
 }

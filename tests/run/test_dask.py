@@ -697,3 +697,34 @@ def test_executor_dask_without_an_address_takes_flow_dask_address(flow, cluster,
     assert proc.returncode == 0 and report["tasks"]["a"]["result"] == "ok", explain(proc)
     proc = flow("run", f, cwd=tmp_path, env={"FLOW_DASK_ADDRESS": ""})
     assert proc.returncode == 2 and "FLOW_DASK_ADDRESS" in proc.stderr, explain(proc)
+
+
+def test_shipped_files_travel_with_the_code_to_a_worker_without_the_pipelines_folder(flow, cluster, tmp_path):
+    """`ship`: the files and folders named travel with the code; an attempt on a worker that lacks the
+    pipeline's folder (here: the folder is moved away before it runs) finds them where they lay."""
+    project = tmp_path / "proj"
+    f = write_project(project, f"""
+        pipeline remote {{
+            executor dask "{cluster.address}"
+            ship "data", "lookup.txt"
+        }}
+        task hide {{ sh "mv {project} {tmp_path / 'moved'}" }}
+        task read {{ sh "cat data/rows.csv lookup.txt; test -f notes.txt || echo no-notes"  after hide }}
+    """, {"data/rows.csv": "a,b\n", "lookup.txt": "looked up\n", "notes.txt": "not shipped\n"})
+    proc, report = run_json(flow, f, "--state-dir", tmp_path / "state", cwd=tmp_path)
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["read"]["result"] == "a,b\nlooked up\nno-notes"
+    assert not project.exists()
+
+
+def test_ship_is_checked_by_validate(flow, tmp_path):
+    f = write_project(tmp_path / "p", """
+        pipeline p { ship "data", "missing.csv", "../outside.txt", "/etc/hosts" }
+        task t { sh "true" }
+    """, {"data/x.csv": "1\n"})
+    (tmp_path / "outside.txt").write_text("x")
+    proc = flow("validate", f)
+    assert proc.returncode == 1
+    assert "E302 shipped path `missing.csv` not found" in proc.stdout
+    assert proc.stdout.count("E101 `ship` takes a path inside the pipeline's folder") == 2, proc.stdout
+    assert "`data`" not in proc.stdout  # a folder inside the pipeline's, which exists: fine
