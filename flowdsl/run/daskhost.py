@@ -467,7 +467,61 @@ def helper_main(fd: int, parent_pid: int) -> None:
 
     from .backends import worker_main
 
+    sys.meta_path.insert(0, _GetClientHook())
     worker_main(_PlainConnection(Connection(fd)), parent_pid)
+
+
+# ---- `get_client()` inside a task --------------------------------------------------------------
+# An attempt runs in a helper process, which is no Dask worker: distributed's `get_client()` finds no
+# worker there and no client, and raises. When a task imports distributed, its `get_client` learns to
+# fall back to a client of the scheduler that runs the attempt (DASK_SCHEDULER_ADDRESS, which the
+# helper's environment holds), made on first use and kept for the helper's next attempts. distributed
+# is imported only by the tasks that import it: the helpers stay small.
+
+
+class _GetClientHook:
+    """A meta path finder that patches `distributed.worker.get_client` as distributed is imported."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "distributed.worker":
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        load = spec.loader.exec_module
+
+        def exec_module(module) -> None:
+            load(module)
+            module.get_client = _falling_back(module.get_client)
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+_CLIENT: List[Any] = []
+
+
+def _falling_back(original):
+    import functools
+
+    @functools.wraps(original)
+    def get_client(address=None, timeout=None, resolve_address=True):
+        try:
+            return original(address, timeout, resolve_address)
+        except ValueError:
+            scheduler = os.environ.get("DASK_SCHEDULER_ADDRESS")
+            if address or not scheduler:
+                raise
+            if not _CLIENT:
+                from distributed import Client
+
+                _CLIENT.append(Client(scheduler, set_as_default=True, **({"timeout": timeout} if timeout else {})))
+            return _CLIENT[0]
+
+    return get_client
+
 
 
 # ---- the attempt as plain data (both ends) -----------------------------------------------

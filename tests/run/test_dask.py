@@ -728,3 +728,35 @@ def test_ship_is_checked_by_validate(flow, tmp_path):
     assert "E302 shipped path `missing.csv` not found" in proc.stdout
     assert proc.stdout.count("E101 `ship` takes a path inside the pipeline's folder") == 2, proc.stdout
     assert "`data`" not in proc.stdout  # a folder inside the pipeline's, which exists: fine
+
+
+def test_get_client_inside_a_task_reaches_the_cluster_that_runs_it(flow, cluster, tmp_path):
+    """A task's `get_client()` (distributed's or dask.distributed's) gives a client of the run's scheduler,
+    whose futures run on the cluster, as Prefect's tasks use it. What it submits must unpickle on a Dask
+    worker, which does not have the run's code: functions made inside the task (pickled by value) do."""
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task fan {{ run inner:fan  with {{ n = 5 }} }}
+        task again {{ run inner:again  after fan }}
+    """, {"inner.py": """
+        from dask.distributed import get_client
+        import distributed
+
+
+        def fan(n):
+            client = get_client()
+            square = lambda x: x * x  # noqa: E731
+            return [sum(client.gather(client.map(square, range(n)))), client.scheduler.address]
+
+
+        def again():
+            def cube(x):
+                return x ** 3
+            return distributed.get_client().submit(cube, 3).result()
+    """})
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    total, address = report["tasks"]["fan"]["result"]
+    assert total == 0 + 1 + 4 + 9 + 16
+    assert address.rsplit(":", 1)[1] == cluster.address.rsplit(":", 1)[1]
+    assert report["tasks"]["again"]["result"] == 27
