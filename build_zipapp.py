@@ -81,7 +81,8 @@ SOURCE_ONLY = ("lark/load_grammar.py", "lark/parsers/earley", "lark/parsers/xear
                # flow's own modules whose verbs take far longer than compiling them, or run
                # once per project: the dask executor (importing distributed alone takes a
                # second), the HTML report (about a second for a large run), `flow init`
-               "flowdsl/run/dask.py", "flowdsl/run/daskhost.py", "flowdsl/cli/report.py",
+               "flowdsl/run/dask.py", "flowdsl/run/daskhost.py", "flowdsl/run/daskremote.py",
+               "flowdsl/run/daskupload.py", "flowdsl/cli/report.py",
                "flowdsl/cli/reportpage.py", "flowdsl/cli/reportdata.py", "flowdsl/cli/init.py")
 # Left out of the archive: dateutil's own copy of the time zone database (0.9 MB with
 # its copies in the trees), its date parser and recurrence rules (croniter imports

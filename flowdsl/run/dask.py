@@ -8,17 +8,19 @@ submits attempts as futures and turns finished futures back into Outcomes.
 A run leaves the cluster as it found it. It changes no setting of the
 scheduler; it sets itself up with two plugins of its own, named after the
 run (its tag: a random token, and a generation after a reconnection):
-* on the scheduler, the run's guard (`Guard`): it lets each attempt start
-  once (see daskhost: the worker claims the attempt's key before starting
-  it, and a second start, which Dask makes after a worker died, is refused),
-  tells the run of the workers as they come and go, and when the run's
-  client leaves (the run ended, or died even by SIGKILL) removes everything
-  the run set up, the files plugin below included;
+* on the scheduler, the run's guard (`Guard`; it and the rest of what runs
+  on the cluster are in run.daskremote): it lets each attempt start once
+  (see daskhost: the worker claims the attempt's key before starting it, and
+  a second start, which Dask makes after a worker died, is refused), tells
+  the run of the workers as they come and go, and when the run's client
+  leaves (the run ended, or died even by SIGKILL) removes everything the run
+  set up, the files plugin below included;
 * on the workers, the run's files (`Files`): flow itself and the run's code
   (the `.py` files of the pipeline's folder and of its `pythonpath`
-  folders), as deflated zips written to `flow-runs/<tag>/` of each worker's
-  directory, also on a worker that joins later; its setup starts the run's
-  helper processes, its teardown kills them and removes the folder.
+  folders) and the files it ships, as deflated zips (run.daskupload) written
+  to `flow-runs/<tag>/` of each worker's directory, also on a worker that
+  joins later; its setup starts the run's helper processes, its teardown
+  kills them and removes the folder.
 
 What travels, and how:
 * an attempt: a plain dict, its arguments in the run's `results` codec; the
@@ -64,8 +66,6 @@ the backend says what happens in `notes`, which the driver reports.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import os
 import queue
@@ -74,16 +74,16 @@ import signal
 import threading
 import time
 import uuid
-import zipfile
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import daskconfig
 from .backends import Lost
 from .capture import open_log
 from .daskconfig import DEFAULT_TIMEOUT
+from .daskremote import Remote
+from .daskupload import MAX_CODE_BYTES, code_files, data_files, package_files, zip_files
 from .worker import Attempt, Began, Outcome
 
-SKIP_DIRS = {"__pycache__", "node_modules", "site-packages"}
 # The runner's variables that describe its own machine: a task that names them sees the worker's values.
 MACHINE_ENV = frozenset(("PATH", "HOME", "PWD", "OLDPWD", "SHELL", "USER", "LOGNAME", "HOSTNAME", "TMPDIR", "TMP",
                          "TEMP", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH", "LD_PRELOAD",
@@ -93,7 +93,6 @@ _SHELL_NAME = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _MISSING = re.compile(r"No such file or directory: '([^'\n]+)'|([^\s:'\"]+): No such file or directory")
 _PYTHON_NAME = re.compile(r"""(?:environ\s*\[\s*|environ\.get\(\s*|getenv\(\s*|environ\.setdefault\(\s*)"""
                           r"""["']([A-Za-z_][A-Za-z0-9_]*)["']""")
-MAX_CODE_BYTES = 64 << 20  # the run's code zip; past this, deploy the code on the workers instead
 LOOK = 0.5  # seconds between looks for queued attempts that no worker can take
 SHOWN_WORKERS = 4  # workers named in a note about an attempt no worker can take
 
@@ -123,237 +122,6 @@ def probe(address: str, timeout: float) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
         raise DaskUnavailable(f"cannot reach the Dask scheduler at {address}: {e.strerror or e}") from None
-
-
-# ---- what travels ----------------------------------------------------------------------
-
-
-def _package_files() -> Dict[str, bytes]:
-    """flow's own modules, {archive name: source}, from the checkout, the wheel or the zipapp."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    files: Dict[str, bytes] = {}
-    if os.path.isdir(root):
-        for folder, dirs, names in os.walk(root):
-            dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
-            for name in sorted(names):
-                if name.endswith(".py"):
-                    path = os.path.join(folder, name)
-                    with open(path, "rb") as f:
-                        files[os.path.relpath(path, os.path.dirname(root)).replace(os.sep, "/")] = f.read()
-        return files
-    archive = root  # inside a zipapp: .../flow.pyz/flowdsl (or .../flow.pyz/__pyc__/cpython-3NN/flowdsl)
-    while not os.path.isfile(archive):
-        archive = os.path.dirname(archive)
-    with zipfile.ZipFile(archive) as z:  # the sources at the archive's root, for any interpreter
-        for name in sorted(z.namelist()):
-            if name.startswith("flowdsl/") and name.endswith(".py"):
-                files[name] = z.read(name)
-    return files
-
-
-def _code_files(folders: Sequence[str]) -> Dict[str, bytes]:
-    """The `.py` files of the pipeline's folders, each folder's tree at the archive's root (as on sys.path)."""
-    files: Dict[str, bytes] = {}
-    for base in folders:
-        if not os.path.isdir(base):
-            continue
-        for folder, dirs, names in os.walk(base):
-            # hidden folders (.flow, .git, .venv) and virtual environments are not the run's code
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS
-                             and not os.path.exists(os.path.join(folder, d, "pyvenv.cfg")))
-            for name in sorted(names):
-                if name.endswith(".py"):
-                    rel = os.path.relpath(os.path.join(folder, name), base).replace(os.sep, "/")
-                    if rel not in files:  # the first folder on the path wins, as in an import
-                        with open(os.path.join(folder, name), "rb") as f:
-                            files[rel] = f.read()
-    return files
-
-
-def _data_files(shipped: Dict[str, str]) -> Dict[str, bytes]:
-    """The files and folders a run ships with its code, {path in the run's folder: content}."""
-    files: Dict[str, bytes] = {}
-    for rel, path in shipped.items():
-        rel = rel.replace(os.sep, "/").strip("/")
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
-                files[rel] = f.read()
-            continue
-        for folder, dirs, names in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIP_DIRS)
-            for name in sorted(names):
-                full = os.path.join(folder, name)
-                with open(full, "rb") as f:
-                    files[(rel + "/" + os.path.relpath(full, path).replace(os.sep, "/")).lstrip("/")] = f.read()
-    return files
-
-
-def _zip(files: Dict[str, bytes], prefix: str) -> tuple:
-    """(file name by content, zip bytes), deflated and reproducible: fixed dates, sorted names."""
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + files[name] + b"\0")
-    buffer = io.BytesIO()
-    # each folder's own entry: zipimport finds a package folder without __init__.py (a namespace
-    # package, which imports locally) only through it
-    folders = sorted({name[:i + 1] for name in files for i, c in enumerate(name) if c == "/"})
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in folders:
-            z.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), b"")
-        for name in sorted(files):
-            info = zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED  # a ZipInfo's own type wins over the archive's (stored)
-            z.writestr(info, files[name])
-    return f"{prefix}-{digest.hexdigest()[:16]}.zip", buffer.getvalue()
-
-
-# ---- what runs on the cluster (pickled by value: the workers and the scheduler need no flow installed) ------
-
-
-class _Remote:
-    """The functions and plugins that travel, made once per run: Dask pickles them by value (they are
-    defined inside a function), so they may use only the standard library and `distributed`."""
-
-    def __init__(self) -> None:
-        from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
-
-        def load(folder, flow_zip):
-            """daskhost from the run's copy of flow, once per worker process and version of flow."""
-            import sys
-
-            name = "_flowdsl_daskhost_" + flow_zip[:-4].replace("-", "_").replace(".", "_")
-            host = sys.modules.get(name)
-            if host is None:
-                import os
-                import types
-                import zipfile
-
-                path = os.path.join(folder, flow_zip)
-                with zipfile.ZipFile(path) as z:
-                    source = z.read("flowdsl/run/daskhost.py")
-                host = types.ModuleType(name)
-                host.__file__ = path + "/flowdsl/run/daskhost.py"
-                sys.modules[name] = host
-                exec(compile(source, host.__file__, "exec"), host.__dict__)
-            return host
-
-        def flow_attempt(payload, folder, flow_zip):
-            import os
-
-            from distributed import get_worker
-
-            return load(os.path.join(get_worker().local_directory, folder), flow_zip).run_attempt(payload)
-
-        # async: `client.run(..., wait=False)` takes only coroutine functions (they run on the worker's loop)
-        async def flow_signal(tag, signum, key, folder, flow_zip, dask_worker):
-            import os
-
-            path = os.path.join(dask_worker.local_directory, folder)
-            if os.path.isdir(path):  # the run was set up on this worker
-                return load(path, flow_zip).signal_attempts(tag, signum, key)
-            return 0
-
-        async def forget_run(name, dask_scheduler):
-            guard = dask_scheduler.plugins.get(name)
-            if guard is not None:
-                await guard.forget()
-
-        class Files(WorkerPlugin):
-            """The run's upload on a worker (this one, or one that joins later), and its helpers."""
-
-            def __init__(self, tag, folder, files, flow_zip, claim):
-                self.tag, self.folder, self.files, self.flow_zip, self.claim = tag, folder, files, flow_zip, claim
-
-            def setup(self, worker):
-                import os
-
-                folder = os.path.join(worker.local_directory, self.folder)
-                os.makedirs(folder, exist_ok=True)
-                for name, data in self.files:
-                    part = os.path.join(folder, name + ".part")
-                    with open(part, "wb") as f:
-                        f.write(data)
-                    os.replace(part, os.path.join(folder, name))
-                names = [name for name, _ in self.files]
-                self.files = [(name, b"") for name in names]  # written: this copy need not keep them in memory
-                os.makedirs(os.path.join(folder, "files"), exist_ok=True)  # where attempts run off the runner's disk
-                for name in names:
-                    if name.startswith("flowdata-"):  # files shipped with the code, as they lay beside the .flow
-                        import zipfile
-
-                        with zipfile.ZipFile(os.path.join(folder, name)) as z:
-                            z.extractall(os.path.join(folder, "files"))
-                load(folder, self.flow_zip).setup_run(worker, self.tag, folder, names, self.claim)
-
-            def teardown(self, worker):
-                import os
-
-                folder = os.path.join(worker.local_directory, self.folder)
-                if os.path.isdir(folder):
-                    load(folder, self.flow_zip).teardown_run(self.tag)
-
-        class Guard(SchedulerPlugin):
-            """The run's agent on the scheduler: each attempt starts once; the run hears of the workers; and
-            what the run set up goes when its client leaves (the run ended, or died)."""
-
-            def __init__(self, tag, client, topic, name, files, claim):
-                self.tag, self.client, self.topic, self.name, self.files, self.op = (
-                    tag, client, topic, name, files, claim)
-                self.claimed = set()
-                self.scheduler = None
-                self.forgetting = None
-
-            async def start(self, scheduler):
-                self.scheduler = scheduler
-                scheduler.handlers[self.op] = self.claim
-
-            def claim(self, key=None, worker=None, t=None):
-                if key in self.claimed:
-                    return ("the Dask worker running it was lost (Dask then started it on another worker, "
-                            "which refused: flow starts an attempt once, and the task's `retry` decides)")
-                self.claimed.add(key)
-                self.scheduler.log_event(self.topic, {"began": key, "t": t, "worker": worker})
-                return True
-
-            def tell(self, gone=None):
-                s = self.scheduler
-                if s is not None:
-                    workers = {address: [ws.nthreads, dict(ws.resources or {})]
-                               for address, ws in s.workers.items() if address != gone}
-                    s.log_event(self.topic, {"workers": workers})
-
-            def add_worker(self, scheduler, worker):
-                self.tell()
-
-            def remove_worker(self, scheduler, worker, **kwargs):
-                self.tell(gone=worker)
-
-            def remove_client(self, scheduler, client):
-                if client == self.client and self.forgetting is None:
-                    import asyncio
-
-                    self.forgetting = asyncio.ensure_future(self.forget())
-
-            async def forget(self):
-                s = self.scheduler
-                if s is None:
-                    return
-                self.scheduler = None
-                s.handlers.pop(self.op, None)
-                if self.files in s.worker_plugins:  # teardown on every worker: helpers killed, folder removed
-                    try:
-                        await s.unregister_worker_plugin(None, self.files)
-                    except Exception:
-                        pass
-                # the topic's last events and its subscribers (Broker is internal: if it changed, they stay)
-                topics = getattr(getattr(s, "_broker", None), "_topics", None)
-                if isinstance(topics, dict):
-                    topics.pop(self.topic, None)
-                if s.plugins.get(self.name) is self:
-                    s.remove_plugin(self.name)
-
-        self.attempt, self.signal, self.forget_run, self.Files, self.Guard = (
-            flow_attempt, flow_signal, forget_run, Files, Guard)
 
 
 class _Quiet(logging.Filter):
@@ -439,12 +207,12 @@ class DaskBackend:
         self.closing = False
         self.quiet = _Quiet().install()
         try:
-            self.remote = _Remote()
-            flow = _zip(_package_files(), "flowdsl")
-            files = _code_files(code_folders)
-            code = _zip(files, "flowcode") if files else None
-            shipped = _data_files(data or {})
-            extra = _zip(shipped, "flowdata") if shipped else None
+            self.remote = Remote()
+            flow = zip_files(package_files(), "flowdsl")
+            files = code_files(code_folders)
+            code = zip_files(files, "flowcode") if files else None
+            shipped = data_files(data or {})
+            extra = zip_files(shipped, "flowdata") if shipped else None
             for upload, what in ((code, "code"), (extra, "data")):
                 if upload is not None and len(upload[1]) > MAX_CODE_BYTES:
                     raise DaskUnavailable(f"the {what} to upload is {len(upload[1]) >> 20} MB; deploy it on the "
