@@ -96,16 +96,7 @@ def _row(folder: str, key: str, s: state.TaskState, found: List[attempt_log.Atte
     if s.error:
         row["error"] = {"type": s.error.get("type"), "message": s.error.get("message"),
                         "traceback": s.error.get("traceback")}
-    if s.reason:
-        row["reason"] = s.reason
-    if s.reused:
-        row["kept_from"] = s.reused
-    if s.worker:
-        row["worker"] = s.worker
-    if s.checks:
-        row["checks"] = s.checks
-    if s.child:
-        row["child_run"] = s.child
+    row.update(s.notes())
     return row
 
 

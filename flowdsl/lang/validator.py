@@ -19,8 +19,9 @@ TYPE_CHECKING = False  # typing's, without importing typing at run time (a few m
 if TYPE_CHECKING:
     from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-# kinds of the values a literal may hold, for comparisons that can never hold
-_LITERAL_KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", type(None): "null"}
+# the kinds of literals, for comparisons that can never hold: an int, a float and a duration compare as numbers
+_KIND_WORDS = {"boolean": "a boolean", "integer": "a number", "float": "a number", "duration": "a number",
+               "string": "a string", "list": "a list", "map": "a map", "any": "null"}
 
 # field name, size of its range, first value: for the step warning (W104)
 CRON_FIELDS = (("minute", 60, 0), ("hour", 24, 0), ("day-of-month", 31, 1), ("month", 12, 1), ("day-of-week", 7, 0))
@@ -594,18 +595,13 @@ def _date_format(fmt: str) -> bool:
 
 
 def _literal_kind(expr) -> Optional[str]:
-    """What kind of value a literal expression holds (None: not a literal, known only at run time)."""
-    if isinstance(expr, ir.Literal):
-        return _LITERAL_KINDS.get(type(expr.value))
-    if isinstance(expr, ir.Template):
-        return "a string"
-    if isinstance(expr, ir.ListExpr):
-        return "a list"
-    if isinstance(expr, ir.MapExpr):
-        return "a map"
-    if isinstance(expr, ir.Duration):
-        return "a number"  # a duration is its seconds
-    return None
+    """What kind of value a literal expression holds, in words (None: not a literal, known only at run
+    time). The kinds are typed params' (a duration is its seconds: a number, as an int and a float are)."""
+    if not isinstance(expr, (ir.Literal, ir.Template, ir.ListExpr, ir.MapExpr, ir.Duration)):
+        return None
+    from .paramtypes import kind_of
+
+    return _KIND_WORDS[kind_of(expr)]
 
 
 def _stdlib_names() -> frozenset:

@@ -373,6 +373,15 @@ class TaskState:
         self.child: Optional[str] = None  # a `call` task's child run: its id, kept by a resume
         self.skipped_as: Optional[str] = None  # the reason it was skipped before a resume put it back
 
+    def notes(self) -> Dict[str, Any]:
+        """What the report and its page say beside the status, where there is something to say."""
+        out: Dict[str, Any] = {}
+        for name, value in (("reason", self.reason), ("kept_from", self.reused), ("worker", self.worker),
+                            ("checks", self.checks), ("child_run", self.child)):
+            if value:
+                out[name] = value
+        return out
+
 
 class RunState:
     """What the journal says so far: the run's record and each task's state."""
@@ -650,18 +659,9 @@ class RunState:
                     "duration_s": round(s.finished - s.started, 3) if s.started and s.finished else None,
                     "error": _error_view(s.error), "result": result,
                 }
-                if s.reason:
-                    entry["reason"] = s.reason
-                if s.reused:
-                    entry["kept_from"] = s.reused
+                entry.update(s.notes())
                 if s.fp == MARKED:
                     entry["marked"] = True
-                if s.worker:
-                    entry["worker"] = s.worker
-                if s.checks:
-                    entry["checks"] = s.checks
-                if s.child:
-                    entry["child_run"] = s.child
                 tasks[key] = entry
         started = info.get("t")
         report = {

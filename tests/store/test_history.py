@@ -67,7 +67,9 @@ def test_status_shows_each_task_with_state_attempts_duration_error(flow, tmp_pat
     assert text.returncode == 0, explain(text)
     out = text.stdout
     assert report["run_id"] in out and "failed" in out
-    rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in report["tasks"]}
+    table = out.split("\n\n")[1]  # the header, the table, then each failure whole
+    rows = {line.split()[0]: line for line in table.splitlines() if line.split() and line.split()[0] in report["tasks"]}
+    assert "bad (attempt 1): ShellError" in out.split("\n\n")[2]
     assert set(rows) == {"hello", "each", "each[0]", "each[1]", "bad"}
     assert rows["bad"].split()[1:3] == ["failed", "1"] and "ShellError" in rows["bad"]
     assert rows["hello"].split()[1:3] == ["success", "1"]
