@@ -269,11 +269,13 @@ class DaskBackend:
         self._send(attempt)
 
     def _dask_key(self, attempt: Attempt) -> str:
-        """`pipeline.task-N[-i]-tag`: Dask's dashboard groups tasks by the part before the first number."""
+        """`pipeline.task-N[-i][-cC]-tag`: Dask's dashboard groups tasks by the part before the first number.
+        A sensor's checks of one attempt are starts of their own (`-cC`): the guard lets each start once."""
         pipeline = attempt.env.get("FLOW_PIPELINE", "flow").replace("-", "_")
         name, _, index = attempt.key.partition("[")
         index = index.rstrip("]")
-        return f"{pipeline}.{name}-{attempt.number}-{index + '-' if index else ''}{self.tag}"
+        check = f"c{attempt.check}-" if attempt.check else ""
+        return f"{pipeline}.{name}-{attempt.number}-{index + '-' if index else ''}{check}{self.tag}"
 
     def _send(self, attempt: Attempt) -> None:
         from .daskhost import attempt_to_plain

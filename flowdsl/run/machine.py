@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
+from dataclasses import replace
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ..lang.execplan import ExecPlan, HookSpec, TaskSpec
@@ -461,7 +462,8 @@ class Machine:
         if inst.wait_until is not None and self.clock.now() >= inst.wait_until:
             return self.wait_timed_out(inst, spec)
         try:
-            attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item)
+            attempt = replace(self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item),
+                              check=inst.checks)
         except EvalError as e:
             inst.waiting = False
             return self.fail_without_attempt(inst.key, inst.name, e)

@@ -53,6 +53,7 @@ class Attempt:
     shell: Tuple[str, ...] = ("/bin/sh", "-c")  # sh: what runs the command (the command is added last)
     sensor: bool = False  # a `wait` task's check: "not yet" ends it as NotYet, which is no failure
     child: str = ""  # call: the child run's id
+    check: int = 0  # a sensor's check of this attempt after the first (a queueing backend starts each once)
 
 
 @dataclass(frozen=True)

@@ -760,3 +760,21 @@ def test_get_client_inside_a_task_reaches_the_cluster_that_runs_it(flow, cluster
     assert total == 0 + 1 + 4 + 9 + 16
     assert address.rsplit(":", 1)[1] == cluster.address.rsplit(":", 1)[1]
     assert report["tasks"]["again"]["result"] == 27
+
+
+def test_a_sensor_waits_on_the_cluster_holding_no_worker_thread(flow, cluster, tmp_path):
+    """`wait` on Dask: each check is an attempt on the cluster, "not yet" frees its worker thread, and a
+    resumed run waits again; other tasks run meanwhile."""
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task inbox {{ wait file "go"  every 200ms  timeout 60s }}
+        task probe {{ wait run probes:ready  every 200ms  timeout 60s }}
+        task busy {{ foreach i in [1, 2, 3, 4, 5, 6]  sh "sleep 0.2; echo {{i}}" }}
+        task make {{ sh "touch go" after busy }}
+    """, {"probes.py": "import os\n\ndef ready():\n    return os.path.exists('go') and 'ready'\n"})
+    proc, report = run_json(flow, f, timeout=120)
+    assert proc.returncode == 0, explain(proc)
+    tasks = report["tasks"]
+    assert tasks["inbox"]["result"] == ["go"] and tasks["probe"]["result"] == "ready"
+    assert tasks["inbox"]["checks"] >= 1 and tasks["inbox"]["attempts"] == 1
+    assert tasks["inbox"]["worker"].startswith("tcp://")
