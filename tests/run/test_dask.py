@@ -778,3 +778,18 @@ def test_a_sensor_waits_on_the_cluster_holding_no_worker_thread(flow, cluster, t
     assert tasks["inbox"]["result"] == ["go"] and tasks["probe"]["result"] == "ready"
     assert tasks["inbox"]["checks"] >= 1 and tasks["inbox"]["attempts"] == 1
     assert tasks["inbox"]["worker"].startswith("tcp://")
+
+
+def test_a_call_runs_its_child_from_a_dask_worker(flow, cluster, tmp_path):
+    """`call` on Dask: the child run starts where the attempt runs (a worker that sees the same paths, as
+    this one on the runner's machine does) and lands in the parent's state folder."""
+    write_project(tmp_path / "sub", 'task inner { sh "echo from-child" }\n', name="child.flow")
+    f = write_project(tmp_path, f"""
+        pipeline remote {{ executor dask "{cluster.address}" }}
+        task c {{ call "sub/child.flow" }}
+    """)
+    proc, report = run_json(flow, f, timeout=120)
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["c"]["result"] == {"inner": "from-child"}
+    child = report["tasks"]["c"]["child_run"]
+    assert (tmp_path / ".flow" / "runs" / child).is_dir()
