@@ -129,3 +129,18 @@ def test_each_stage_says_what_it_is():
         init = PACKAGE / stage / "__init__.py"
         doc = ast.get_docstring(ast.parse(init.read_text()))
         assert doc and "\n" not in doc.strip(), f"{init}: one line saying what the stage is"
+
+
+def test_the_runtime_pins_agree_between_the_package_and_the_zipapp():
+    """pyproject.toml's dependencies (a pip install) and requirements/pyz.txt (what the zipapp bundles, with
+    hashes) name the same versions: a bump in one file alone would ship two different flows."""
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    project = (root / "pyproject.toml").read_text()
+    deps = project.split("dependencies = [", 1)[1].split("]", 1)[0]
+    package = dict(re.findall(r'"([A-Za-z0-9_.-]+)==([^"]+)"', deps))
+    bundled = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (root / "requirements" / "pyz.txt").read_text(), re.M))
+    assert set(package) == {"lark", "croniter", "msgpack", "tabulate"}
+    for name, version in package.items():
+        assert bundled.get(name) == version, f"{name}: {version} in pyproject.toml, {bundled.get(name)} bundled"

@@ -1,4 +1,4 @@
-"""Diagnostics: one catalogue of codes, one record type, three renderings.
+"""Diagnostics: one catalogue of codes, one record type, four renderings (text, JSON, GitHub, SARIF).
 
 Every problem `flow validate` can report has a stable code here. Tests assert
 codes, not prose, so wording can improve without breaking anyone's CI filter.

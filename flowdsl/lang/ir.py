@@ -280,7 +280,7 @@ class Settings:
     """The statements a task and a `defaults` block share.
 
     Each is None when not written; a task's own statement replaces the
-    default's whole (see `Task.effective`).
+    default's whole (see `planner.effective`).
     """
 
     retry: Optional[Retry] = None

@@ -258,7 +258,7 @@ _VALUE_STARTS = frozenset({"STRING", "LONG_STRING", "NUMBER", "DURATION", "TRUE"
 
 # A message for a parser state, found by parsing these examples until one
 # fails in the same state as the user's file (lark's match_examples). The
-# table doubles as a test: tests/test_errors.py parses every example.
+# table doubles as a test: tests/lang/test_errors.py parses every example.
 EXAMPLES: Dict[str, List[str]] = {
     "a file holds `pipeline`, `task` and `include` blocks": ["foo", "task a { run m:f } 3", "{"],
     "expected a task name after `task`": ["task {", "task 1 {", 'task "a" {'],
@@ -352,7 +352,7 @@ def _unexpected_token(e, text: str, file: str, parser) -> None:
     span = Span(file, tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
     kind = _TOKEN_WORDS.get(tok.type)
     shown = tok.value if len(tok.value) <= 30 else tok.value[:30] + "..."
-    what = f"unexpected {kind} `{shown}`" if kind and tok.type not in ("$END",) else f"unexpected `{shown}`"
+    what = f"unexpected {kind} `{shown}`" if kind else f"unexpected `{shown}`"  # (the end of the file: above)
     expected = f"expected {_describe(e.accepts or e.expected, parser)}"
     if tok.type == "NAME":
         guess = _statement_guess(tok.value, e.accepts or e.expected)
@@ -397,7 +397,6 @@ def _unexpected_character(e, text: str, file: str, parser) -> None:
     ch = text[pos] if pos < len(text) else ""
     if ch == '"':
         if text.startswith('"""', pos):
-            end_line, end_col = _end_position(text)
             fail("E003", "triple-quoted string is never closed", Span(file, line, col, line, col + 3),
                  'close it with `"""`')
         eol = text.find("\n", pos)

@@ -3,7 +3,7 @@ corpus and over hypothesis-generated files; and the canonical layout pinned on a
 
 Meaning-preserving: the IR of fmt(x) equals the IR of x with spans aside (`fmt.meaning`), and
 the parse tree's words come in the same order (statement order kept). Run in-process, like
-test_properties; tests/cli/test_fmt.py drives the verb through the zipapp.
+test_properties; tests/cli/test_fmt_cli.py drives the verb through the zipapp.
 """
 
 from pathlib import Path
