@@ -124,7 +124,7 @@ def test_contents(pyz):
     assert not [s for s in source_only if s.startswith(("msgpack/", "croniter/"))]
     assert sorted(s for s in source_only if s.startswith("flowdsl/")) == [  # only what slow verbs import
         "flowdsl/cli/init.py", "flowdsl/cli/report.py", "flowdsl/cli/reportdata.py", "flowdsl/cli/reportpage.py",
-        "flowdsl/run/dask.py", "flowdsl/run/daskhost.py"]
+        "flowdsl/run/dask.py", "flowdsl/run/daskhost.py", "flowdsl/run/daskremote.py", "flowdsl/run/daskupload.py"]
     for tag in trees:
         tree = {n[len(f"__pyc__/{tag}/"):] for n in names if n.startswith(f"__pyc__/{tag}/")}
         assert not [n for n in tree if n.endswith(".py")]
