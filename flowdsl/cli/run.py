@@ -18,6 +18,25 @@ def parse_param(text: str) -> Tuple[str, str]:
     return key.strip(), raw
 
 
+def open_waiting(runner, reporter, poll: float = 0.5) -> None:
+    """Open a call's child run; one still running (its parent was killed, and the child, in a session of its
+    own, went on) is waited for, then resumed: what it finished is kept. The call's `timeout` bounds the wait."""
+    import time
+
+    from ..store.journal import Busy
+
+    said = False
+    while True:
+        try:
+            return runner.open()
+        except Busy:
+            if not said:
+                reporter.note(f"the run {runner.options.run_id} is still running (started by an earlier session of "
+                              "its parent): waiting for it to end")
+                said = True
+            time.sleep(poll)
+
+
 def called_run(args, run_id: str, state_root: str) -> dict:
     """`--call-run ID` (given by a `call` task, never by hand): this run is that child run, resumed when an
     earlier session of the parent started it. Its params come as JSON in FLOW_CALL_PARAMS; none when resumed."""
@@ -410,7 +429,7 @@ def open_from_args(args, reporter):
         options.backend = connect_dask(address, timeout, runner.sys_path, runner.resources, detached=args.detach,
                                        data=runner.shipped)
     try:
-        runner.open()
+        open_waiting(runner, reporter) if called is not None else runner.open()
     except Busy:
         raise UsageError(f"run {options.run_id} is still running; wait for it, or stop it first") from None
     except MissingSecret as e:  # a param's secret: nothing could run (cli.md: a usage error)

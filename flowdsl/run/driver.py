@@ -134,7 +134,8 @@ class Runner:
             self.fingerprints.know(self.previous, program_fp, earlier.info.get("fingerprint"))
             self.number_after_logs()
             self.state = earlier
-            self.resumed: Optional[str] = earlier.status
+            # a session that died without a `done` record left the run `running`: it was interrupted
+            self.resumed: Optional[str] = "interrupted" if earlier.status == "running" else earlier.status
         else:
             self.run_folder = state.make_run_dir(self.state_root, run_id)
             self.journal = journal.Writer(state.journal_path(self.run_folder))

@@ -3,8 +3,11 @@ in the same state folder (trigger `call`, the parent's logical date), its params
 tasks' results the task's result, its failure ChildRunFailed; a resume of the parent resumes it."""
 
 import json
+import os
+import signal
+import time
 
-from runkit import explain, run_json, write_project
+from runkit import explain, new_marker, run_json, spawn_run, stopped, wait_until, write_project
 
 CHILD = """
     pipeline monthly {
@@ -118,3 +121,32 @@ def test_a_changed_child_file_is_validated_again(flow, tmp_path):
     child.write_text(child.read_text().replace("month = null", "month = null  year = null"))
     proc = flow("validate", f)
     assert proc.returncode == 1 and "E404" in proc.stdout and "year" in proc.stdout, explain(proc)
+
+
+def test_a_resume_after_the_parent_was_killed_finishes_the_childs_work_once(flow, pyz, tmp_path):
+    """SIGKILL to the parent's whole group mid-call: the child run (a session of its own) ends when its
+    output has nowhere to go, or runs on and is waited for; either way the parent's resume resumes that
+    child, and its work is done once."""
+    write_project(tmp_path / "sub", """
+        task slow { sh "sleep 2; echo x >> slow.count; echo x" }
+    """, name="child.flow")
+    f = write_project(tmp_path, """
+        task c { call "sub/child.flow" }
+        task after_c { sh "echo {c.slow}" }
+    """)
+    marker = new_marker()
+    proc = spawn_run(pyz, f, env={"FLOW_TEST_MARKER": marker})
+    with stopped(proc, marker):
+        def child_started():
+            runs = tmp_path / ".flow" / "runs"
+            return runs.is_dir() and any(p.name.startswith("child-") for p in runs.iterdir())
+        assert wait_until(child_started, 20)
+        time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its workers, not the child's own session
+        proc.communicate()
+    proc2, report = run_json(flow, f, "--resume", timeout=60)
+    assert proc2.returncode == 0, explain(proc2)
+    assert report["tasks"]["after_c"]["result"] == "x"
+    assert "resuming an interrupted run" in proc2.stderr
+    assert len([p for p in (tmp_path / ".flow" / "runs").iterdir() if p.name.startswith("child-")]) == 1
+    assert (tmp_path / "sub" / "slow.count").read_text().count("x") == 1  # done once
