@@ -39,6 +39,7 @@ from .worker import Began, Outcome
 
 INTERRUPT_GRACE = 5.0  # seconds running attempts get to stop (and call on_abort) when the run stops
 HOOK_GRACE = 30.0  # a hook that starts after the run's timeout passed (a failure alert) gets this long
+BIG_RESULT = 64 << 20  # bytes of an encoded result past which the run says to pass a path instead
 
 TASKS, STOPPING, HOOKS, DONE = "tasks", "stopping", "hooks", "done"
 SKIP = "flowdsl.cli.api.Skip"  # what `flowdsl.Skip` is, among a failure's class names
@@ -572,6 +573,9 @@ class Machine:
         spec = self.tasks[inst.name]
         if o.ok:
             result = self.maker.masked(o.result)
+            if result is not None and len(result) > BIG_RESULT:
+                self.reporter.note(f"{inst.key}'s result is {len(result) >> 20} MB: results travel through the "
+                                   "journal; write data this large to a file and return its path")
             end = {"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(),
                    "status": "success", "result": result, "cpu": o.cpu}
             if o.worker is not None:

@@ -386,3 +386,15 @@ def test_capacity_may_change_while_the_run_goes():
     m.capacity = 6
     m.advance()
     assert len(m.running) == 6
+
+
+def test_a_result_past_64_mb_gets_a_note_saying_to_pass_a_path():
+    from flowdsl.run import machine
+
+    sim = Sim('task big { sh "big" }\ntask small { sh "small" }\n')
+    behave = {"big": ok(result="x" * (machine.BIG_RESULT + 10)), "small": ok(result="y")}
+    m = sim.session(behave=lambda key, number, sensor=False: behave[key])
+    assert m.status == "success"
+    notes = [c[0] for c in sim.reporter.of("note")]
+    assert [n for n in notes if "big's result is 64 MB" in n and "return its path" in n], notes
+    assert not [n for n in notes if "small" in n]
