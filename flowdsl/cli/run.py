@@ -436,6 +436,10 @@ def open_from_args(args, reporter):
         raise UsageError(str(e)) from None
     except (JournalError, EvalError) as e:
         raise RunRefused(str(e)) from None
+    except FileNotFoundError as e:
+        if options.resume:  # `flow prune` deleted it after it was found (prune takes the journal's lock first)
+            raise RunRefused(f"run {options.run_id} was deleted while it was being resumed") from None
+        raise RunRefused(f"cannot start the run in {state_root}: {e.strerror or e}") from None
     except OSError as e:  # the state folder cannot be written (a full disk, permissions)
         raise RunRefused(f"cannot start the run in {state_root}: {e.strerror or e}") from None
     return runner, keep_checked
