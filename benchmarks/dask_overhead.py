@@ -11,8 +11,9 @@ dask extra (pip install -e '.[dask]').
   the one before, the result fetched at the end), and a round trip per task
   (`client.submit(noop).result()` one after another: what any controller
   that looks at each result before the next task must pay).
-* fan-out: one root, N tasks after it, one sink. Baseline: `client.map` of
-  N calls, then `client.gather`.
+* fan-out: one root, N tasks after it, one sink. Baselines: `client.map` of
+  N calls, then `client.gather`; Dask's client kept at 4 in flight. Then the
+  same fan-out with the pipeline's `concurrency` at N, against `client.map`.
 * makespan: 64 tasks of time.sleep(0.25) on 2 workers x 2 threads, at
   concurrency 4; ideal 4.0 s.
 
@@ -195,6 +196,11 @@ def main() -> None:
 
         compare(f"fan-out of {n}", n + 2, flow_run(path, state, cluster.address),
                 {"dask map": dask_map, "dask 4 in flight": dask_window}, args.repeat)
+
+        # the same fan-out with `concurrency` as wide as the fan-out: flow keeps every attempt in flight
+        wide = write(folder, "fan_wide.flow", f"pipeline fan_wide {{ concurrency {n} }}\n" + "\n".join(lines) + "\n")
+        compare(f"fan-out of {n} at concurrency {n}", n + 2, flow_run(wide, state, cluster.address),
+                {"dask map": dask_map}, args.repeat)
 
         n = args.makespan
         lines = ["pipeline nap { concurrency 4 }"] + [f"task s{i} {{ run bench_tasks:nap }}" for i in range(n)]
