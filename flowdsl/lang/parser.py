@@ -12,6 +12,7 @@ cannot parse goes to lark, whose errors the messages below are made from.
 
 from __future__ import annotations
 
+import _thread
 import os
 
 from .diagnostics import Diagnostic, FlowSyntaxError, fail
@@ -27,6 +28,7 @@ _BUILDER = None
 _FAST: list = []  # [the fast parser, or None] once looked for
 _LAYOUT_PARSER = None
 _COMMENT_SINK = None
+_PARSING = _thread.allocate_lock()  # the shared builder (and lark's parsers) serve one parse at a time
 _LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start="start")
 
 
@@ -171,20 +173,30 @@ def layout_parser():
     return _LAYOUT_PARSER
 
 
+def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
+    """Parse one file's text. Raises FlowSyntaxError; returns the builder's findings.
+
+    The builder and the parsers are made once and shared: one parse at a time (`flowdsl.check()` and
+    `flowdsl.load()` may be called from several threads).
+    """
+    with _PARSING:
+        return _parse(text, file)
+
+
 def parse_tree(text: str, on_comment=None):
     """The parse tree of text that `parse` accepted (keywords used as names resolved the same way);
     `on_comment` gets each comment token, in order."""
     global _COMMENT_SINK
-    parser = layout_parser()
-    _COMMENT_SINK = on_comment
-    try:
-        return parser.parse(text, on_error=_keyword_as_name)
-    finally:
-        _COMMENT_SINK = None
+    with _PARSING:
+        parser = layout_parser()
+        _COMMENT_SINK = on_comment
+        try:
+            return parser.parse(text, on_error=_keyword_as_name)
+        finally:
+            _COMMENT_SINK = None
 
 
-def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
-    """Parse one file's text. Raises FlowSyntaxError; returns the builder's findings."""
+def _parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     from .builder import split_blocks
 
     fast = _fast_parser()
