@@ -95,6 +95,7 @@ class TaskSpec:
     condition_text: str = ""
     foreach_value: Optional[str] = None  # `foreach key, value in MAP`: the value's name
     every: float = DEFAULT_EVERY  # a sensor's time between checks
+    every_text: str = "1m"  # as written, for messages
     only: Optional[frozenset] = None  # `--target T[i]`: the instances of this foreach task that run
 
 
@@ -210,7 +211,8 @@ def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[
             {e.key: e.value.value for e in s.resources.entries} if s.resources is not None else None,
             tp, task.condition.expr if task.condition else None, task.condition.text if task.condition else "",
             foreach.value.name if foreach and foreach.value else None,
-            task.every.seconds if isinstance(task.every, ir.Duration) else DEFAULT_EVERY)
+            task.every.seconds if isinstance(task.every, ir.Duration) else DEFAULT_EVERY,
+            task.every.text if isinstance(task.every, ir.Duration) else "1m")
     for name, indexes in planner.target_instances(targets).items():
         if name in tasks and tasks[name].foreach_items is not None:
             tasks[name].only = frozenset(indexes)

@@ -41,6 +41,7 @@ class Validator:
         dirs = [os.path.normpath(os.path.join(base, p.text)) for p in self.pipeline.pythonpath if p.is_constant]
         self.sources = SourceIndex([base] + dirs)
         self.called: List[str] = []  # the .flow files `call` tasks name, read for their params
+        self.children: Dict[str, tuple] = {}  # a called file -> (its program, its errors), checked once
         self.calling: Tuple[str, ...] = ()  # the files whose `call`s led here: a cycle is an error
 
     def report(self, code: str, message: str, span: Span, hint: Optional[str] = None) -> None:
@@ -327,19 +328,22 @@ class Validator:
             self.report("E302", f"called pipeline `{action.path.text}` not found", action.path.span,
                         f"looked for {path}; the path is relative to this file's folder")
             return
-        self.called.append(path)
-        loaded = Loader().load(path)
-        child = loaded.program
-        errors = [d for d in loaded.diagnostics if d.severity == "error"]
-        if child is not None and not errors:
-            inner = Validator(child)
-            inner.calling = self.calling + (here,)
-            errors = [d for d in inner.run() if d.severity == "error"]
-            self.called.extend(inner.called)
-            cycle = [d for d in errors if d.code == "E303" and d.message.startswith("call cycle")]
-            if cycle:
-                self.report("E303", cycle[0].message, action.path.span, cycle[0].hint)
-                return
+        if path not in self.children:
+            self.called.append(path)
+            loaded = Loader().load(path)
+            child = loaded.program
+            errors = [d for d in loaded.diagnostics if d.severity == "error"]
+            if child is not None and not errors:
+                inner = Validator(child)
+                inner.calling = self.calling + (here,)
+                errors = [d for d in inner.run() if d.severity == "error"]
+                self.called.extend(inner.called)
+            self.children[path] = (child, errors)
+        child, errors = self.children[path]
+        cycle = [d for d in errors if d.code == "E303" and d.message.startswith("call cycle")]
+        if cycle:
+            self.report("E303", cycle[0].message, action.path.span, cycle[0].hint)
+            return
         if errors:
             first = errors[0]
             self.report("E302", f"called pipeline `{action.path.text}` has {len(errors)} error"
@@ -604,7 +608,12 @@ def _literal_kind(expr) -> Optional[str]:
     return _KIND_WORDS[kind_of(expr)]
 
 
+_STDLIB: list = []  # the standard library's module names, once looked up
+
+
 def _stdlib_names() -> frozenset:
+    if _STDLIB:
+        return _STDLIB[0]
     import sys
 
     names = getattr(sys, "stdlib_module_names", None)  # 3.10+
@@ -617,7 +626,8 @@ def _stdlib_names() -> frozenset:
             "sqlite3", "ssl", "statistics", "string", "struct", "subprocess", "tempfile", "textwrap",
             "threading", "time", "token", "tokenize", "types", "typing", "unittest", "urllib", "uuid",
             "warnings", "weakref", "xml", "zipfile", "zlib"))
-    return frozenset(names)
+    _STDLIB.append(frozenset(names))
+    return _STDLIB[0]
 
 
 def validate(program: ir.Program, targets: Iterable[str] = (), modules: Optional[List[str]] = None) -> List[Diagnostic]:

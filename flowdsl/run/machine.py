@@ -51,8 +51,7 @@ _WORK = frozenset(("start", "end", "skip", "reuse"))
 class Inst:
     """One schedulable unit: a task, or one instance of a foreach task."""
 
-    __slots__ = ("key", "name", "item", "has_item", "attempt", "base", "fp", "began", "checks", "wait_until",
-                 "waiting")
+    __slots__ = ("key", "name", "item", "has_item", "attempt", "base", "fp", "began", "wait_until", "waiting")
 
     def __init__(self, key: str, name: str, item: Any = None, has_item: bool = False, attempt: int = 0) -> None:
         self.key = key
@@ -63,7 +62,6 @@ class Inst:
         self.base = attempt  # attempts made in earlier sessions of this run
         self.fp = ""
         self.began = False
-        self.checks = 0  # a sensor's checks that found its condition not yet true
         self.wait_until: Optional[float] = None  # a sensor's deadline (its `timeout`), clock.now() time
         self.waiting = False  # a sensor between checks: its next check writes no `start` record
 
@@ -428,8 +426,8 @@ class Machine:
                 return self.instance_done(inst.name)
         inst.attempt += 1
         try:
-            attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item,
-                                      self.state.tasks[inst.key].child if inst.key in self.state.tasks else None)
+            child = self.state.tasks[inst.key].child if spec.action.kind == "call" else None  # one to resume
+            attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item, child)
         except EvalError as e:
             return self.fail_without_attempt(inst.key, inst.name, e)
         inst.fp = self.fingerprints.of(inst.name, attempt)
@@ -464,7 +462,7 @@ class Machine:
             return self.wait_timed_out(inst, spec)
         try:
             attempt = replace(self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item),
-                              check=inst.checks)
+                              check=self.state.tasks[inst.key].checks)
         except EvalError as e:
             inst.waiting = False
             return self.fail_without_attempt(inst.key, inst.name, e)
@@ -477,10 +475,10 @@ class Machine:
 
     def not_yet(self, inst: Inst, spec: TaskSpec, message: str) -> None:
         """A check found the condition not true yet: the sensor waits, holding no worker."""
-        inst.checks += 1
-        self.record({"e": "wait", "task": inst.key, "t": self.clock.wall(), "checks": inst.checks})
-        if inst.checks == 1:
-            self.reporter.waiting(inst.key, message, _seconds_text(spec.every))
+        checks = self.state.tasks[inst.key].checks + 1  # this session's: a resume puts a sensor back at 0
+        self.record({"e": "wait", "task": inst.key, "t": self.clock.wall(), "checks": checks})
+        if checks == 1:
+            self.reporter.waiting(inst.key, message, spec.every_text)
         due = self.clock.now() + spec.every
         if inst.wait_until is not None:
             due = min(due, inst.wait_until)
@@ -490,8 +488,8 @@ class Machine:
 
     def wait_timed_out(self, inst: Inst, spec: TaskSpec) -> None:
         self.deadlines.pop(inst.key, None)
-        message = (f"waited {spec.timeout_text} and the condition never held "
-                   f"({inst.checks} check{'s' if inst.checks != 1 else ''})")
+        checks = self.state.tasks[inst.key].checks
+        message = f"waited {spec.timeout_text} and the condition never held ({checks} check{'s' * (checks != 1)})"
         error = {"type": "Timeout", "message": message, "traceback": ""}
         self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(), "status": "failed",
                      "error": error})
@@ -717,12 +715,3 @@ class Machine:
         self.kept_keys = []
         self.effects.append(keep, False)
         self.state.apply(keep)
-
-
-def _seconds_text(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:g}ms"
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"

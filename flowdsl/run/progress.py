@@ -35,7 +35,6 @@ class PlainReporter:
         self.t0 = time.monotonic()
         self.folder = ""
         self.offsets: Dict[str, int] = {}
-        self.counts = {"success": 0, "failed": 0, "skipped": 0}
         self.kept_tasks: set = set()
 
     def say(self, text: str, always: bool = False) -> None:
@@ -57,23 +56,18 @@ class PlainReporter:
     def ended(self, key: str, n: int, status: str, duration: float, error, retry_in: Optional[float]) -> None:
         self.stream(key, n, final=True)
         if status == "success":
-            self.counts["success"] += 1
             self.say(f"{self.stamp()} ok    {key} ({duration:.2f}s)")
         elif status == "cached":
-            self.counts["success"] += 1
             self.say(f"{self.stamp()} cache {key}: an earlier result with the same fingerprint")
         elif status == "interrupted":
             self.say(f"{self.stamp()} stop  {key}: interrupted", always=True)
         else:
             tail = f"; retry in {retry_in:.1f}s" if retry_in is not None else ""
-            if retry_in is None:
-                self.counts["failed"] += 1
             # with -q, a failure that a retry may still mend is not said: its final attempt will be
             self.say(f"{self.stamp()} FAIL  {key}" + (f" (attempt {n})" if n else "") +
                      f": {_error_line(error)}{tail}", always=retry_in is None)
 
     def skipped(self, key: str, reason: str) -> None:
-        self.counts["skipped"] += 1
         self.say(f"{self.stamp()} skip  {key}: {reason}")
 
     def kept(self, key: str) -> None:

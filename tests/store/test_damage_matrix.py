@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 import msgpack
 import pytest
-from runkit import explain, write_project
+from runkit import explain, state_runs, write_project
 
 AS_ROOT = os.geteuid() == 0
 PRECIOUS = b"precious: must not change\n"
@@ -79,16 +79,9 @@ def made(flow, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def proj(made, tmp_path) -> Path:
-    folder = tmp_path / "proj"
-    shutil.copytree(made, folder, symlinks=True)
-    return folder
-
-
 def _run_folder(proj: Path) -> Path:
-    (run_id,) = os.listdir(proj / ".flow" / "runs")
-    return proj / ".flow" / "runs" / run_id
+    (run,) = state_runs(proj)
+    return run
 
 
 def _cache_entry(proj: Path) -> Path:

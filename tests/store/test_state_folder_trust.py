@@ -29,7 +29,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
-from runkit import explain, write_project
+from runkit import explain, state_runs, write_project
 
 from flowdsl.run import capture, exitcodes
 from flowdsl.schedule import tickstate
@@ -62,20 +62,13 @@ def made(flow, tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture
-def proj(made, tmp_path) -> Path:
-    folder = tmp_path / "proj"
-    shutil.copytree(made, folder, symlinks=True)
-    return folder
+def run_folder(proj: Path) -> Path:
+    (run,) = state_runs(proj)
+    return run
 
 
 def run_id_of(proj: Path) -> str:
-    (run_id,) = os.listdir(proj / ".flow" / "runs")
-    return run_id
-
-
-def run_folder(proj: Path) -> Path:
-    return proj / ".flow" / "runs" / run_id_of(proj)
+    return run_folder(proj).name
 
 
 @pytest.fixture
