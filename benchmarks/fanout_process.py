@@ -16,12 +16,10 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
-from benchkit import ensure_pyz
+from benchkit import ensure_pyz, timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS = 2
@@ -43,20 +41,6 @@ def fanout_flow(n: int) -> str:
     lines += [f"task t{i} {{ run noop_tasks:noop after root }}" for i in range(n)]
     lines.append("task sink { run noop_tasks:noop after " + ", ".join(f"t{i}" for i in range(n)) + " }")
     return "\n".join(lines) + "\n"
-
-
-def timed(cmd, cwd):
-    """(wall s, CPU s, peak RSS MB) of one run of `cmd`, which must succeed."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    took = time.perf_counter() - start
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    proc.returncode = 0  # reaped above
-    if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed ({status}):\n{err}")
-    return took, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:

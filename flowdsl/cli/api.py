@@ -108,7 +108,7 @@ def run(path: Union[str, os.PathLike[str]], params: Optional[Mapping[str, Any]] 
         raise FlowError(e.args[0] or f"{path} cannot run") from None
     assert not isinstance(opened, DryRun)
     runner, keep_checked = opened
-    return runner.execute()
+    return runner.execute(full=True)
 
 
 def runs(path: Union[None, str, os.PathLike[str]] = None, state_dir: Optional[str] = None,

@@ -126,11 +126,12 @@ def add_runs(p) -> None:
 # ---- status --------------------------------------------------------------------
 
 
-def load_report(folder: str) -> Dict[str, Any]:
+def load_report(folder: str, results: bool = True) -> Dict[str, Any]:
+    """The run's report; without `results`, their fields are null (nothing is decoded)."""
     from ..store import history, journal
 
     try:
-        return history.load(folder).report()
+        return history.load(folder).report(results=None if results else 0)
     except journal.JournalError as e:
         raise Damaged(str(e)) from None
 
@@ -147,7 +148,7 @@ def cmd_status(args) -> int:
     take_file(args, "run_id")
     root, run_id = _run_id(args, args.run_id)
     try:
-        report = load_report(state.run_dir(root, run_id))
+        report = load_report(state.run_dir(root, run_id), results=args.json)
     except Damaged as e:
         print(f"flow status: error: {e}", file=sys.stderr)
         return EXIT_FAILED

@@ -144,7 +144,8 @@ def cmd_mark(args) -> int:
             raise UsageError(f"run {run_id} has no task `{args.task}`" + (f"; {hint}" if hint else ""))
         if args.task in run.instances:
             raise UsageError(f"`{args.task}` is a foreach task: mark its instances (`{args.task}[0]`, ...)")
-        record = {"e": "mark", "task": args.task, "status": args.status, "t": time.time(), "result": result}
+        record = {"e": "mark", "task": args.task, "status": args.status, "t": time.time(), "result": result,
+                  "rc": None if result is None else codec.checksum(result)}
         writer.append(record)
         writer.close()
     finally:
@@ -154,7 +155,7 @@ def cmd_mark(args) -> int:
         os.unlink(os.path.join(folder, state.SNAPSHOT))
     except OSError:
         pass
-    state.write_json_atomic(os.path.join(folder, "report.json"), run.settle(False).report())
+    state.write_json_atomic(os.path.join(folder, "report.json"), run.settle(False).report(results=state.REPORT_RESULT_BYTES))
     print(f"marked {args.task} {args.status} in run {run_id}: a `--resume` takes it so")
     return EXIT_OK
 

@@ -480,7 +480,7 @@ def cmd_run(args) -> int:
         saved_stdout = os.dup(1)
         os.dup2(2, 1)
     try:
-        report = runner.execute()
+        report = runner.execute(full=args.json)
     finally:
         if saved_stdout is not None:
             sys.stdout.flush()

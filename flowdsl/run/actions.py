@@ -61,6 +61,18 @@ class LazyResults(Mapping):
             self.cache[name] = self.state.result(name, self.allow_pickle)
         return self.cache[name]
 
+    def stored(self, name: str) -> Any:
+        """The result as stored, for a task that takes it whole: its bytes (`codec.Stored`; a list of them for
+        a foreach task), decoded where that task runs; the value itself where the runner decoded it already."""
+        if name in self.cache:
+            return self.cache[name]
+        keys = self.state.instances.get(name)
+        if keys is None:
+            data = self.state.tasks[name].result
+            return None if data is None else codec.Stored(data)
+        results = [self.state.tasks[k].result for k in keys]
+        return codec.Built([None if data is None else codec.Stored(data) for data in results])
+
     def __iter__(self):
         return iter(self.names)
 
@@ -163,13 +175,14 @@ class Maker:
         """
         scope = self.scope(spec, item, has_item)
         scope.used = set()
-        kwargs = evaluate(spec.args, scope) if spec.args is not None else {}
+        action = spec.action
+        passes = action.kind == "run" or (action.kind == "wait" and action.wait == "run")  # values, not text
+        kwargs = (passed(spec.args, scope) if passes else evaluate(spec.args, scope)) if spec.args is not None else {}
         env = dict(self.env, FLOW_TASK=key)
         common = dict(key=key, number=number, cwd=self.plan.folder, sys_path=self.plan.sys_path,
                       log_path=state.log_path(self.run_folder, key, number), timeout=spec.timeout,
                       output=spec.output, results=self.plan.results)
-        action = spec.action
-        if action.kind == "run" or (action.kind == "wait" and action.wait == "run"):
+        if passes:
             hide = self.hidden(scope.used, "run", action.target.split(":", 1)[0])
             return Attempt(kind="run", target=action.target, kwargs=kwargs, env=env, sensor=action.kind == "wait",
                            secrets=self.secrets.spellings(), hide=hide, **common)
@@ -279,6 +292,28 @@ class Maker:
             # inside an object masking cannot reach: keep only a masked description
             masked = codec.encode_result(secrets.mask(repr(value))[:200], self.plan.results)
         return masked
+
+
+def passed(args: ir.Expr, scope: Scope) -> Dict[str, Any]:
+    """A Python task's `with` map: a bare reference to a result (an argument, or in a list or map written
+    there) is passed as stored, for the task's worker to decode; everything else is evaluated here."""
+    if not isinstance(args, ir.MapExpr):
+        return evaluate(args, scope)
+    return {e.key: _passed(e.value, scope) for e in args.entries}
+
+
+def _passed(expr: ir.Expr, scope: Scope) -> Any:
+    if isinstance(expr, ir.Ref) and not expr.path and isinstance(scope.results, LazyResults) \
+            and expr.name in scope.results and not (scope.item is not None and scope.item[0] == expr.name) \
+            and not (scope.value is not None and scope.value[0] == expr.name):
+        return scope.results.stored(expr.name)
+    if isinstance(expr, ir.ListExpr):
+        items = [_passed(item, scope) for item in expr.items]
+        return codec.Built(items) if any(map(codec.deferred, items)) else items
+    if isinstance(expr, ir.MapExpr):
+        entries = {e.key: _passed(e.value, scope) for e in expr.entries}
+        return codec.Built(entries) if any(map(codec.deferred, entries.values())) else entries
+    return evaluate(expr, scope)
 
 
 CALL_PARAMS = "FLOW_CALL_PARAMS"  # a called run's params, as JSON, in its environment (never in `ps`)

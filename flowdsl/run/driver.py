@@ -93,7 +93,7 @@ class Runner:
 
     def run(self) -> Dict[str, Any]:
         self.open()
-        return self.execute()
+        return self.execute(full=True)
 
     # ---- opening the run --------------------------------------------------------------------
 
@@ -212,15 +212,16 @@ class Runner:
                 if os.path.exists(path):
                     os.unlink(path)
             else:
-                digest = state.journal_digest(state.journal_path(self.run_folder))
-                state.write_json_atomic(path, self.state.snapshot(digest))
+                journal_bytes = state.read_journal_bytes(state.journal_path(self.run_folder))
+                state.write_json_atomic(path, self.state.snapshot(journal_bytes))
         except (OSError, TypeError, ValueError):
             pass  # a resume replays the journal instead
 
     # ---- running it ----------------------------------------------------------------------------
 
-    def execute(self) -> Dict[str, Any]:
-        """Run the opened run to its end; the report."""
+    def execute(self, full: bool = False) -> Dict[str, Any]:
+        """Run the opened run to its end; the report (as report.json holds it, results up to
+        state.REPORT_RESULT_BYTES; `full`: every result, for `--json` and the API)."""
         self.state.info["pid"] = os.getpid()  # a detached run continues in a child
         self.write_summary()
         self.reporter.run_started({"run_id": self.run_values["id"], "tasks": self.plan.tasks}, self.run_folder)
@@ -259,7 +260,7 @@ class Runner:
             self.write_snapshot(m.status)
         except journal.WriteError:
             self.journal.release()
-        report = self.state.report(self.secrets)
+        report = self.state.report(self.secrets, state.REPORT_RESULT_BYTES)
         try:
             state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
         except OSError as e:
@@ -270,7 +271,7 @@ class Runner:
                 pass
         self.write_summary()
         self.reporter.run_finished(report)
-        return report
+        return self.state.report(self.secrets) if full else report
 
     def loop(self, m: Machine) -> None:
         refresh = self.reporter.refresh  # signals set a flag: wake often enough to see it, and to redraw
@@ -358,7 +359,7 @@ class Runner:
     def to_hooks(self) -> None:
         """Hooks run on a backend of their own, in this machine (never on a cluster); the report as the
         tasks left it is written first, for a hook to read ($FLOW_REPORT)."""
-        report = self.state.report(self.secrets)
+        report = self.state.report(self.secrets, state.REPORT_RESULT_BYTES)
         if self.machine is not None:
             report["status"] = self.machine.status
         try:

@@ -33,7 +33,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ..lang.execplan import ExecPlan, HookSpec, TaskSpec
 from ..lang.values import EvalError
-from ..store import checkpoint, state
+from ..store import checkpoint, codec, state
 from .actions import Maker
 from .worker import Began, Outcome
 
@@ -520,6 +520,9 @@ class Machine:
             if not self.fingerprints.matches(own.fp, inst.fp, inst.name):
                 self.reporter.note(f"{inst.key} runs again: {checkpoint.why_changed(own.fp, inst.fp)}")
                 return False
+            if not self.state.tasks[inst.key].intact():
+                self.reporter.note(f"{inst.key} runs again: its result in the journal is damaged")
+                return False
             self.kept_keys.append(inst.key)  # its state is in the journal already: one `keep` record names it
             self.reporter.kept(inst.key)
             return True
@@ -531,8 +534,11 @@ class Machine:
         if not self.fingerprints.matches(kept.fp, inst.fp, inst.name):
             self.reporter.note(f"{inst.key} runs again: {checkpoint.why_changed(kept.fp, inst.fp)}")
             return False
+        if not kept.intact():
+            self.reporter.note(f"{inst.key} runs again: its result in {prev.earlier_id} is damaged")
+            return False
         self.record({"e": "reuse", "task": inst.key, "status": kept.status, "n": kept.attempts,
-                     "started": kept.started, "finished": kept.finished, "result": kept.result,
+                     "started": kept.started, "finished": kept.finished, "result": kept.result, "rc": kept.crc,
                      "fp": inst.fp, "run": prev.earlier_id})
         self.reporter.kept(inst.key)
         return True
@@ -547,8 +553,10 @@ class Machine:
             entry = self.cache.get(legacy, spec.cache_ttl) if legacy else None
             if entry is None:
                 return False
+        result = entry["result"]
         self.record({"e": "end", "task": inst.key, "n": 0, "t": self.clock.wall(), "status": "cached",
-                     "result": entry["result"], "fp": inst.fp, "from": entry.get("run")})
+                     "result": result, "rc": None if result is None else codec.checksum(result), "fp": inst.fp,
+                     "from": entry.get("run")})
         self.reporter.ended(inst.key, 0, "cached", 0.0, None, None)
         return True
 
@@ -575,7 +583,8 @@ class Machine:
                 self.reporter.note(f"{inst.key}'s result is {len(result) >> 20} MB: results travel through the "
                                    "journal; write data this large to a file and return its path")
             end = {"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(),
-                   "status": "success", "result": result, "cpu": o.cpu}
+                   "status": "success", "result": result, "rc": None if result is None else codec.checksum(result),
+                   "cpu": o.cpu}
             if o.worker is not None:
                 end["w"] = o.worker
             self.record(end)
@@ -663,7 +672,8 @@ class Machine:
         while self.pending_hooks:
             hook = self.pending_hooks.popleft()
             number = self.hook_numbers[hook.key] = self.hook_numbers.get(hook.key, 0) + 1  # on_failure.1 first
-            report = self.state.report(self.maker.secrets)
+            # a callable gets every result; a command reads $FLOW_REPORT, and `post` sends none
+            report = self.state.report(self.maker.secrets, None if hook.action.kind == "run" else 0)
             report["status"] = self.status
             timeout = self.hook_timeout()
             try:

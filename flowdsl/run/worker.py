@@ -246,10 +246,13 @@ def _call(attempt: Attempt) -> Any:
     if os.getcwd() != attempt.cwd:  # tasks run in the folder of their .flow file
         os.chdir(attempt.cwd)
     obj = _import(attempt.target, attempt.sys_path)
+    kwargs = attempt.kwargs
+    if any(map(codec.deferred, kwargs.values())):  # results passed whole: decoded here, not in the runner
+        kwargs = {k: codec.materialize(v, attempt.results == "pickle") for k, v in kwargs.items()}
     if not inspect.isclass(obj):
-        return _await(obj(*attempt.args, **attempt.kwargs))
+        return _await(obj(*attempt.args, **kwargs))
     # A class: instantiate with the arguments, then the lifecycle methods it defines.
-    instance = obj(**attempt.kwargs)
+    instance = obj(**kwargs)
 
     def hook(name: str, *args) -> None:
         method = getattr(instance, name, None)

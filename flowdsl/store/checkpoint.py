@@ -32,7 +32,7 @@ import msgpack
 
 from ..lang import ir, pysource
 from ..lang.records import fields, is_record
-from . import state
+from . import codec, state
 
 PARTS = {"d": "its definition changed", "s": "its callable's source changed", "i": "its inputs changed"}
 
@@ -157,10 +157,41 @@ class Fingerprints:
         argv = () if attempt.kind == "call" else attempt.argv or ()
         inputs = [attempt.kind, attempt.target, list(argv), env, attempt.kwargs]
         try:  # json's encoder is in C: this runs once per task, also in a 10,000-task resume
-            text = _INPUTS.encode(inputs)  # json.dumps(inputs, default=_canonical, separators=(",", ":"))
+            if any(map(codec.deferred, attempt.kwargs.values())):
+                text = _spliced(inputs, attempt.results == "pickle")
+            else:
+                text = _INPUTS.encode(inputs)  # json.dumps(inputs, default=_canonical, separators=(",", ":"))
         except (TypeError, ValueError, RecursionError):
             text = repr(inputs)
         return f"{self.static_part(name)}.i{_digest(text.encode('utf-8', 'surrogatepass'))}"
+
+
+_MARK = "\0stored {}\0"  # where a stored result's text goes, as json writes it: "\u0000stored 0\u0000"
+
+
+def _spliced(inputs: List[Any], allow_pickle: bool) -> str:
+    """The inputs' text with each result passed whole (codec.Stored) as the text of its value, which is what
+    the value itself gives: a JSON-stored result is its own text (kept fingerprints stay what they were);
+    only a msgpack or pickled one is decoded."""
+    stored: List[codec.Stored] = []
+
+    def place(value: Any) -> Any:
+        if type(value) is codec.Stored:
+            stored.append(value)
+            return _MARK.format(len(stored) - 1)
+        if type(value) is codec.Built:
+            return value.value
+        return _canonical(value)
+
+    text = json.JSONEncoder(default=place, separators=(",", ":")).encode(inputs)
+    for i, s in enumerate(stored):
+        data = s.data
+        if data[:1] == b"J" and data.isascii():
+            value = data[1:].decode("ascii")
+        else:
+            value = _INPUTS.encode(codec.decode_result(data, allow_pickle))
+        text = text.replace(json.dumps(_MARK.format(i)), value, 1)
+    return text
 
 
 def _canonical(value: Any) -> Any:
@@ -274,10 +305,12 @@ class ResultCache:
         # an entry of the wrong shape is a miss too: its result would go into the journal as it is
         if not isinstance(entry, dict) or not isinstance(entry.get("result", 0), (bytes, type(None))):
             return None
-        written, run = entry.get("t", 0), entry.get("run")
+        written, run, crc = entry.get("t", 0), entry.get("run"), entry.get("c")
         if isinstance(written, bool) or not isinstance(written, (int, float)) or \
                 not isinstance(run, (str, type(None))):
             return None
+        if crc is not None and entry.get("result") is not None and crc != codec.checksum(entry["result"]):
+            return None  # its bytes are not those written
         if ttl is not None and time.time() - written > ttl:
             return None
         return entry
@@ -286,7 +319,8 @@ class ResultCache:
         """Best effort: a cache that cannot be written only means the next run computes again."""
         try:
             self._check(create=True)
-            data = msgpack.packb({"t": time.time(), "run": run_id, "task": task, "result": result}, use_bin_type=True)
+            data = msgpack.packb({"t": time.time(), "run": run_id, "task": task, "result": result,
+                                  "c": None if result is None else codec.checksum(result)}, use_bin_type=True)
             state.write_atomic(self.path(fp), data)
         except OSError:
             pass

@@ -33,8 +33,9 @@ Records (maps; `e` names the event):
   run    v, run_id, pipeline, file, fingerprint, params, overrides, logical_date, trigger, t, pid, targets
   resume t, pid, fingerprint, from (tasks forced to run again)   (a --resume continues here)
   start  task, n (attempt number), t, fp (the task's fingerprint)
-  end    task, n, t, status (success | failed | interrupted | cached), result (bytes), error, retry_at
-  reuse  task, status, n, started, finished, result, fp, run   (a --from run: kept from an earlier run)
+  end    task, n, t, status (success | failed | interrupted | cached), result (bytes, codec's), rc (its crc32),
+         error, retry_at
+  reuse  task, status, n, started, finished, result, rc, fp, run   (a --from run: kept from an earlier run)
   keep   tasks                    (a resumed session keeps these as the session before left them)
   skip   task, t, reason
   expand task, count                (a foreach task's instances)
@@ -363,6 +364,7 @@ def _records(path: str, limit: int = 0) -> Iterator[Tuple[Dict[str, Any], int]]:
 _NUM = (int, float)
 _OPT_STR = (str, type(None))
 _OPT_NUM = (int, float, type(None))
+_OPT_INT = (int, type(None))
 _OPT_LIST = (list, type(None))
 _OPT_ERROR = (dict, type(None))
 _FIELDS: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
@@ -379,16 +381,17 @@ _FIELDS: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
     "began": {"task": ((str,), True), "n": ((int,), True), "t": (_NUM, True), "w": (_OPT_STR, False)},
     "end": {"task": ((str,), True), "t": (_NUM, True), "status": ((str,), True), "n": ((int, type(None)), False),
             "result": ((bytes, type(None)), False), "error": (_OPT_ERROR, False), "retry_at": (_OPT_NUM, False),
-            "cpu": (_OPT_NUM, False), "fp": (_OPT_STR, False), "w": (_OPT_STR, False)},
+            "cpu": (_OPT_NUM, False), "fp": (_OPT_STR, False), "w": (_OPT_STR, False), "rc": (_OPT_INT, False)},
     "skip": {"task": ((str,), True), "t": (_NUM, True), "reason": (_OPT_STR, False)},
     "expand": {"task": ((str,), True), "count": ((int,), True)},
     "reuse": {"task": ((str,), True), "status": ((str,), True), "n": ((int, type(None)), False),
               "started": (_OPT_NUM, False), "finished": (_OPT_NUM, False), "result": ((bytes, type(None)), False),
-              "fp": (_OPT_STR, False), "run": (_OPT_STR, False)},
+              "fp": (_OPT_STR, False), "run": (_OPT_STR, False), "rc": (_OPT_INT, False)},
     "keep": {"tasks": ((list,), True)},
     "hook": {"event": ((str,), True), "status": ((str,), True), "error": (_OPT_ERROR, False), "t": (_OPT_NUM, False)},
     "done": {"status": ((str,), True), "t": (_NUM, True), "reason": (_OPT_STR, False), "error": (_OPT_ERROR, False)},
-    "mark": {"task": ((str,), True), "status": ((str,), True), "t": (_NUM, True)},
+    "mark": {"task": ((str,), True), "status": ((str,), True), "t": (_NUM, True),
+             "result": ((bytes, type(None)), False), "rc": (_OPT_INT, False)},
 }
 _LISTS_OF_NAMES = ("tasks", "targets", "forced")
 MAX_INSTANCES = 10_000_000  # an `expand` beyond this is damage, not a foreach (it would fill the memory)

@@ -38,16 +38,22 @@ from ..lang.diagnostics import UsageError
 from . import codec
 
 STATE_ENV = "FLOW_STATE_DIR"
-SNAPSHOT_VERSION = 2  # 2: task states carry their seq
+SNAPSHOT_VERSION = 3  # 2: task states carry their seq; 3: and their result's checksum, a big result by place
 SNAPSHOT = "snapshot.json"
+REPORT_RESULT_BYTES = 1 << 16  # report.json shows results up to this size; the journal holds every one
+SNAPSHOT_RESULT_BYTES = 1 << 12  # a larger result is named in the snapshot by its place in the journal
 
 
-def journal_digest(path: str) -> str:
+def read_journal_bytes(path: str) -> bytes:
+    with os.fdopen(open_file(path, os.O_RDONLY), "rb") as f:
+        return f.read()
+
+
+def journal_digest(data: bytes) -> str:
     """The journal's bytes, hashed: a snapshot is believed only for exactly the journal it was made from."""
     import hashlib
 
-    with os.fdopen(open_file(path, os.O_RDONLY), "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_snapshot(folder: str) -> Optional[RunState]:
@@ -55,10 +61,12 @@ def read_snapshot(folder: str) -> Optional[RunState]:
     try:
         with os.fdopen(open_file(os.path.join(folder, SNAPSHOT), os.O_RDONLY), encoding="utf-8") as f:
             data = json.load(f)
-        if data.get("v") != SNAPSHOT_VERSION or \
-                data.get("journal") != journal_digest(journal_path(folder)):
+        if data.get("v") not in (2, SNAPSHOT_VERSION):
             return None
-        return RunState.from_snapshot(data)
+        journal = read_journal_bytes(journal_path(folder))
+        if data.get("journal") != journal_digest(journal):
+            return None
+        return RunState.from_snapshot(data, journal)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -355,7 +363,7 @@ _ENDED = frozenset(("success", "cached", "skipped"))
 
 class TaskState:
     __slots__ = ("status", "attempts", "started", "finished", "error", "result", "reason", "fp", "reused", "seq",
-                 "worker", "checks", "child", "skipped_as")
+                 "worker", "checks", "child", "skipped_as", "crc")
 
     def __init__(self) -> None:
         self.status = "pending"
@@ -372,6 +380,11 @@ class TaskState:
         self.checks = 0  # a sensor's checks that found its condition not yet true
         self.child: Optional[str] = None  # a `call` task's child run: its id, kept by a resume
         self.skipped_as: Optional[str] = None  # the reason it was skipped before a resume put it back
+        self.crc: Optional[int] = None  # the result's checksum as written (None: a record of an older release)
+
+    def intact(self) -> bool:
+        """Its result's bytes are those its record was written with (as far as the record says)."""
+        return self.crc is None or self.result is None or codec.checksum(self.result) == self.crc
 
     def notes(self) -> Dict[str, Any]:
         """What the report and its page say beside the status, where there is something to say."""
@@ -440,9 +453,10 @@ class RunState:
             if r.get("w") is not None:
                 s.worker = r["w"]
             if r["status"] == "success":
-                s.status, s.result, s.error, s.seq = "success", r.get("result"), None, seq
+                s.status, s.result, s.error, s.seq, s.crc = "success", r.get("result"), None, seq, r.get("rc")
             elif r["status"] == "cached":
                 s.status, s.result, s.error, s.fp, s.seq = "cached", r.get("result"), None, r.get("fp"), seq
+                s.crc = r.get("rc")
                 s.started = s.started or r["t"]
             else:
                 s.error, s.result = r.get("error"), None
@@ -473,11 +487,12 @@ class RunState:
             s = self.task(r["task"])
             s.status, s.result, s.error, s.fp = r["status"], r.get("result"), None, r.get("fp")
             s.attempts, s.started, s.finished = r.get("n", 0), r.get("started"), r.get("finished")
-            s.reused, s.seq, s.reason = r.get("run"), seq, None
+            s.reused, s.seq, s.reason, s.crc = r.get("run"), seq, None, r.get("rc")
         elif e == "mark":  # `flow mark`: set by hand, and kept so by a resume whatever its fingerprint
             s = self.task(r["task"])
             s.status, s.finished, s.seq, s.fp, s.reused = r["status"], r["t"], seq, MARKED, None
             s.result = r.get("result") if r["status"] == "success" else None
+            s.crc = r.get("rc")
             s.error = {"type": "Marked", "message": "marked failed by hand", "traceback": ""} \
                 if r["status"] == "failed" else None
             s.reason = "marked skipped by hand" if r["status"] == "skipped" else None
@@ -512,33 +527,49 @@ class RunState:
 
     # ---- the snapshot: the state at a session's end, for a fast resume --------------
 
-    def snapshot(self, journal: str) -> Dict[str, Any]:
-        """The state as JSON-ready data, valid while the journal's digest is `journal`.
+    def snapshot(self, journal: bytes) -> Dict[str, Any]:
+        """The state as JSON-ready data, valid while the journal is `journal` (its digest is kept).
 
         Replaying 30,000 records through pure-Python msgpack (the zipapp has
         no C extension) takes 0.4 s; loading this with the C json module a
-        tenth of that.
+        tenth of that. A result is kept here when small; a larger one is kept
+        once, in the journal, and named here by its place there.
         """
         import base64
 
-        def b64(data: Optional[bytes]) -> Optional[str]:
-            return None if data is None else base64.b64encode(data).decode("ascii")
+        def b64(data: Optional[bytes]) -> Any:
+            if data is None:
+                return None
+            if len(data) > SNAPSHOT_RESULT_BYTES:
+                at = journal.rfind(data)  # the result as the journal holds it (any copy of the same bytes)
+                if at >= 0:
+                    return [at, len(data)]
+            return base64.b64encode(data).decode("ascii")
 
         info = dict(self.info)
         if isinstance(info.get("overrides"), bytes):
-            info["overrides"] = b64(info["overrides"])
-        return {"v": SNAPSHOT_VERSION, "journal": journal, "info": info, "status": self.status,
+            info["overrides"] = base64.b64encode(info["overrides"]).decode("ascii")
+        return {"v": SNAPSHOT_VERSION, "journal": journal_digest(journal), "info": info, "status": self.status,
                 "finished": self.finished, "reason": self.reason, "error": self.error, "hooks": self.hooks,
                 "hook_records": self.hook_records, "instances": self.instances, "seq": self.seq,
                 "sessions": self.sessions,
                 "tasks": {k: [t.status, t.attempts, t.started, t.finished, t.error, b64(t.result), t.reason,
                               t.fp, t.reused, t.seq]
-                          + ([t.checks, t.child, t.skipped_as] if t.checks or t.child or t.skipped_as else [])
+                          + ([t.checks, t.child, t.skipped_as, t.crc] if t.checks or t.child or t.skipped_as
+                             or t.crc is not None else [])
                           for k, t in self.tasks.items()}}
 
     @classmethod
-    def from_snapshot(cls, data: Dict[str, Any]) -> RunState:
+    def from_snapshot(cls, data: Dict[str, Any], journal: bytes) -> RunState:
         import base64
+
+        def unb64(value: Any) -> Optional[bytes]:
+            if isinstance(value, list):  # a big result, at its place in the journal
+                at, size = value
+                if at + size > len(journal):
+                    raise ValueError(f"{SNAPSHOT}: a result's place is past the journal's end")
+                return journal[at:at + size]
+            return None if value is None else base64.b64decode(value)
 
         _check_snapshot(data)
         run = cls()
@@ -552,10 +583,11 @@ class RunState:
         for key, entry in data["tasks"].items():
             status, attempts, started, finished, error, result, reason, fp, reused, seq = entry[:10]
             t = run.tasks[key] = TaskState()
-            if len(entry) == 13:  # a sensor's checks, a call's child run, a skip a resume put back
+            if len(entry) >= 13:  # a sensor's checks, a call's child run, a skip a resume put back, the checksum
                 t.checks, t.child, t.skipped_as = entry[10], entry[11], entry[12]
+                t.crc = entry[13] if len(entry) == 14 else None
             t.status, t.attempts, t.started, t.finished, t.error = status, attempts, started, finished, error
-            t.result = None if result is None else base64.b64decode(result)
+            t.result = unb64(result)
             t.reason, t.fp, t.reused, t.seq = reason, fp, reused, seq
         return run
 
@@ -638,27 +670,33 @@ class RunState:
         data = self.tasks[key].result
         return None if data is None else codec.decode_result(data, allow_pickle)
 
-    def report(self, secrets=None) -> Dict[str, Any]:
-        """The run report of cli.md."""
+    def report(self, secrets=None, results: Optional[int] = None) -> Dict[str, Any]:
+        """The run report of cli.md. `results`: the largest stored result (in bytes) it shows; a larger one
+        is null with its `result_bytes` beside it (None: every result; 0: none, for views that show none).
+
+        Results were masked when they were journaled, so `secrets` masks the rest:
+        a result is decoded only to be shown (JSON-stored ones by the C parser).
+        """
         info = self.info
         allow_pickle = info.get("results") == "pickle"
         tasks: Dict[str, Any] = {}
+        shown: List[str] = []  # the tasks whose results go in, after masking
         names = list(info.get("tasks", ())) or [k for k in self.tasks if "[" not in k]
         for name in names:
             for key in [name] + self.instances.get(name, []):
                 s = self.aggregate(key) if key == name and name in self.instances else self.tasks.get(key, TaskState())
-                result = None
-                if s.status in ("success", "cached"):
-                    try:
-                        result = codec.to_json(self.result(key, allow_pickle))
-                    except ValueError as e:
-                        result = f"<unreadable result: {e}>"
                 entry = {
                     "status": s.status, "attempts": s.attempts, "started_at": iso(s.started),
                     "finished_at": iso(s.finished),
                     "duration_s": round(s.finished - s.started, 3) if s.started and s.finished else None,
-                    "error": _error_view(s.error), "result": result,
+                    "error": _error_view(s.error), "result": None,
                 }
+                if s.status in ("success", "cached") and results != 0:
+                    size = self.result_size(key)
+                    if results is None or size <= results:
+                        shown.append(key)
+                    else:
+                        entry["result_bytes"] = size
                 entry.update(s.notes())
                 if s.fp == MARKED:
                     entry["marked"] = True
@@ -676,7 +714,26 @@ class RunState:
         report["error"] = _error_view(self.error)  # the run's own error (it could not start), else null
         if self.hooks:
             report["hooks"] = [dict(h, error=_error_view(h.get("error"))) for h in self.hooks]
-        return secrets.mask_data(report) if secrets is not None else report
+        if secrets is not None:
+            report = secrets.mask_data(report)
+            tasks = report["tasks"]
+        for key in shown:
+            try:
+                tasks[key]["result"] = self.result_view(key, allow_pickle)
+            except ValueError as e:
+                tasks[key]["result"] = f"<unreadable result: {e}>"
+        return report
+
+    def result_size(self, key: str) -> int:
+        """The bytes a task's result (its instances', for a foreach task) takes in the journal."""
+        keys = self.instances.get(key, (key,))
+        return sum(len(self.tasks[k].result or b"") for k in keys)
+
+    def result_view(self, key: str, allow_pickle: bool) -> Any:
+        if key in self.instances:
+            return [self.result_view(k, allow_pickle) for k in self.instances[key]]
+        data = self.tasks[key].result
+        return None if data is None else codec.result_json(data, allow_pickle)
 
 
 def _is(value: Any, *types: type) -> bool:
@@ -689,6 +746,12 @@ _NONE = type(None)
 def _is_error(value: Any) -> bool:
     return value is None or (isinstance(value, dict) and
                              all(_is(value.get(k), str, _NONE) for k in ("type", "message", "traceback")))
+
+
+def _is_result(value: Any) -> bool:
+    """base64 text, null, or [place, size] in the journal."""
+    return _is(value, str, _NONE) or (isinstance(value, list) and len(value) == 2
+                                      and all(_is(v, int) and v >= 0 for v in value))
 
 
 def _check_snapshot(data: Any) -> None:
@@ -732,13 +795,14 @@ def _check_snapshot(data: Any) -> None:
         if not (isinstance(keys, list) and all(isinstance(k, str) and k in tasks for k in keys)):
             raise bad(f"the instances of {shown(name)}")
     for key, t in tasks.items():
-        if not (isinstance(t, list) and len(t) in (10, 13)):
+        if not (isinstance(t, list) and len(t) in (10, 13, 14)):
             raise bad(f"the task {shown(key)}")
-        if len(t) == 13 and not (_is(t[10], int) and (t[11] is None or is_run_id(t[11])) and _is(t[12], str, _NONE)):
+        if len(t) >= 13 and not (_is(t[10], int) and (t[11] is None or is_run_id(t[11])) and _is(t[12], str, _NONE)
+                                 and (len(t) == 13 or _is(t[13], int, _NONE))):
             raise bad(f"the task {shown(key)}")
         status, attempts, started, finished, error, result, reason, fp, reused, seq = t[:10]
         if not (_is(status, str) and _is(attempts, int) and _is(started, int, float, _NONE)
-                and _is(finished, int, float, _NONE) and _is_error(error) and _is(result, str, _NONE)
+                and _is(finished, int, float, _NONE) and _is_error(error) and _is_result(result)
                 and _is(reason, str, _NONE) and _is(fp, str, _NONE) and _is(reused, str, _NONE)
                 and _is(seq, int)):
             raise bad(f"the task {shown(key)}")
