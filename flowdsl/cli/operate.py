@@ -155,7 +155,8 @@ def cmd_mark(args) -> int:
         os.unlink(os.path.join(folder, state.SNAPSHOT))
     except OSError:
         pass
-    state.write_json_atomic(os.path.join(folder, "report.json"), run.settle(False).report(results=state.REPORT_RESULT_BYTES))
+    report = run.settle(False).report(results=state.REPORT_RESULT_BYTES)
+    state.write_json_atomic(os.path.join(folder, "report.json"), report)
     print(f"marked {args.task} {args.status} in run {run_id}: a `--resume` takes it so")
     return EXIT_OK
 
