@@ -260,9 +260,10 @@ class Runner:
             self.write_snapshot(m.status)
         except journal.WriteError:
             self.journal.release()
-        report = self.state.report(self.secrets, state.REPORT_RESULT_BYTES)
+        report = self.state.report(self.secrets, None if full else state.REPORT_RESULT_BYTES)
         try:
-            state.write_json_atomic(os.path.join(self.run_folder, "report.json"), report)
+            kept = self.state.trimmed(report, state.REPORT_RESULT_BYTES) if full else report
+            state.write_json_atomic(os.path.join(self.run_folder, "report.json"), kept)
         except OSError as e:
             self.reporter.note(f"cannot write {self.run_folder}/report.json: {e.strerror or e}")
             try:  # an earlier session's report would say what this session did not end with
@@ -271,7 +272,7 @@ class Runner:
                 pass
         self.write_summary()
         self.reporter.run_finished(report)
-        return self.state.report(self.secrets) if full else report
+        return report
 
     def loop(self, m: Machine) -> None:
         refresh = self.reporter.refresh  # signals set a flag: wake often enough to see it, and to redraw

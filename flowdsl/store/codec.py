@@ -146,6 +146,7 @@ _JSON_SCALARS = frozenset((str, int, float, bool, type(None)))
 _JSON_KINDS = _JSON_SCALARS | {list, dict}
 _JSON_DEPTH = 200  # deeper values go to msgpack (json's C encoder recurses)
 _JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, check_circular=False, separators=(",", ":"))
+_PARSE = json.JSONDecoder().decode
 
 
 def json_exact(value: Any) -> bool:
@@ -191,7 +192,7 @@ def decode_result(data: bytes, allow_pickle: bool) -> Any:
     """The result back; pickled data is refused unless the pipeline chose pickle."""
     tag, body = data[:1], data[1:]
     if tag == b"J":
-        return json.loads(body)
+        return _PARSE(body.decode("utf-8"))
     if tag == b"M":
         return unpack(body)
     if tag == b"P":
@@ -211,7 +212,7 @@ def checksum(data: bytes) -> int:
 def result_json(data: bytes, allow_pickle: bool) -> Any:
     """A stored result as the report shows it: JSON text parsed as it is, anything else decoded and viewed."""
     if data[:1] == b"J":
-        return json.loads(data[1:])
+        return _PARSE(data[1:].decode("utf-8"))
     return to_json(decode_result(data, allow_pickle))
 
 

@@ -684,7 +684,7 @@ class RunState:
         names = list(info.get("tasks", ())) or [k for k in self.tasks if "[" not in k]
         for name in names:
             for key in [name] + self.instances.get(name, []):
-                s = self.aggregate(key) if key == name and name in self.instances else self.tasks.get(key, TaskState())
+                s = self.aggregate(key) if key == name and name in self.instances else self.tasks.get(key) or _PENDING
                 entry = {
                     "status": s.status, "attempts": s.attempts, "started_at": iso(s.started),
                     "finished_at": iso(s.finished),
@@ -692,7 +692,7 @@ class RunState:
                     "error": _error_view(s.error), "result": None,
                 }
                 if s.status in ("success", "cached") and results != 0:
-                    size = self.result_size(key)
+                    size = 0 if results is None else self.result_size(key)
                     if results is None or size <= results:
                         shown.append(key)
                     else:
@@ -724,16 +724,34 @@ class RunState:
                 tasks[key]["result"] = f"<unreadable result: {e}>"
         return report
 
+    def trimmed(self, report: Dict[str, Any], limit: int) -> Dict[str, Any]:
+        """A report with every result as `report(results=limit)` shows it (a copy where one is left out)."""
+        tasks = report["tasks"]
+        big = [k for k, t in tasks.items() if t["result"] is not None and k in self.tasks
+               and self.result_size(k) > limit]
+        if not big:
+            return report
+        tasks = dict(tasks)
+        for k in big:
+            tasks[k] = dict(tasks[k], result=None, result_bytes=self.result_size(k))
+        return dict(report, tasks=tasks)
+
     def result_size(self, key: str) -> int:
         """The bytes a task's result (its instances', for a foreach task) takes in the journal."""
-        keys = self.instances.get(key, (key,))
+        keys = self.instances.get(key)
+        if keys is None:
+            return len(self.tasks[key].result or b"")
         return sum(len(self.tasks[k].result or b"") for k in keys)
 
     def result_view(self, key: str, allow_pickle: bool) -> Any:
-        if key in self.instances:
-            return [self.result_view(k, allow_pickle) for k in self.instances[key]]
+        keys = self.instances.get(key)
+        if keys is not None:
+            return [self.result_view(k, allow_pickle) for k in keys]
         data = self.tasks[key].result
         return None if data is None else codec.result_json(data, allow_pickle)
+
+
+_PENDING = TaskState()  # what the report shows for a task the journal has not named yet (never changed)
 
 
 def _is(value: Any, *types: type) -> bool:

@@ -192,6 +192,25 @@ def test_results_use_the_pipelines_codec(flow, cluster, tmp_path):
     assert report["tasks"]["thing"]["result"].startswith("<object object")
 
 
+@pytest.mark.parametrize("results", ["msgpack", "pickle"])
+def test_a_result_passed_whole_reaches_the_next_worker_as_its_bytes(flow, cluster, tmp_path, results):
+    f = write_project(tmp_path, f"""
+        pipeline whole {{ executor dask "{cluster.address}"  results {results} }}
+        task make {{ run rows:make }}
+        task count {{ run rows:count  with {{ rows = make  both = [make, 2]  first = make[0] }} }}
+    """, {"rows.py": """
+        def make():
+            return [{"id": i, "when": (i, "x")} for i in range(20000)]
+
+        def count(rows, both, first):
+            assert type(rows[0]["when"]) is tuple and both[0] == rows and first == rows[0]
+            return len(rows) + both[1]
+    """})
+    proc, report = run_json(flow, f)
+    assert proc.returncode == 0, explain(proc)
+    assert report["tasks"]["count"]["result"] == 20002
+
+
 def test_timeouts_kill_a_shell_command_and_a_busy_loop(flow, cluster, tmp_path):
     f = write_project(tmp_path, f"""
         pipeline remote {{ executor dask "{cluster.address}" }}
