@@ -537,14 +537,21 @@ class RunState:
         """
         import base64
 
+        # Each big result's place: its bytes as the journal holds them (any copy of the same bytes will do),
+        # found in one pass, in the order of the records that set them (`seq`, which is journal order).
+        places: Dict[int, List[int]] = {}
+        at = 0
+        for t in sorted((t for t in self.tasks.values() if t.result is not None
+                         and len(t.result) > SNAPSHOT_RESULT_BYTES), key=lambda t: t.seq):
+            found = journal.find(t.result, at)
+            if found >= 0:
+                places[id(t.result)] = [found, len(t.result)]
+                at = found
+
         def b64(data: Optional[bytes]) -> Any:
             if data is None:
                 return None
-            if len(data) > SNAPSHOT_RESULT_BYTES:
-                at = journal.rfind(data)  # the result as the journal holds it (any copy of the same bytes)
-                if at >= 0:
-                    return [at, len(data)]
-            return base64.b64encode(data).decode("ascii")
+            return places.get(id(data)) or base64.b64encode(data).decode("ascii")
 
         info = dict(self.info)
         if isinstance(info.get("overrides"), bytes):

@@ -254,3 +254,30 @@ def test_the_runner_never_decodes_a_result_it_passes_on(tmp_path, decodes, capsy
     assert main(["run", "p.flow", "--json", "--state-dir", state]) == 0
     assert decodes == {"shown": 2, "other": 0}
     capsys.readouterr()
+
+
+def test_the_snapshot_names_big_results_by_their_place_and_reads_back_the_same(flow, tmp_path):
+    flow_file = write_project(tmp_path, """
+        task items { run pad:items }
+        task each { run pad:pad  with { i = x }  foreach x in items }
+        task same { run pad:pad  with { i = 0 } }
+        task fail { sh "exit 1"  after each }
+    """, {"pad.py": """
+        def items():
+            return list(range(30))
+
+        def pad(i):
+            return {"i": i, "text": "x" * 5000}
+    """})
+    proc, _ = run_json(flow, flow_file)
+    assert proc.returncode == 1, explain(proc)
+    folder = tmp_path / ".flow" / "runs" / only_run(tmp_path / ".flow")
+    snap = json.loads((folder / "snapshot.json").read_text())
+    assert (folder / "snapshot.json").stat().st_size < 20_000  # 31 results of 5 kB: named, not copied
+    places = [snap["tasks"][f"each[{i}]"][5] for i in range(30)]
+    assert all(isinstance(p, list) for p in places) and len({p[0] for p in places}) == 30
+    from_snapshot = json.loads(flow("status", "--json", cwd=tmp_path).stdout)
+    (folder / "snapshot.json").unlink()
+    from_journal = json.loads(flow("status", "--json", cwd=tmp_path).stdout)
+    assert from_snapshot == from_journal
+    assert from_journal["tasks"]["each[7]"]["result"] == {"i": 7, "text": "x" * 5000}
