@@ -144,3 +144,23 @@ def test_the_runtime_pins_agree_between_the_package_and_the_zipapp():
     assert set(package) == {"lark", "croniter", "msgpack", "tabulate"}
     for name, version in package.items():
         assert bundled.get(name) == version, f"{name}: {version} in pyproject.toml, {bundled.get(name)} bundled"
+
+
+def test_failure_kinds_come_from_the_catalogue():
+    """flow's own error `type`s are named in store/failures.py; a module writes them as `failures.X`, except
+    run/daskhost.py, which runs on a Dask worker with the standard library alone and writes them as text:
+    every such text is one of the catalogue's kinds, and no other module spells one out."""
+    import re
+
+    from flowdsl.store import failures
+
+    spelled = re.compile(r'"(' + "|".join(sorted(failures.KINDS)) + r')"')
+    host = (PACKAGE / "run" / "daskhost.py").read_text()
+    kinds = set(re.findall(r'(?:_refused|_failed)\(payload, started, "(\w+)"', host)) | set(
+        re.findall(r'return "(\w+)", ', host))
+    assert kinds and kinds <= failures.KINDS, kinds - failures.KINDS
+    for name, path in MODULES.items():
+        if name in ("flowdsl.store.failures", "flowdsl.run.daskhost"):
+            continue
+        found = spelled.findall(path.read_text())
+        assert not found, f"{path.relative_to(ROOT)} spells out {found}: use flowdsl.store.failures"

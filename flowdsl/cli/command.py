@@ -19,22 +19,22 @@ TYPE_CHECKING = False  # typing's, without importing typing at run time (a few m
 if TYPE_CHECKING:
     from typing import Callable, Dict, Optional, Sequence, Tuple
 
-VERBS: Dict[str, Tuple[str, str, str]] = {  # verb: (module, function suffix, help)
-    "validate": ("validate", "validate", "check .flow files; never imports user code"),
-    "fmt": ("fmt", "fmt", "rewrite .flow files in canonical layout, comments kept (--check, --diff, - for stdin)"),
-    "graph": ("graph", "graph", "print a pipeline's task graph"),
-    "run": ("run", "run", "run a pipeline and wait for it"),
-    "tick": ("schedule", "tick", "start the scheduled runs that are due (for cron, every minute)"),
-    "schedule": ("schedule", "schedule", "each pipeline's schedules and next fire times"),
-    "backfill": ("schedule", "backfill", "one run per schedule slot in a range of dates"),
-    "init": ("init", "init", "a starter project: a pipeline, its tasks module and the crontab line"),
-    "runs": ("history", "runs", "list runs, newest first"),
-    "status": ("history", "status", "one run's tasks: state, attempts, duration, error"),
-    "logs": ("history", "logs", "the captured output of a run or one task"),
-    "report": ("report", "report", "a run's self-contained HTML page: its graph by state, a timeline of attempts"),
-    "prune": ("history", "prune", "delete old runs"),
-    "stop": ("operate", "stop", "stop a live run (default: the latest); it ends interrupted, resumable"),
-    "mark": ("operate", "mark", "set a task of a finished run by hand (success, failed, skipped) for a resume"),
+VERBS: Dict[str, Tuple[str, str]] = {  # verb: (module of add_<verb> and cmd_<verb>, help)
+    "validate": ("validate", "check .flow files; never imports user code"),
+    "fmt": ("fmt", "rewrite .flow files in canonical layout, comments kept (--check, --diff, - for stdin)"),
+    "graph": ("graph", "print a pipeline's task graph"),
+    "run": ("run", "run a pipeline and wait for it"),
+    "tick": ("schedule", "start the scheduled runs that are due (for cron, every minute)"),
+    "schedule": ("schedule", "each pipeline's schedules and next fire times"),
+    "backfill": ("schedule", "one run per schedule slot in a range of dates"),
+    "init": ("init", "a starter project: a pipeline, its tasks module and the crontab line"),
+    "runs": ("history", "list runs, newest first"),
+    "status": ("history", "one run's tasks: state, attempts, duration, error"),
+    "logs": ("history", "the captured output of a run or one task"),
+    "report": ("report", "a run's self-contained HTML page: its graph by state, a timeline of attempts"),
+    "prune": ("history", "delete old runs"),
+    "stop": ("operate", "stop a live run (default: the latest); it ends interrupted, resumable"),
+    "mark": ("operate", "set a task of a finished run by hand (success, failed, skipped) for a resume"),
 }
 
 
@@ -42,8 +42,8 @@ def verb_function(verb: str, kind: str) -> Callable:
     """`add_<verb>` or `cmd_<verb>` from the verb's module."""
     import importlib
 
-    module, suffix, _ = VERBS[verb]
-    return getattr(importlib.import_module(f"{__package__}.{module}"), f"{kind}_{suffix}")
+    module, _ = VERBS[verb]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), f"{kind}_{verb}")
 
 
 class Formatter(argparse.HelpFormatter):
@@ -80,7 +80,7 @@ def parser(verb: Optional[str] = None) -> argparse.ArgumentParser:
     top.add_argument("--version", action="version", version=f"flow {__version__}")
     sub = top.add_subparsers(dest="verb", metavar="VERB")
     sub.required = True
-    for name, (_, _, help_) in VERBS.items():
+    for name, (_, help_) in VERBS.items():
         if verb is not None and name != verb:
             continue  # a known verb: its parser alone (the others only for `flow --help` and a wrong verb)
         p = sub.add_parser(name, help=help_, description=help_, formatter_class=Formatter)

@@ -24,7 +24,7 @@ STATES = ("success", "failed", "skipped", "cached", "kept", "running", "queued",
 def page_data(folder: str, now: Optional[float] = None) -> Dict[str, Any]:
     """The page's data for the run kept in `folder`. Raises journal.JournalError."""
     try:
-        run, tries, last = attempt_log.replay(folder)
+        run, tries, last = attempt_log.read_attempts(folder)
     except journal.JournalError as e:
         if str(e).endswith("(the run never started)"):
             raise journal.never_started(state.journal_path(folder)) from None

@@ -38,14 +38,14 @@ def time_arg(flag: str, text: str) -> dt.datetime:
 
 
 def load_pipelines(paths: List[str], state_override: Optional[str], errors: list, store: bool = True):
-    """{state folder: [tick.Pipeline]} for the scheduled pipelines below `paths`.
+    """{state folder: [tick.Scheduled]} for the scheduled pipelines below `paths`.
 
     A file with errors goes to `errors`, one line naming its first error (`flow
     validate` shows them all), and is left out; so is a file that another one
     includes (it is part of that one), unless it has errors of its own: files
     that include each other are each an error, never silently none.
     """
-    from ..schedule.tick import Pipeline
+    from ..schedule.tick import Scheduled
     from ..store.ircache import checked, folder, keep_all
     from ..store.state import state_dir
 
@@ -73,7 +73,7 @@ def load_pipelines(paths: List[str], state_override: Optional[str], errors: list
             errors.append({"file": path, "message": load_error(path, bad)})
             continue
         cron_steps = [d for d in result.diagnostics if d.code == "W104"]  # `*/7` is not every 7
-        by_root.setdefault(root, []).append(Pipeline(path, result.program, cron_steps))
+        by_root.setdefault(root, []).append(Scheduled(path, result.program, cron_steps))
     if keeps and store:
         keep_all(keeps)  # the next tick skips parsing and checking these files
     return by_root

@@ -450,7 +450,7 @@ class Builder:
     def pipeline(self, c):
         name = c[1]
         stmts = self._collect(c[2:], "the pipeline")
-        return ir.Pipeline(
+        return ir.PipelineDecl(
             name=name.value, name_span=self.span(name), description=stmts.get("description"),
             schedules=tuple(stmts.get("schedule", ())), window=stmts.get("window"),
             catchup=stmts.get("catchup"), overlap=stmts.get("overlap"),
@@ -477,11 +477,11 @@ def _cut(text: str, limit: int = 24) -> str:
 
 
 if TYPE_CHECKING:
-    Blocks = Tuple[Optional[ir.Pipeline], Tuple[ir.Task, ...], Tuple[ir.Include, ...], List[Diagnostic]]
+    Blocks = Tuple[Optional[ir.PipelineDecl], Tuple[ir.Task, ...], Tuple[ir.Include, ...], List[Diagnostic]]
 
 
 def split_blocks(file: str, blocks: List[Any]) -> Blocks:
-    pipelines = [b for b in blocks if isinstance(b, ir.Pipeline)]
+    pipelines = [b for b in blocks if isinstance(b, ir.PipelineDecl)]
     diagnostics = []
     for extra in pipelines[1:]:
         diagnostics.append(Diagnostic("E211", f"a second pipeline block (`{extra.name}`)", extra.span,

@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Any, List, Optional
 
 from .diagnostics import FlowSyntaxError
-from .records import fields, is_record
 
 INDENT = "    "
 EXPRESSIONS = frozenset({"list", "map", "ref", "env_call", "secret_call",
@@ -43,14 +42,10 @@ def format_text(text: str, file: str = "<string>", check: bool = True) -> str:
     parse. With `check`, the result is parsed again and compared with the original, spans aside
     (as black does), and MeaningChanged is raised rather than a layout that means something else.
     """
-    import gc
-
+    from .gcpause import paused
     from .parser import parse, parse_tree
 
-    # Parsing makes many objects and no cycles: the collector would only rescan them (see loader.py).
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with paused():
         before = parse(text, file)[0]
         comments: List[Any] = []
         tree = parse_tree(text, comments.append)
@@ -66,23 +61,16 @@ def format_text(text: str, file: str = "<string>", check: bool = True) -> str:
             if meaning(after) != meaning(before):
                 raise MeaningChanged(f"the formatted text of {file} would mean something else")
         return out
-    finally:
-        if gc_was_on:
-            gc.enable()
 
 
-def meaning(node: Any) -> Any:
-    """The IR as plain data without its spans: what two layouts of one program share."""
-    from .ir import Span
+_LAYOUT_ONLY = frozenset({("Condition", "text")})  # a condition's text is how it was written, not what it means
 
-    if isinstance(node, (tuple, list)):
-        return [meaning(item) for item in node]
-    if is_record(node):
-        # a condition's text is how it was written; its expression is what it means
-        return [type(node).__name__] + [meaning(getattr(node, f)) for f in fields(node)
-                                         if not isinstance(getattr(node, f), Span)
-                                         and not (f == "text" and type(node).__name__ == "Condition")]
-    return node
+
+def meaning(node: Any) -> str:
+    """The IR as text without its spans: what two layouts of one program share."""
+    from .ir import shape_text
+
+    return shape_text(node, _LAYOUT_ONLY)
 
 
 def _skip_layout(text: str, pos: int) -> int:

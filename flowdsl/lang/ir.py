@@ -13,7 +13,7 @@ from .records import Factory, fields, finish, is_record, record
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Optional, Tuple, Union
+    from typing import Any, Dict, FrozenSet, Optional, Tuple, Union
 
 
 @record
@@ -348,7 +348,9 @@ class Hook:
 
 
 @record
-class Pipeline:
+class PipelineDecl:
+    """The `pipeline NAME { ... }` block (flowdsl.Pipeline is the API's view of a checked file)."""
+
     name: str
     name_span: Optional[Span]
     description: Optional[Template] = None
@@ -381,7 +383,7 @@ class Module:
     """One parsed file: what it declares, before includes are followed."""
 
     file: str
-    pipeline: Optional[Pipeline]
+    pipeline: Optional[PipelineDecl]
     tasks: Tuple[Task, ...]
     includes: Tuple[Include, ...]
 
@@ -391,13 +393,46 @@ class Program:
     """A pipeline with its included tasks merged in: what validate and run see."""
 
     file: str
-    pipeline: Pipeline
+    pipeline: PipelineDecl
     tasks: Tuple[Task, ...]
     files: Tuple[str, ...]
 
 
 RUN_VALUES = ("id", "pipeline", "logical_date", "date", "trigger")
 RESERVED = frozenset({"params", "run", "env", "secret", "true", "false", "null"})
+
+
+_SHAPES: Dict[type, Optional[tuple]] = {}  # a record class -> its fields but spans; a Span -> None
+
+
+def shape_text(node: Any, skip: FrozenSet[Tuple[str, str]] = frozenset()) -> str:
+    """The IR without its spans, as text: what a node means, not where it is written. `skip`: fields
+    (class name, field) left out as well (`fmt.meaning`: a condition's text, which is only its layout).
+
+    Written directly, it is the text `repr` gives of the nested lists
+    [class name, [field, shape]...] (lists for tuples, None for spans) that
+    task fingerprints were first made from, so fingerprints stay what they were.
+    """
+    cls = type(node)
+    if cls in _SHAPES:
+        names = _SHAPES[cls]
+        if names is None:
+            return "None"
+        name = cls.__name__
+        parts = [repr(name)]
+        for f in names:
+            if not skip or (name, f) not in skip:
+                parts.append(f"[{f!r}, {shape_text(getattr(node, f), skip)}]")
+        return "[" + ", ".join(parts) + "]"
+    if isinstance(node, (tuple, list)):
+        return "[" + ", ".join([shape_text(n, skip) for n in node]) + "]"
+    if isinstance(node, Span):
+        _SHAPES[cls] = None
+        return "None"
+    if is_record(node):
+        _SHAPES[cls] = tuple(f for f in fields(node) if not f.endswith("span"))
+        return shape_text(node, skip)
+    return repr(node)
 
 
 def to_data(node: Any) -> Any:

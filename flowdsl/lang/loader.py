@@ -14,12 +14,12 @@ environment).
 
 from __future__ import annotations
 
-import gc
 import os
 import stat
 
 from . import ir
 from .diagnostics import Diagnostic, FlowSyntaxError
+from .gcpause import paused
 from .ir import Span
 from .parser import parse
 
@@ -162,17 +162,11 @@ class Loader:
             if problem is not None:
                 self.parsed[key] = Parsed(path, "", None, [problem])
             else:
-                # The parse makes many objects and no reference cycles: the
-                # cyclic collector would only rescan them (40% of the time).
-                gc_was_on = gc.isenabled()
-                gc.disable()
                 try:
-                    module, diagnostics = parse(text, path)
+                    with paused():
+                        module, diagnostics = parse(text, path)
                 except FlowSyntaxError as e:
                     module, diagnostics = None, [e.diagnostic]
-                finally:
-                    if gc_was_on:
-                        gc.enable()
                 self.parsed[key] = Parsed(path, text, module, diagnostics)
         return self.parsed[key]
 
@@ -197,7 +191,7 @@ class Loader:
         files: List[str] = []
         included: Dict[str, Span] = {}
         self._gather(root, [], set(), tasks, files, diagnostics, sources, included)
-        pipeline = root.module.pipeline or ir.Pipeline(
+        pipeline = root.module.pipeline or ir.PipelineDecl(
             name=_stem(path), name_span=None, span=Span(path, 1, 1, 1, 1))
         unique: Dict[str, ir.Task] = {}
         for task in tasks:

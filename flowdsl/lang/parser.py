@@ -134,6 +134,8 @@ def _parser():
     if _PARSER is None:
         import gc
 
+        from .gcpause import paused
+
         _builder()
         # The frozen tables make tens of thousands of objects that live as long
         # as the process, and no garbage: collections would only walk them again
@@ -141,15 +143,10 @@ def _parser():
         # with the collector off, then frozen out of its reach. Only in the
         # zipapp, whose process is the `flow` command: a program that imports
         # flowdsl from a checkout keeps its own objects collectable.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with paused():
             _PARSER, frozen = _load(transformer=_BUILDER)
             if frozen:
                 gc.freeze()
-        finally:
-            if enabled:
-                gc.enable()
     return _PARSER, _BUILDER
 
 

@@ -190,13 +190,19 @@ def _cycle_in(component: List[str], graph: Dict[str, List[Edge]]) -> List[Edge]:
     return []
 
 
-def topological_order(graph: Dict[str, List[Edge]]) -> List[str]:
-    """Tasks with every upstream first; ties keep source order. Assumes no cycle."""
-    remaining = {name: len(es) for name, es in graph.items()}
+def dependents(graph: Dict[str, List[Edge]]) -> Dict[str, List[str]]:
+    """The graph reversed: each task's direct dependents, in source order."""
     downstream: Dict[str, List[str]] = {name: [] for name in graph}
     for name, es in graph.items():
         for e in es:
             downstream[e.upstream].append(name)
+    return downstream
+
+
+def topological_order(graph: Dict[str, List[Edge]]) -> List[str]:
+    """Tasks with every upstream first; ties keep source order. Assumes no cycle."""
+    remaining = {name: len(es) for name, es in graph.items()}
+    downstream = dependents(graph)
     ready = [name for name, n in remaining.items() if n == 0]
     order: List[str] = []
     i = 0
@@ -234,10 +240,7 @@ def upstream_closure(graph: Dict[str, List[Edge]], targets: Iterable[str]) -> Se
 
 def downstream_closure(graph: Dict[str, List[Edge]], sources: Iterable[str]) -> Set[str]:
     """The given tasks and everything that depends on them."""
-    downstream: Dict[str, List[str]] = {name: [] for name in graph}
-    for name, es in graph.items():
-        for e in es:
-            downstream[e.upstream].append(name)
+    downstream = dependents(graph)
     seen: Set[str] = set()
     stack = list(sources)
     while stack:

@@ -64,11 +64,11 @@ class Validator:
             if key not in self.used_params and key not in RESERVED:
                 self.report("W101", f"param `{key}` is never used", entry.key_span,
                             "refer to it as params." + key + " or remove it")
-        return sorted(self.diagnostics, key=Diagnostic.sort_key)
+        return self.diagnostics  # in the order found: check() sorts them with the loader's
 
     # ---- pipeline ------------------------------------------------------------
 
-    def check_pipeline(self, p: ir.Pipeline) -> None:
+    def check_pipeline(self, p: ir.PipelineDecl) -> None:
         for s in p.schedules:
             self.check_schedule(s)
         if p.window is not None:
@@ -336,7 +336,7 @@ class Validator:
             if child is not None and not errors:
                 inner = Validator(child)
                 inner.calling = self.calling + (here,)
-                errors = [d for d in inner.run() if d.severity == "error"]
+                errors = sorted((d for d in inner.run() if d.severity == "error"), key=Diagnostic.sort_key)
                 self.called.extend(inner.called)
             self.children[path] = (child, errors)
         child, errors = self.children[path]
@@ -631,7 +631,8 @@ def _stdlib_names() -> frozenset:
 
 
 def validate(program: ir.Program, targets: Iterable[str] = (), modules: Optional[List[str]] = None) -> List[Diagnostic]:
-    """Every problem of a loaded program, sorted by position; `modules` gets the Python files read."""
+    """Every problem of a loaded program, in the order found (`check` sorts); `modules` gets the Python
+    files read."""
     validator = Validator(program, list(targets))
     diagnostics = validator.run()
     if modules is not None:

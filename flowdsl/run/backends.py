@@ -42,7 +42,7 @@ import threading
 import time
 from typing import Dict, List, Optional
 
-from ..store import journal
+from ..store import failures, journal
 from . import capture, worker
 from .worker import Attempt, Outcome
 
@@ -365,7 +365,7 @@ class ProcessBackend:
             self.busy.pop(attempt.key, None)
             now = time.time()
             self.lost.append(Outcome(attempt.key, attempt.number, False,
-                                     error={"type": "WorkerDied", "message": message, "traceback": ""},
+                                     error=failures.error(failures.WORKER_DIED, message),
                                      started=now, finished=now))
 
     def kill(self, key: str) -> None:
@@ -491,7 +491,7 @@ def worker_main(conn, parent_pid: int) -> None:
             outcome = worker.execute(attempt, redirect_fds=True)
         except worker.Interrupted:  # between the task's end and here
             outcome = Outcome(attempt.key, attempt.number, False,
-                              error={"type": "Interrupted", "message": "the run was interrupted", "traceback": ""})
+                              error=failures.error(failures.INTERRUPTED, "the run was interrupted"))
         _busy = False
         try:
             conn.send_bytes(to_wire(outcome))

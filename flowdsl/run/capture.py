@@ -208,7 +208,7 @@ _SAVED: list = []  # [fd 1, fd 2] as they were before the first attempt (dups)
 _SPARE: list = []  # [(read end, write end)] of a pipe only this process can write to, for the next attempt
 
 
-def _pump() -> _Pump:
+def _the_pump() -> _Pump:
     if not _PUMP:
         _PUMP.append(_Pump())
     return _PUMP[0]
@@ -240,7 +240,7 @@ class FdCapture:
         self.log = log
 
     def __enter__(self) -> FdCapture:
-        pump = _pump()
+        pump = _the_pump()
         if not _SAVED:
             _SAVED.extend((os.dup(1), os.dup(2)))  # where fds 1 and 2 go between attempts, kept open
         _flush_std()  # what was buffered before goes where it was going
@@ -254,7 +254,7 @@ class FdCapture:
 
     def __exit__(self, *exc) -> None:
         _flush_std()
-        pump = _pump()
+        pump = _the_pump()
         keep = _no_children()
         if not keep:
             pump.pause(self.read_fd)  # so that closing its write end wakes nobody

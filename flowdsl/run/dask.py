@@ -76,6 +76,7 @@ import time
 import uuid
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..store import failures
 from . import daskconfig
 from .backends import Lost
 from .capture import open_log
@@ -681,7 +682,7 @@ class DaskBackend:
         start is on its way, or that Dask hands a thread an interrupted attempt freed).
         """
         for attempt in self.waiting:  # the scheduler is lost: they run nowhere
-            self._end_here(attempt, "Interrupted", "stopped when the run was interrupted (the Dask scheduler "
+            self._end_here(attempt, failures.INTERRUPTED, "stopped when the run was interrupted (the Dask scheduler "
                                                    "was lost)")
         self.waiting = []
         if not self.futures or not self.connected:
@@ -694,7 +695,7 @@ class DaskBackend:
         for dask_key in [k for k in self.futures if k not in self.began]:
             future = self.futures[dask_key]
             attempt = self._forget(dask_key)
-            self._end_here(attempt, "Interrupted", "stopped in Dask's queue when the run was interrupted")
+            self._end_here(attempt, failures.INTERRUPTED, "stopped in Dask's queue when the run was interrupted")
             try:
                 future.cancel()
             except Exception:
@@ -829,7 +830,7 @@ def _lost(attempt: Attempt, future, began: Optional[float] = None) -> Outcome:
     now = time.time()
     began = now if began is None else min(began, now)
     message = "the Dask future was cancelled (the scheduler restarted or was lost)"
-    kind = "WorkerDied"
+    kind = failures.WORKER_DIED
     if future.status == "error":
         try:
             exc = future.exception(timeout=5)

@@ -33,7 +33,7 @@ from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ..lang.execplan import ExecPlan, HookSpec, TaskSpec
 from ..lang.values import EvalError
-from ..store import checkpoint, codec, state
+from ..store import checkpoint, codec, failures, state
 from .actions import Maker
 from .worker import Began, Outcome
 
@@ -178,7 +178,7 @@ class Machine:
             hook = self.hook
             self.effects.kill(hook.spec.key)
             message = self.hook_timeout_message()
-            self.hook_ended(self.stopped_outcome(hook.spec.key, hook.number, "Timeout", message))
+            self.hook_ended(self.stopped_outcome(hook.spec.key, hook.number, failures.TIMEOUT, message))
         self.advance()
 
     def signalled(self, name: str) -> None:
@@ -195,7 +195,8 @@ class Machine:
             hook = self.hook
             self.effects.kill(hook.spec.key)
             self.pending_hooks.clear()
-            self.hook_ended(self.stopped_outcome(hook.spec.key, hook.number, "Interrupted", f"stopped by {name}"))
+            self.hook_ended(self.stopped_outcome(hook.spec.key, hook.number, failures.INTERRUPTED,
+                                                 f"stopped by {name}"))
         self.advance()
 
     def lost(self, reason: str) -> None:
@@ -280,7 +281,7 @@ class Machine:
         self.ready = deque(inst for inst in self.ready if not inst.waiting)
         for inst in waiting:
             inst.waiting = False
-            error = {"type": "Interrupted", "message": "stopped while waiting", "traceback": ""}
+            error = failures.error(failures.INTERRUPTED, "stopped while waiting")
             self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(),
                          "status": "interrupted", "error": error})
             self.reporter.ended(inst.key, inst.attempt, "interrupted", 0.0, error, None)
@@ -290,7 +291,7 @@ class Machine:
         for key, inst in list(self.running.items()):
             self.effects.kill(key)
             message = "stopped when the run was interrupted"
-            self.task_ended(self.stopped_outcome(key, inst.attempt, "Interrupted", message))
+            self.task_ended(self.stopped_outcome(key, inst.attempt, failures.INTERRUPTED, message))
 
     def expire(self, key: str) -> None:
         inst = self.running.get(key)
@@ -301,7 +302,8 @@ class Machine:
             if spec.action.kind == "wait":  # the whole wait's time is over, in the middle of a check
                 del self.running[key]
                 return self.wait_timed_out(inst, spec)
-            self.task_ended(self.stopped_outcome(key, inst.attempt, "Timeout", f"timed out after {spec.timeout_text}"))
+            self.task_ended(self.stopped_outcome(key, inst.attempt, failures.TIMEOUT,
+                                                 f"timed out after {spec.timeout_text}"))
 
     def stopped_outcome(self, key: str, number: int, kind: str, message: str) -> Outcome:
         t = self.clock.wall()
@@ -430,7 +432,8 @@ class Machine:
             attempt = self.maker.task(spec, inst.key, inst.attempt, inst.item, inst.has_item, child)
         except EvalError as e:
             return self.fail_without_attempt(inst.key, inst.name, e)
-        inst.fp = self.fingerprints.of(inst.name, attempt)
+        inst.fp = self.fingerprints.of(inst.name, attempt.kind, attempt.target, attempt.argv, attempt.env,
+                                       attempt.kwargs, attempt.results == "pickle")
         if inst.attempt == inst.base + 1 and (self.keep(inst, spec) or self.from_cache(inst, spec)):
             inst.attempt -= 1
             return self.instance_done(inst.name)
@@ -490,7 +493,7 @@ class Machine:
         self.deadlines.pop(inst.key, None)
         checks = self.state.tasks[inst.key].checks
         message = f"waited {spec.timeout_text} and the condition never held ({checks} check{'s' * (checks != 1)})"
-        error = {"type": "Timeout", "message": message, "traceback": ""}
+        error = failures.error(failures.TIMEOUT, message)
         self.record({"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(), "status": "failed",
                      "error": error})
         self.reporter.ended(inst.key, inst.attempt, "failed", 0.0, error, None)
@@ -561,7 +564,7 @@ class Machine:
         return True
 
     def fail_without_attempt(self, key: str, name: str, e: EvalError) -> None:
-        error = {"type": "EvalError", "message": self.maker.secrets.mask(str(e)), "traceback": ""}
+        error = failures.error(failures.EVAL_ERROR, self.maker.secrets.mask(str(e)))
         self.record({"e": "end", "task": key, "n": 0, "t": self.clock.wall(), "status": "failed", "error": error})
         self.reporter.ended(key, 0, "failed", 0.0, error, None)
         if key == name and name not in self.open_instances:
@@ -595,7 +598,7 @@ class Machine:
             return
         error = dict(o.error or {})
         names = error.pop("names", None) or [error.get("type", "")]
-        if error.get("type") == "NotYet" and self.stop_reason is None:
+        if error.get("type") == failures.NOT_YET and self.stop_reason is None:
             return self.not_yet(inst, spec, error.get("message") or "not yet")
         if SKIP in names:  # the task raised flowdsl.Skip: skipped, with its reason
             reason = error.get("message") or "skipped by the task"
@@ -604,7 +607,7 @@ class Machine:
             return self.instance_done(inst.name)
         # an attempt that stopped because the run asked it to (a sensor's check that found nothing yet,
         # in a run that is stopping); one that raised on its own failed
-        interrupted = self.stop_reason is not None and (error.get("type") in ("Interrupted", "NotYet")
+        interrupted = self.stop_reason is not None and (error.get("type") in (failures.INTERRUPTED, failures.NOT_YET)
                                                         or self.backend_lost)
         delay = None if interrupted else self.retry_delay(inst, spec, names)
         status = "interrupted" if interrupted else "failed"
@@ -679,7 +682,7 @@ class Machine:
             try:
                 attempt = self.maker.hook(hook, number, report, self.status, timeout)
             except EvalError as e:
-                error = {"type": "EvalError", "message": self.maker.secrets.mask(str(e)), "traceback": ""}
+                error = failures.error(failures.EVAL_ERROR, self.maker.secrets.mask(str(e)))
                 self.record({"e": "hook", "event": hook.event, "status": "failed", "error": error,
                              "t": self.clock.wall()})
                 self.reporter.hook_ended(hook.event, error)
@@ -694,7 +697,7 @@ class Machine:
         hook, self.hook = self.hook, None
         error = None
         if not o.ok:
-            error = dict(o.error or {"type": "Interrupted", "message": "", "traceback": ""})
+            error = dict(o.error or failures.error(failures.INTERRUPTED, ""))
             error.pop("names", None)
             error = self.maker.secrets.mask_data(error)
         self.record({"e": "hook", "event": hook.spec.event, "status": "failed" if error else "success",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..lang.values import mask
-from ..store import codec
+from ..store import codec, failures
 from . import capture
 
 STDERR_TAIL = 2000  # characters of stderr kept in a failed shell task's error
@@ -164,15 +164,15 @@ def execute(attempt: Attempt, redirect_fds: bool = False) -> Outcome:
         return Outcome(attempt.key, attempt.number, True, result=data, started=started, finished=time.time(),
                        cpu=cpu.used())
     except Interrupted:  # the run asked it to stop; a KeyboardInterrupt the task raises is its own failure
-        error = {"type": "Interrupted", "message": "the run was interrupted", "traceback": ""}
+        error = failures.error(failures.INTERRUPTED, "the run was interrupted")
     except TaskTimeout as e:
-        error = {"type": "Timeout", "message": str(e), "traceback": ""}
+        error = failures.error(failures.TIMEOUT, str(e))
     except NotYet as e:
-        error = {"type": "NotYet", "message": str(e), "traceback": ""}
+        error = failures.error(failures.NOT_YET, str(e))
     except ChildRunFailed as e:
-        error = {"type": "ChildRunFailed", "message": str(e), "traceback": ""}
+        error = failures.error(failures.CHILD_RUN_FAILED, str(e))
     except codec.ResultTypeError as e:
-        error = {"type": "ResultTypeError", "message": str(e), "traceback": ""}
+        error = failures.error(failures.RESULT_TYPE, str(e))
     except BaseException as e:  # the task's own failure, SystemExit included
         error = error_record(e)
         error["names"] = exception_names(e)
@@ -413,7 +413,7 @@ def _process(attempt: Attempt, argv: List[str]) -> Tuple[int, bytes, bytes]:
         if child_watch is not None:
             child_watch.add(child.pid)
         try:
-            stdout, stderr_tail = _pump(child, log)
+            stdout, stderr_tail = _drain(child, log)
         finally:
             _current_child = None
             if attempt.kind == "call" and child.poll() is None:
@@ -426,7 +426,7 @@ def _process(attempt: Attempt, argv: List[str]) -> Tuple[int, bytes, bytes]:
     return child.returncode, stdout, stderr_tail
 
 
-def _pump(child: subprocess.Popen, log: capture.LazyLog) -> Tuple[bytes, bytes]:
+def _drain(child: subprocess.Popen, log: capture.LazyLog) -> Tuple[bytes, bytes]:
     """Copy the child's output to the log until it exits; (stdout, stderr tail).
 
     The attempt's timeout is not looked at here: the runner's deadline ends

@@ -26,7 +26,7 @@ MAX_REPORT = 100  # slots dropped by `catchup` that a tick lists (the newest)
 MAX_COUNT = 100_000  # slots counted one by one (cron) before "more than" is the answer
 
 
-class Entry(NamedTuple):
+class ScheduleRule(NamedTuple):
     label: str  # the schedule as written: `cron 0 5 * * 1-5`
     zone: str  # the time zone its slots are shown (and logical dates given) in
     rule: object  # slots.CronRule | slots.EveryRule | slots.AtRule
@@ -34,24 +34,24 @@ class Entry(NamedTuple):
 
 class Due(NamedTuple):
     slot: slots.Slot
-    entry: Entry
+    entry: ScheduleRule
 
 
-def entries(pipeline: ir.Pipeline) -> List[Entry]:
+def entries(pipeline: ir.PipelineDecl) -> List[ScheduleRule]:
     """The pipeline's schedules as rules (the program is checked: every value is valid)."""
     out = []
     for s in pipeline.schedules:
         if s.kind == "cron":
             expr = s.expr.text
             tz = s.option.text if s.option is not None else "UTC"
-            out.append(Entry(f"cron {expr}", tz, slots.CronRule(expr, tz)))
+            out.append(ScheduleRule(f"cron {expr}", tz, slots.CronRule(expr, tz)))
         elif s.kind == "every":
             anchor = parse_iso(s.option.text) if s.option is not None else None
             label = f"every {s.expr.text}" + (f" from {s.option.text}" if s.option is not None else "")
-            out.append(Entry(label, "UTC", slots.EveryRule(dt.timedelta(seconds=s.expr.seconds), anchor)))
+            out.append(ScheduleRule(label, "UTC", slots.EveryRule(dt.timedelta(seconds=s.expr.seconds), anchor)))
         else:
             when = parse_iso(s.expr.text)
-            out.append(Entry(f"at {s.expr.text}", _zone_name(when), slots.AtRule(when)))
+            out.append(ScheduleRule(f"at {s.expr.text}", _zone_name(when), slots.AtRule(when)))
     return out
 
 
@@ -62,14 +62,14 @@ def _zone_name(when: dt.datetime) -> str:
     return when.strftime("%z")[:3] + ":" + when.strftime("%z")[3:]
 
 
-def window(pipeline: ir.Pipeline) -> Optional[slots.Window]:
+def window(pipeline: ir.PipelineDecl) -> Optional[slots.Window]:
     w = pipeline.window
     if w is None:
         return None
     return parse_iso(w.start.text), (parse_iso(w.end.text) if w.end is not None else None)
 
 
-def owned(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
+def owned(schedule: List[ScheduleRule], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
           oldest: Optional[int] = None, newest: Optional[int] = None) -> List[Due]:
     """The slots in (start, end], oldest first; one slot per instant (the first schedule's).
 
@@ -91,14 +91,14 @@ def owned(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Opti
     return ordered[:oldest] if oldest is not None else ordered
 
 
-def stream(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
+def stream(schedule: List[ScheduleRule], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
            exclude: AbstractSet[dt.datetime] = frozenset()) -> Iterator[Due]:
     """The slots in (start, end] one at a time, oldest first; one per instant (the first schedule's).
 
     Nothing is gathered: a backfill of `every 1m` over ten years holds one
     slot per schedule at a time. Instants in `exclude` are left out.
     """
-    def of(i: int, entry: Entry):
+    def of(i: int, entry: ScheduleRule):
         for slot in slots.stream(entry.rule, start, end, win):
             yield (slot.at, i), Due(slot, entry)
 
@@ -110,7 +110,7 @@ def stream(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Opt
         last = at
 
 
-def count(schedule: List[Entry], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
+def count(schedule: List[ScheduleRule], start: dt.datetime, end: dt.datetime, win: Optional[slots.Window] = None,
           exclude: AbstractSet[dt.datetime] = frozenset(), cap: int = MAX_COUNT) -> Tuple[int, bool]:
     """(how many slots `stream` gives, exact?): by arithmetic for one interval, else counted up to `cap`."""
     if len(schedule) == 1:
@@ -145,9 +145,9 @@ def by_catchup(due: List[Due], mode: str, now: dt.datetime) -> Tuple[List[Due], 
     return recent[-1:], [d for d in due if d not in recent[-1:]]
 
 
-def catchup_mode(pipeline: ir.Pipeline) -> str:
+def catchup_mode(pipeline: ir.PipelineDecl) -> str:
     return pipeline.catchup.value if pipeline.catchup is not None else "latest"
 
 
-def overlap_mode(pipeline: ir.Pipeline) -> str:
+def overlap_mode(pipeline: ir.PipelineDecl) -> str:
     return pipeline.overlap.value if pipeline.overlap is not None else "skip"

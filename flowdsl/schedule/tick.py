@@ -31,7 +31,7 @@ from .scheduler import Due
 
 
 @dataclass
-class Pipeline:
+class Scheduled:
     """A checked pipeline file that has schedules."""
 
     file: str  # as found (relative to what was given)
@@ -41,14 +41,14 @@ class Pipeline:
 
 @dataclass
 class Launch:
-    pipeline: Pipeline
+    pipeline: Scheduled
     due: Due
     claim: Dict[str, Any]  # its claim in the tick state
     before: Optional[Callable] = None
 
 
 @dataclass
-class Outcome:
+class TickReport:
     now: dt.datetime
     fired: List[Dict[str, Any]] = field(default_factory=list)
     skipped: List[Dict[str, Any]] = field(default_factory=list)
@@ -71,9 +71,9 @@ class Outcome:
         return out
 
 
-def run_tick(by_root: Dict[str, List[Pipeline]], now: dt.datetime, state_override: Optional[str],
-             dry_run: bool = False, wait: bool = False) -> Outcome:
-    outcome = Outcome(now)
+def run_tick(by_root: Dict[str, List[Scheduled]], now: dt.datetime, state_override: Optional[str],
+             dry_run: bool = False, wait: bool = False) -> TickReport:
+    outcome = TickReport(now)
     for root in sorted(by_root):
         try:
             ticker = Ticker(root, state_override, now, outcome, dry_run, wait)
@@ -97,7 +97,7 @@ def run_tick(by_root: Dict[str, List[Pipeline]], now: dt.datetime, state_overrid
 class Ticker:
     """The tick of one state folder."""
 
-    def __init__(self, root: str, state_override: Optional[str], now: dt.datetime, outcome: Outcome,
+    def __init__(self, root: str, state_override: Optional[str], now: dt.datetime, outcome: TickReport,
                  dry_run: bool, wait: bool) -> None:
         self.root = root
         self.state_override = state_override
@@ -108,7 +108,7 @@ class Ticker:
         self.state = tickstate.TickState(root, locked=not dry_run)
         self.to_resume: set = set()  # run ids of claims whose runs were opened by a tick that died
 
-    def tick(self, pipelines: List[Pipeline]) -> None:
+    def tick(self, pipelines: List[Scheduled]) -> None:
         launches: List[Launch] = []
         owners: Dict[str, str] = {}
         for p in pipelines:
@@ -132,7 +132,7 @@ class Ticker:
         finally:
             self.state.save()
 
-    def decide(self, p: Pipeline) -> List[Launch]:
+    def decide(self, p: Scheduled) -> List[Launch]:
         """The runs to start for this pipeline now; records its claims and skips."""
         pipeline = p.program.pipeline
         name = pipeline.name
@@ -209,7 +209,7 @@ class Ticker:
             out.append(Launch(p, d, claim, before))
         return out
 
-    def orphans(self, p: Pipeline, entry: Dict[str, Any], schedule) -> List[Due]:
+    def orphans(self, p: Scheduled, entry: Dict[str, Any], schedule) -> List[Due]:
         """Claims a tick made and died before starting: their runs start now."""
         from ..store import state
         from . import slots
@@ -235,7 +235,7 @@ class Ticker:
             logical = dt.datetime.fromisoformat(claim.get("logical_date") or claim["slot"])
             label = claim.get("schedule", "")
             rule_entry = next((e for e in schedule if e.label == label),
-                              scheduler.Entry(label, "UTC", None))
+                              scheduler.ScheduleRule(label, "UTC", None))
             out.append(Due(slots.Slot(at.astimezone(dt.timezone.utc), logical), rule_entry))
         return out
 

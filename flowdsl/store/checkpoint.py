@@ -26,12 +26,12 @@ import json
 import os
 import stat
 import time
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Set
+from typing import Any, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Set
 
 import msgpack
 
 from ..lang import ir, pysource
-from ..lang.records import fields, is_record
+from ..lang.ir import shape_text
 from . import codec, state
 
 PARTS = {"d": "its definition changed", "s": "its callable's source changed", "i": "its inputs changed"}
@@ -39,36 +39,6 @@ PARTS = {"d": "its definition changed", "s": "its callable's source changed", "i
 
 def _digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:10]
-
-
-_SHAPES: Dict[type, Optional[tuple]] = {}  # a record class -> its fields but spans; a Span -> None
-
-
-def _shape_text(node: Any) -> str:
-    """The IR without its spans, as text: what a task means, not where it is written.
-
-    Written directly, it is the text `repr` gives of the nested lists
-    [class name, [field, shape]...] (lists for tuples, None for spans) that
-    fingerprints were first made from, so fingerprints stay what they were.
-    """
-    cls = type(node)
-    if cls in _SHAPES:
-        names = _SHAPES[cls]
-        if names is None:
-            return "None"
-        parts = [repr(cls.__name__)]
-        for f in names:
-            parts.append(f"[{f!r}, {_shape_text(getattr(node, f))}]")
-        return "[" + ", ".join(parts) + "]"
-    if isinstance(node, (tuple, list)):
-        return "[" + ", ".join([_shape_text(n) for n in node]) + "]"
-    if isinstance(node, ir.Span):
-        _SHAPES[cls] = None
-        return "None"
-    if is_record(node):
-        _SHAPES[cls] = tuple(f for f in fields(node) if not f.endswith("span"))
-        return _shape_text(node)
-    return repr(node)
 
 
 class Fingerprints:
@@ -97,7 +67,7 @@ class Fingerprints:
             task = tp.task
             d = self.definitions.get(name)
             if d is None:
-                d = "d" + _digest(_shape_text([task.action, task.args, task.foreach, tp.settings.output]).encode())
+                d = "d" + _digest(shape_text([task.action, task.args, task.foreach, tp.settings.output]).encode())
             part = self.static[name] = f"{d}.s{self.source(task.action)}"
         return part
 
@@ -150,15 +120,17 @@ class Fingerprints:
         d, _, rest = fp.partition(".s")
         return f"{d}.s{old}.{rest.partition('.')[2]}"
 
-    def of(self, name: str, attempt: Any) -> str:
-        """`d<hash>.s<hash>.i<hash>` for this attempt's resolved inputs (a `run.worker.Attempt`)."""
-        env = sorted((k, v) for k, v in attempt.env.items() if k.startswith(("FLOW_ARG_", "FLOW_SECRET_")))
+    def of(self, name: str, kind: str, target: str, argv: Sequence[str], env: Mapping[str, str],
+           kwargs: Mapping[str, Any], allow_pickle: bool = False) -> str:
+        """`d<hash>.s<hash>.i<hash>` for an attempt's resolved inputs: what it runs (`kind`, `target`, `argv`),
+        its `FLOW_ARG_`/`FLOW_SECRET_` variables and its arguments (results passed whole as codec.Stored)."""
+        env_inputs = sorted((k, v) for k, v in env.items() if k.startswith(("FLOW_ARG_", "FLOW_SECRET_")))
         # a call's argv holds how flow was started and its child run's id, neither of them an input
-        argv = () if attempt.kind == "call" else attempt.argv or ()
-        inputs = [attempt.kind, attempt.target, list(argv), env, attempt.kwargs]
+        argv = () if kind == "call" else argv or ()
+        inputs = [kind, target, list(argv), env_inputs, kwargs]
         try:  # json's encoder is in C: this runs once per task, also in a 10,000-task resume
-            if any(map(codec.deferred, attempt.kwargs.values())):
-                text = _spliced(inputs, attempt.results == "pickle")
+            if any(map(codec.deferred, kwargs.values())):
+                text = _spliced(inputs, allow_pickle)
             else:
                 text = _INPUTS.encode(inputs)  # json.dumps(inputs, default=_canonical, separators=(",", ":"))
         except (TypeError, ValueError, RecursionError):

@@ -34,6 +34,7 @@ import stat
 import sys
 
 from .. import __version__
+from ..lang.gcpause import paused
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 # 3: JSON and an allow-list. Formats 1 and 2 were pickles, which could be made to run code:
 # named `.pickle`, they are never read, and deleted when an entry is written.
-FORMAT = 4  # 4: the forms of language v1.1 (conditions, sensors, calls, shell, env_file)
+FORMAT = 5  # 4: the forms of language v1.1 (conditions, sensors, calls, shell, env_file); 5: PipelineDecl
 MAGIC = "flow-ir"
 SUFFIX = ".json"
 
@@ -84,10 +85,10 @@ SCHEMA = {
     "Window": ("Template", "Template?", "Span"),
     "Executor": ("str", "Template?", "Span"),
     "Hook": ("str", "Action", "Span"),
-    "Pipeline": ("str", "Span?", "Template?", "Schedule*", "Window?", "Word?", "Word?", "Expr?", "Executor?",
+    "PipelineDecl": ("str", "Span?", "Template?", "Schedule*", "Window?", "Word?", "Word?", "Expr?", "Executor?",
                  "Expr?", "Template*", "MapExpr?", "Settings", "Word?", "Hook*", "Span?", "Expr?", "Template?",
                  "Template*"),
-    "Program": ("str", "Pipeline", "Task*", "str*"),
+    "Program": ("str", "PipelineDecl", "Task*", "str*"),
     "Diagnostic": ("str", "str", "Span", "str?"),  # a warning's: an entry holds no errors
 }
 PLAIN = {"str": (str,), "int": (int,), "bool": (bool,), "number": (int, float),
@@ -172,19 +173,14 @@ def load(cache_dir: str, path: str, targets: Sequence[str]):
         # time of loading the old pickles went there). So it is off meanwhile; the JSON's
         # lists are gone before it is back, and in the zipapp, whose process is the `flow`
         # command, the program is frozen out of its reach, like the parser's tables.
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
+        with paused() as pause:
             body = _parse(body.decode())
             program, warnings = _decode(body)
             del body
             if flow_files != list(program.files):
                 return None  # the stamps checked must be those of every file the program came from
-            if gc_was_on and type(globals().get("__loader__")).__name__ == "zipimporter":
+            if pause.was_on and type(globals().get("__loader__")).__name__ == "zipimporter":
                 gc.freeze()
-        finally:
-            if gc_was_on:
-                gc.enable()
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
         return None  # unreadable, foreign or corrupt (json's errors and _Corrupt are ValueErrors)
     from ..lang.loader import Loaded

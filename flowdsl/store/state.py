@@ -35,7 +35,7 @@ import stat
 from typing import Any, Dict, List, Optional
 
 from ..lang.diagnostics import UsageError
-from . import codec
+from . import codec, failures
 
 STATE_ENV = "FLOW_STATE_DIR"
 SNAPSHOT_VERSION = 3  # 2: task states carry their seq; 3: and their result's checksum, a big result by place
@@ -493,7 +493,7 @@ class RunState:
             s.status, s.finished, s.seq, s.fp, s.reused = r["status"], r["t"], seq, MARKED, None
             s.result = r.get("result") if r["status"] == "success" else None
             s.crc = r.get("rc")
-            s.error = {"type": "Marked", "message": "marked failed by hand", "traceback": ""} \
+            s.error = failures.error(failures.MARKED, "marked failed by hand") \
                 if r["status"] == "failed" else None
             s.reason = "marked skipped by hand" if r["status"] == "skipped" else None
         elif e == "keep":  # a resumed session keeps these as earlier sessions left them
@@ -626,7 +626,7 @@ class RunState:
             for s in self.tasks.values():
                 if s.status in ("running", "queued", "waiting"):
                     s.status = "pending"
-                    s.error = {"type": "Interrupted", "message": "the run's process died", "traceback": ""}
+                    s.error = failures.error(failures.INTERRUPTED, "the run's process died")
         return self
 
     def summary(self) -> Dict[str, Any]:
@@ -665,8 +665,8 @@ class RunState:
         elif "failed" in statuses:
             agg.status = "failed"
             failed = [k for k, p in zip(keys, parts) if p.status == "failed"]
-            agg.error = {"type": "InstanceFailed", "message": f"{len(failed)} of {len(parts)} instances failed: "
-                         + ", ".join(failed[:5]) + ("..." if len(failed) > 5 else ""), "traceback": ""}
+            agg.error = failures.error(failures.INSTANCE_FAILED, f"{len(failed)} of {len(parts)} instances failed: "
+                                       + ", ".join(failed[:5]) + ("..." if len(failed) > 5 else ""))
         else:
             agg.status = "skipped"
         return agg

@@ -7,12 +7,11 @@ kind, with the references (params) resolved. The same expressions go through
 """
 
 import datetime as dt
-import hashlib
 import math
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from langkit import expressions
 
 from flowdsl.lang import ir
 from flowdsl.lang.fmt import format_text
@@ -76,56 +75,6 @@ def truthy(v):
 
 
 # ---- generated expressions: (text, tree) ---------------------------------------------------
-
-scalars = st.one_of(st.booleans(), st.integers(-5, 5), st.sampled_from([0.5, -1.5, 2.0]),
-                    st.sampled_from(["", "a", "ab", "full"]), st.none())
-values = st.one_of(scalars, st.lists(scalars, max_size=3), st.dictionaries(st.sampled_from(["a", "b"]), scalars,
-                                                                          max_size=2))
-
-
-def literal_text(v):
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v + '"'
-    if isinstance(v, list):
-        return "[" + ", ".join(literal_text(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + "  ".join(f"{k} = {literal_text(x)}" for k, x in v.items()) + " }"
-    return repr(v)
-
-
-@st.composite
-def operands(draw):
-    """A value written as a literal, or as a param holding it (a reference)."""
-    v = draw(values)
-    if draw(st.booleans()):
-        name = "p" + hashlib.sha1(repr(v).encode()).hexdigest()[:8]  # one name, one value
-        return (f"params.{name}", ("value", v), {name: v})
-    return (literal_text(v), ("value", v), {})
-
-
-def combine(children):
-    ops = st.sampled_from(["==", "!=", "<", "<=", ">", ">=", "in", "not in"])
-    return st.one_of(
-        st.tuples(children, ops, children).map(
-            lambda t: (f"{_wrap(t[0][0])} {t[1]} {_wrap(t[2][0])}", (t[1], t[0][1], t[2][1]), {**t[0][2], **t[2][2]})),
-        st.tuples(st.sampled_from(["and", "or"]), st.lists(children, min_size=2, max_size=3)).map(
-            lambda t: (f" {t[0]} ".join(_wrap(c[0]) for c in t[1]), (t[0],) + tuple(c[1] for c in t[1]),
-                       {k: v for c in t[1] for k, v in c[2].items()})),
-        children.map(lambda c: (f"not {_wrap(c[0])}", ("not", c[1]), c[2])),
-    )
-
-
-def _wrap(text):
-    """Parentheses around anything but a single operand, so the text's tree is the generated one."""
-    simple = not any(f" {w} " in f" {text} " for w in ("and", "or", "not", "in", "==", "!=", "<", "<=", ">", ">="))
-    return text if simple else f"({text})"
-
-
-expressions = st.recursive(operands(), combine, max_leaves=8)
 
 
 def condition_of(text, params):

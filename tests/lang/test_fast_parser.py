@@ -16,9 +16,7 @@ import re
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_conditions import expressions
-from test_fmt import CORPUS, layouts
-from test_properties import TEXTS, mutate, mutation
+from langkit import CORPUS, TEXTS, expressions, layouts, mutate, mutation
 
 from flowdsl.lang import lalr, parser
 from flowdsl.lang.builder import Builder, split_blocks

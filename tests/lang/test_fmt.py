@@ -11,16 +11,12 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_properties import TEXTS, mutate, mutation  # the corpus and its mutations, shared
+from langkit import CORPUS, TEXTS, VALID, layouts, mutate, mutation
 
 from flowdsl.lang.diagnostics import FlowSyntaxError
 from flowdsl.lang.fmt import format_text, meaning
 from flowdsl.lang.loader import read_text
 from flowdsl.lang.parser import parse, parse_tree
-
-VALID = Path(__file__).resolve().parents[1] / "data" / "valid"
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CORPUS = sorted(VALID.rglob("*.flow")) + sorted(EXAMPLES.rglob("*.flow"))
 
 
 def words(text: str):
@@ -186,118 +182,6 @@ def test_nesting_too_deep_is_refused_not_crashed():
 
 
 # ---- hypothesis: generated files in random layouts ---------------------------------
-
-NAMES = st.sampled_from(["a", "b", "extract", "load_2", "_x", "output", "cache", "when", "tags", "with"])
-KEYS = st.one_of(NAMES, st.sampled_from(['"quoted key"', '"content-type"']))
-STRINGS = st.sampled_from(['"x"', '""', '"echo {a.b}"', '"{run.logical_date:%Y-%m}"', '"a # b"', '"q \\" e"',
-                           '"{{lit}}"', '"""\n    one\n      two\n    """', '"""inline"""'])
-SCALARS = st.one_of(
-    st.sampled_from(["3", "-2", "2.5", "1_000", "1e3", "0", "5m", "1h30m", "500ms", "true", "false", "null"]),
-    STRINGS.map(lambda s: [s]),
-    st.tuples(NAMES, st.lists(st.one_of(NAMES.map(lambda n: [".", n]),
-                                        st.sampled_from([["[", "0", "]"], ["[", '"k"', "]"]])), max_size=3)),
-    st.just(["env", "(", '"HOME"', ")"]),
-    st.just(["env", "(", '"N"', ",", "4", ")"]),
-    st.just(["secret", "(", '"S"', ")"]),
-)
-
-
-def _flat(x):
-    if isinstance(x, str):
-        return [x]
-    out = []
-    for item in x:
-        out.extend(_flat(item))
-    return out
-
-
-def _list_of(inner):
-    def build(items_comma):
-        items, trailing = items_comma
-        out = ["["]
-        for i, item in enumerate(items):
-            if i:
-                out.append(",")
-            out.extend(_flat(item))
-        if items and trailing:
-            out.append(",")
-        return out + ["]"]
-    return st.tuples(st.lists(inner, max_size=4), st.booleans()).map(build)
-
-
-def _map_of(inner):
-    def build(entries):
-        out = ["{"]
-        for key, value, comma in entries:
-            out += [key, "="] + _flat(value) + ([","] if comma else [])
-        return out + ["}"]
-    return st.lists(st.tuples(KEYS, inner, st.booleans()), max_size=4, unique_by=lambda e: e[0]).map(build)
-
-
-VALUES = st.recursive(SCALARS.map(_flat), lambda inner: st.one_of(_list_of(inner), _map_of(inner)), max_leaves=8)
-MAPS = _map_of(VALUES)
-LISTS = _list_of(VALUES)
-DURATIONS = st.sampled_from(["1s", "5m", "2h"])
-
-TASK_STATEMENTS = st.one_of(
-    st.just(["run", "pkg.mod:fn"]),
-    STRINGS.map(lambda s: ["sh", s]),
-    LISTS.map(lambda v: ["exec"] + v),
-    MAPS.map(lambda v: ["with"] + v),
-    st.lists(NAMES, min_size=1, max_size=3).map(lambda ns: ["after"] + _flat([[",", n] if i else n
-                                                                              for i, n in enumerate(ns)])),
-    st.tuples(st.sampled_from(["0", "3"]), st.booleans(), st.booleans(), st.booleans()).map(
-        lambda r: ["retry", r[0]] + (["delay", "1s"] if r[1] else []) + (["backoff", "2"] if r[2] else [])
-        + (["on", "OSError", ",", "pkg", ".", "Busy"] if r[3] else [])),
-    DURATIONS.map(lambda d: ["timeout", d]),
-    st.sampled_from(["success", "failure", "always"]).map(lambda w: ["when", w]),
-    LISTS.map(lambda v: ["foreach", "item", "in"] + v),
-    st.sampled_from(["text", "json", "lines"]).map(lambda o: ["output", o]),
-    st.sampled_from([["cache"], ["cache", "1h"]]),
-    st.just(["tags", "a", ",", '"b c"']),
-    STRINGS.map(lambda s: ["description", s]),
-)
-PIPELINE_STATEMENTS = st.one_of(
-    st.just(["schedule", "cron", '"0 5 * * 1-5"', "tz", '"Europe/Berlin"']),
-    st.just(["schedule", "every", "6h", "from", '"2026-01-01"']),
-    st.just(["schedule", "at", '"2026-12-24T18:00"']),
-    st.just(["window", '"2026-01-01"', "to", '"2027-01-01"']),
-    st.sampled_from([["catchup", "all"], ["overlap", "queue"], ["concurrency", "4"], ["executor", "thread"],
-                     ["executor", "dask", '"tcp://h:1"'], ["results", "pickle"], ["timeout", "1h"]]),
-    st.just(["pythonpath", '"src"', ",", '"lib"']),
-    MAPS.map(lambda v: ["params"] + v),
-    st.lists(st.sampled_from([["retry", "2"], ["timeout", "5m"], ["when", "always"]]), max_size=3).map(
-        lambda ss: ["defaults", "{"] + _flat(ss) + ["}"]),
-    st.sampled_from([["on", "failure", "run", "alerts:notify"], ["on", "finish", "sh", '"echo done"']]),
-)
-
-TASKS = st.tuples(NAMES, st.lists(TASK_STATEMENTS, max_size=5)).map(
-    lambda t: ["task", t[0], "{"] + _flat(t[1]) + ["}"])
-PIPELINE = st.lists(PIPELINE_STATEMENTS, max_size=5).map(lambda ss: ["pipeline", "p", "{"] + _flat(ss) + ["}"])
-INCLUDE = st.just(["include", '"other.flow"'])
-SEPARATORS = st.sampled_from([" ", " ", " ", "  ", "\n", "\n", "\n\n", "\t", "\n\n\n    ", "COMMENT", "OWN_COMMENT"])
-
-
-@st.composite
-def layouts(draw):
-    """A generated file's tokens, joined by random white space and comments (each comment unique)."""
-    blocks = draw(st.lists(st.one_of(TASKS, INCLUDE), min_size=1, max_size=4))
-    if draw(st.booleans()):
-        blocks.insert(draw(st.integers(0, len(blocks))), draw(PIPELINE))
-    tokens = _flat(blocks)
-    text, comments = "", []
-    for i, token in enumerate(tokens):
-        sep = draw(SEPARATORS) if i else draw(st.sampled_from(["", "OWN_COMMENT"]))
-        if sep in ("COMMENT", "OWN_COMMENT"):
-            comment = f"# c{len(comments)}"
-            comments.append(comment)
-            sep = (" " if sep == "COMMENT" else "\n") + comment + "\n"
-        text += sep + token
-    if draw(st.booleans()):
-        comments.append(f"# c{len(comments)}")
-        text += " " + comments[-1]
-    return text, comments
-
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layouts())

@@ -34,9 +34,9 @@ def test_equality_and_hash_are_by_value_and_type():
 
 
 def test_defaults_and_factories():
-    p = ir.Pipeline("p", None)
+    p = ir.PipelineDecl("p", None)
     assert p.schedules == () and p.defaults == ir.Settings()
-    assert ir.Pipeline("q", None).defaults is not p.defaults  # a fresh one each time
+    assert ir.PipelineDecl("q", None).defaults is not p.defaults  # a fresh one each time
 
 
 def test_pickle_round_trip():

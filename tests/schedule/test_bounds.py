@@ -27,8 +27,8 @@ def test_upcoming_jumps_to_a_window_years_ahead(rule):
 
 
 def test_a_stream_of_a_century_of_minutes_is_lazy():
-    every = scheduler.Entry("every 1m", "UTC", slots.EveryRule(dt.timedelta(minutes=1)))
-    cron = scheduler.Entry("cron * * * * *", "UTC", slots.CronRule("* * * * *"))
+    every = scheduler.ScheduleRule("every 1m", "UTC", slots.EveryRule(dt.timedelta(minutes=1)))
+    cron = scheduler.ScheduleRule("cron * * * * *", "UTC", slots.CronRule("* * * * *"))
     end = T.replace(year=2126)
     began = time.monotonic()
     first = list(itertools.islice(scheduler.stream([every, cron], T, end), 3))
@@ -39,8 +39,8 @@ def test_a_stream_of_a_century_of_minutes_is_lazy():
 
 
 def test_stream_and_count_agree_on_windows_merges_and_exclusions():
-    a = scheduler.Entry("every 1h", "UTC", slots.EveryRule(dt.timedelta(hours=1)))
-    b = scheduler.Entry("every 90m", "UTC", slots.EveryRule(dt.timedelta(minutes=90)))
+    a = scheduler.ScheduleRule("every 1h", "UTC", slots.EveryRule(dt.timedelta(hours=1)))
+    b = scheduler.ScheduleRule("every 90m", "UTC", slots.EveryRule(dt.timedelta(minutes=90)))
     win = (T + dt.timedelta(hours=2), T + dt.timedelta(hours=30))
     excluded = {T + dt.timedelta(hours=5), T + dt.timedelta(hours=5, minutes=7), T + dt.timedelta(hours=40)}
     for schedule in ([a], [b], [a, b]):

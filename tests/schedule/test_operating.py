@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from runkit import explain, write_project
-from test_tick import fired_dates, project, settle, tick
+from tickkit import fired_dates, project, settle, tick
 
 
 def errors_of(proc, verb: str) -> list:

@@ -43,7 +43,7 @@ def test_the_definition_text_is_the_first_one(path):
     assert program is not None and program.tasks
     for task in program.tasks:
         definition = [task.action, task.args, task.foreach, None]
-        assert checkpoint._shape_text(definition) == repr(first_shape(definition))
+        assert ir.shape_text(definition) == repr(first_shape(definition))
 
 
 # ---- the callable's source (`s`): what the user wrote, on every Python ----------------

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flowdsl.run.worker import Attempt
 from flowdsl.store import checkpoint, codec
 
 SCALARS = st.one_of(
@@ -70,7 +69,7 @@ def _texts(value):
 def fingerprint(kwargs) -> str:
     fp = checkpoint.Fingerprints.__new__(checkpoint.Fingerprints)
     fp.static, fp.definitions = {"t": "d0.s0"}, {}
-    return fp.of("t", Attempt(key="t", number=1, kind="run", kwargs=kwargs))
+    return fp.of("t", "run", "", (), {}, kwargs)
 
 
 @settings(max_examples=600, deadline=None)
