@@ -89,17 +89,16 @@ def load() -> Optional[FrozenRe]:
     if _LOADED:
         return _LOADED[0]
     _LOADED.append(None)
-    loader = globals().get("__loader__")
-    if not hasattr(loader, "get_data"):
+    from .bundled import marshalled
+
+    data = marshalled(globals(), os.path.join(os.path.dirname(__file__), TABLE_FILE))
+    if data is None:
         return None
     try:
-        import marshal
-
-        data = marshal.loads(loader.get_data(os.path.join(os.path.dirname(__file__), TABLE_FILE)))
         if data["signature"] != _signature():
             return None
         table = {(pattern, flags): tuple(args) for pattern, flags, args in data["patterns"]}
-    except (OSError, EOFError, ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError):
         return None
     _LOADED[0] = FrozenRe(table)
     return _LOADED[0]

@@ -99,17 +99,19 @@ def _precompiled(text: str) -> Any:
     global _precompiled_code
     if _precompiled_code is None:
         _precompiled_code = {}
-        loader = globals().get("__loader__")
-        if hasattr(loader, "get_data"):
+        import os
+
+        from .bundled import marshalled
+
+        data = marshalled(globals(), os.path.join(os.path.dirname(__file__), PRECOMPILED_FILE))
+        if isinstance(data, dict):
             import marshal
-            import os
             from importlib._bootstrap_external import MAGIC_NUMBER
 
             try:
-                data = marshal.loads(loader.get_data(os.path.join(os.path.dirname(__file__), PRECOMPILED_FILE)))
                 if data["magic"] == MAGIC_NUMBER:
                     _precompiled_code = marshal.loads(data["code"])
-            except (OSError, EOFError, ValueError, TypeError, KeyError):
+            except (EOFError, ValueError, TypeError, KeyError):
                 pass
     return _precompiled_code.get(text)
 

@@ -91,16 +91,16 @@ def _bundled_data() -> dict:
     global _BUNDLED
     if _BUNDLED is None:
         _BUNDLED = {}
-        loader = globals().get("__loader__")
-        archive = getattr(loader, "archive", None)  # a zipimporter: the data sits at the archive's root
+        archive = getattr(globals().get("__loader__"), "archive", None)  # a zipimporter: at the archive's root
         if archive is not None:
-            import marshal
             import os
 
+            from .bundled import marshalled
+
+            blob = marshalled(globals(), os.path.join(archive, "flowdsl", "lang", "_tzdata.marshal"))
             try:
-                blob = marshal.loads(loader.get_data(os.path.join(archive, "flowdsl", "lang", "_tzdata.marshal")))
                 files = blob["files"]  # each TZif file once; a link's key names its zone's file
                 _BUNDLED = {key: files[index] for key, index in blob["zones"].items()}
-            except (OSError, EOFError, ValueError, TypeError, KeyError, IndexError):
+            except (TypeError, KeyError, IndexError, AttributeError):
                 pass
     return _BUNDLED
