@@ -146,8 +146,8 @@ def test_contents(pyz):
 def build_inputs() -> str:
     """A digest of what a build reads from the checkout."""
     h = hashlib.sha256()
-    for path in sorted([*ROOT.glob("flowdsl/**/*.py"), ROOT / "grammar" / "flow.lark", ROOT / "build_zipapp.py",
-                        ROOT / "requirements" / "pyz.txt"]):
+    for path in sorted([*ROOT.glob("flowdsl/**/*.py"), *ROOT.glob("zipbuild/*.py"), ROOT / "grammar" / "flow.lark",
+                        ROOT / "build_zipapp.py", ROOT / "requirements" / "pyz.txt"]):
         h.update(str(path).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
