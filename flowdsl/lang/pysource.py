@@ -8,6 +8,7 @@ imported from elsewhere, a compiled module) is accepted, not guessed at.
 
 from __future__ import annotations
 
+import _thread
 import os
 import sys
 
@@ -113,13 +114,19 @@ def _compiled_exists(base: str) -> bool:
     return any(os.path.isfile(base + s) for s in m.EXTENSION_SUFFIXES + [".pyc"])
 
 
+# One ast.parse at a time: CPython before 3.11.8 and 3.12.1 counts the AST's recursion depth per interpreter,
+# not per thread, so two threads parsing at once can fail ("AST constructor recursion depth mismatch").
+_AST_PARSING = _thread.allocate_lock()
+
+
 def _read_module(path: str) -> ModuleSource:
     import ast
 
     try:
         with open(path, "rb") as f:
             data = f.read()
-        tree = ast.parse(data, filename=path)
+        with _AST_PARSING:
+            tree = ast.parse(data, filename=path)
     except SyntaxError as e:
         where = f"{path}:{e.lineno}" if e.lineno else path
         return ModuleSource(path, {}, True, f"{where}: {e.msg}")

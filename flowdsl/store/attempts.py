@@ -28,7 +28,7 @@ class AttemptRecord:
         self.session = session
 
 
-def replay(folder: str) -> Tuple[state.RunState, Dict[str, List[AttemptRecord]], Optional[float]]:
+def read_attempts(folder: str) -> Tuple[state.RunState, Dict[str, List[AttemptRecord]], Optional[float]]:
     """(the run state, settled; each task key's attempts in order; the time of the journal's last record).
 
     Raises journal.JournalError when the journal cannot be read or holds no run.
