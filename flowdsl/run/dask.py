@@ -201,6 +201,8 @@ class DaskBackend:
         self.client: Any = None
         self.connected = False
         self.waiting: List[Attempt] = []  # to send once connected again: in flight when the scheduler was lost
+        self.outbox: List[Attempt] = []  # submitted this turn, sent together when `wait` begins
+        self.early: Dict[str, Dict[str, Any]] = {}  # dask key -> a small outcome its worker sent as an event
         self.lost_at: Optional[float] = None
         self.redialing = False
         self.rejoined: queue.Queue[Any] = queue.Queue()  # a client the redial connected
@@ -267,7 +269,14 @@ class DaskBackend:
         if not self.connected:
             self.waiting.append(attempt)  # sent once the scheduler is back (or stopped with the run)
             return
-        self._send(attempt)
+        # Sent with the others of this turn when `wait` begins: one message to the scheduler for all of
+        # them (client.map), where one each costs the scheduler a graph update per attempt.
+        self.outbox.append(attempt)
+
+    def _flush(self) -> None:
+        outbox, self.outbox = self.outbox, []
+        if outbox:
+            self._send(outbox)
 
     def _dask_key(self, attempt: Attempt) -> str:
         """`pipeline.task-N[-i][-cC]-tag`: Dask's dashboard groups tasks by the part before the first number.
@@ -278,42 +287,53 @@ class DaskBackend:
         check = f"c{attempt.check}-" if attempt.check else ""
         return f"{pipeline}.{name}-{attempt.number}-{index + '-' if index else ''}{check}{self.tag}"
 
-    def _send(self, attempt: Attempt) -> None:
+    def _send(self, attempts: List[Attempt]) -> None:
+        """Submit attempts: those that take the same resources in one `client.map`."""
         from .daskhost import attempt_to_plain
 
-        dask_key = self._dask_key(attempt)
-        try:
-            payload = attempt_to_plain(attempt, self.tag, dask_key)
-            payload["topic"] = self.topic
-            passed = self._environment(attempt)
-            if attempt.kind == "run":  # a callable reads the helper's own environment, set for the attempt
-                payload["runner_env"] = passed
-            else:  # a command's environment is the attempt's
-                payload["env"] = dict(passed, **payload["env"])
-        except Exception as e:  # an argument the run's codec cannot carry
-            self._end_here(attempt, type(e).__name__, f"cannot send the attempt to Dask: {e}")
-            return
-        if self.client.status != "running":  # lost: the client would keep it for a scheduler without the run
-            self.waiting.append(attempt)
-            self._disconnect()
-            return
-        self.attempts[dask_key] = attempt
-        self.keys[attempt.key] = dask_key
-        self.submitted[dask_key] = time.time()
-        try:
-            future = self.client.submit(self.remote.attempt, payload, self.folder, self.flow_zip, key=dask_key,
-                                        pure=False, retries=0,
-                                        resources=self.resources.get(attempt.key.split("[", 1)[0]))
-        except Exception as e:
-            self._forget(dask_key)
-            if self.client.status != "running":
-                self.waiting.append(attempt)
+        groups: Dict[tuple, List[tuple]] = {}  # resources -> [(attempt, dask key, payload)]
+        for attempt in attempts:
+            dask_key = self._dask_key(attempt)
+            try:
+                payload = attempt_to_plain(attempt, self.tag, dask_key)
+                payload["topic"] = self.topic
+                passed = self._environment(attempt)
+                if attempt.kind == "run":  # a callable reads the helper's own environment, set for the attempt
+                    payload["runner_env"] = passed
+                else:  # a command's environment is the attempt's
+                    payload["env"] = dict(passed, **payload["env"])
+            except Exception as e:  # an argument the run's codec cannot carry
+                self._end_here(attempt, type(e).__name__, f"cannot send the attempt to Dask: {e}")
+                continue
+            resources = self.resources.get(attempt.key.split("[", 1)[0])
+            groups.setdefault(tuple(sorted((resources or {}).items())), []).append((attempt, dask_key, payload))
+        for resources, batch in groups.items():
+            if self.client.status != "running":  # lost: the client would keep them for a scheduler without the run
+                self.waiting.extend(a for a, _, _ in batch)
                 self._disconnect()
-            else:
-                self._end_here(attempt, "DaskError", f"cannot submit the attempt: {type(e).__name__}: {e}")
-            return
-        self.futures[dask_key] = future
-        future.add_done_callback(self.done.put)  # on the client's event loop: only a hand-over
+                continue
+            keys = [k for _, k, _ in batch]
+            for attempt, dask_key, _ in batch:
+                self.attempts[dask_key] = attempt
+                self.keys[attempt.key] = dask_key
+                self.submitted[dask_key] = time.time()
+            try:
+                futures = self.client.map(self.remote.attempt, [p for _, _, p in batch], [self.folder] * len(batch),
+                                          [self.flow_zip] * len(batch), key=keys, pure=False, retries=0,
+                                          resources=dict(resources) or None)
+            except Exception as e:
+                for attempt, dask_key, _ in batch:
+                    self._forget(dask_key)
+                    if self.client.status != "running":
+                        self.waiting.append(attempt)
+                    else:
+                        self._end_here(attempt, "DaskError", f"cannot submit the attempt: {type(e).__name__}: {e}")
+                if self.client.status != "running":
+                    self._disconnect()
+                continue
+            for dask_key, future in zip(keys, futures):
+                self.futures[dask_key] = future
+                future.add_done_callback(self.done.put)  # on the client's event loop: only a hand-over
 
     def _environment(self, attempt: Attempt) -> Dict[str, str]:
         """The variables of the runner's environment that the attempt names, as a local attempt sees them: `$X`
@@ -363,6 +383,7 @@ class DaskBackend:
         self.began.pop(dask_key, None)
         self.reported.discard(dask_key)
         self.unplaced.pop(dask_key, None)
+        self.early.pop(dask_key, None)
         return attempt
 
     def wait(self, timeout: Optional[float]) -> List[Any]:
@@ -374,6 +395,8 @@ class DaskBackend:
         """
         if self.connected and (self.client.status != "running" or _scheduler_id(self.client) != self.scheduler):
             self._disconnect()  # lost, or (a Dask whose client dialled again by itself) another scheduler now
+        if self.connected:
+            self._flush()
         if self.pending:  # attempts that ended here are reported at once
             pending, self.pending = self.pending, []
             out: List[Any] = []
@@ -411,12 +434,17 @@ class DaskBackend:
                     # Futures that ended before it (their state came first, on the same stream from the
                     # scheduler) come before it, although their done callbacks (on a thread of Dask's) may
                     # not have reached the queue yet: the attempt that left a thread free ends before the
-                    # one that took it begins.
-                    for f in list(self.futures.values()):
-                        if f not in ended and f.done():
+                    # one that took it begins. Only an attempt that began can have left a thread: those
+                    # are looked at (a few per worker thread), not every future in flight.
+                    for k in list(self.began):
+                        f = self.futures.get(k)
+                        if f is not None and f not in ended and f.done():
                             ended.add(f)
                             items.append(f)
                     items.append((event["began"], began))
+            elif "done" in event:  # a small outcome, sent by its worker before its future finishes
+                if event["done"] in self.attempts and isinstance(event.get("outcome"), dict):
+                    self.early[event["done"]] = event["outcome"]
             elif "workers" in event:  # the guard's word that the cluster changed
                 if isinstance(event["workers"], dict):
                     self._cluster(event["workers"])
@@ -433,7 +461,8 @@ class DaskBackend:
         sent again instead."""
         items = [x for x in items if isinstance(x, tuple) or self.futures.get(x.key) is x]  # not one killed
         done = [x for x in items if not isinstance(x, tuple)]
-        finished = [f for f in done if f.status == "finished"]
+        early = {f.key: self.early[f.key] for f in done if f.key in self.early}  # no gather for these
+        finished = [f for f in done if f.status == "finished" and f.key not in early]
         plains: List[Any] = []
         if finished:
             try:
@@ -441,6 +470,7 @@ class DaskBackend:
             except Exception:  # lost between finishing and the gather: one by one
                 plains = [_result_or_none(f) for f in finished]
         by_key = dict(zip([f.key for f in finished], plains))
+        by_key.update(early)
         broken = self.client.status != "running" or any(_connection_lost(f) for f in done)
         out: List[Any] = []
         for x in items:
@@ -596,7 +626,8 @@ class DaskBackend:
                 _note_in_log(self.attempts[dask_key], "the Dask scheduler was lost: this attempt starts again "
                                                       "once flow reconnects")
             self._forget(dask_key)
-        self.waiting = again + self.waiting
+        self.waiting = again + self.waiting + self.outbox
+        self.outbox = []
         old, self.client = self.client, None
         threading.Thread(target=_close_quietly, args=(old,), daemon=True, name="flow-dask-close").start()
         self.notes.append(f"lost the Dask scheduler at {self.address}; reconnecting for up to {self.reconnect:g}s"
@@ -654,8 +685,8 @@ class DaskBackend:
         again, self.waiting = self.waiting, []
         self.notes.append(f"reconnected to the Dask scheduler at {self.address} and uploaded the run's code again"
                           + (f"; {len(again)} attempt{'s' * (len(again) != 1)} sent again" if again else ""))
-        for attempt in again:
-            self._send(attempt)
+        if again:
+            self._send(again)
         return []
 
     # ---- stopping ---------------------------------------------------------------------------------
@@ -663,6 +694,7 @@ class DaskBackend:
     def kill(self, key: str) -> None:
         """Stop one attempt (its timeout passed): cancel its future; the worker kills its process group."""
         self.waiting = [a for a in self.waiting if a.key != key]
+        self.outbox = [a for a in self.outbox if a.key != key]
         dask_key = self.keys.get(key)
         future = self.futures.get(dask_key) if dask_key else None
         if future is not None:
@@ -682,9 +714,11 @@ class DaskBackend:
         start is on its way, or that Dask hands a thread an interrupted attempt freed).
         """
         for attempt in self.waiting:  # the scheduler is lost: they run nowhere
-            self._end_here(attempt, failures.INTERRUPTED, "stopped when the run was interrupted (the Dask scheduler "
-                                                   "was lost)")
-        self.waiting = []
+            self._end_here(attempt, failures.INTERRUPTED,
+                           "stopped when the run was interrupted (the Dask scheduler was lost)")
+        for attempt in self.outbox:  # never sent
+            self._end_here(attempt, failures.INTERRUPTED, "stopped before it was sent, when the run was interrupted")
+        self.waiting, self.outbox = [], []
         if not self.futures or not self.connected:
             return
         try:
@@ -715,6 +749,7 @@ class DaskBackend:
                     pass  # the guard forgets the run anyway when the client leaves
         finally:
             self.futures.clear()
+            self.outbox = []
             if self.client is not None:
                 _close_quietly(self.client)
             while not self.rejoined.empty():

@@ -342,7 +342,30 @@ def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
     outcome["started"] = started  # when it left Dask's queue (the helper's own clock starts a little later)
     outcome["log"] = _take(log)  # the whole log: the runner skips what the events brought
     outcome["worker"] = worker.address
+    _send_small(worker, payload.get("topic"), dask_key, outcome)
     return outcome
+
+
+EARLY_BYTES = 2048  # an outcome this small also travels as an event: the runner needs no gather for it
+
+
+def _send_small(worker, topic: Optional[str], dask_key: str, outcome: Dict[str, Any]) -> None:
+    """A small outcome, sent on the run's topic before the attempt's future finishes: the event reaches the
+    runner ahead of the future's state (both cross the worker's stream to the scheduler in order), and the
+    runner takes the outcome from it instead of fetching the result (a round trip per turn of its loop).
+    Kept small: the scheduler keeps a topic's events until the run ends."""
+    if not topic:
+        return
+    size = sum(len(v) for v in (outcome.get("result"), outcome.get("log")) if isinstance(v, (bytes, str)))
+    error = outcome.get("error")
+    if isinstance(error, dict):
+        size += sum(len(v) for v in error.values() if isinstance(v, str))
+    if size > EARLY_BYTES:
+        return
+    try:
+        worker.log_event(topic, {"done": dask_key, "outcome": outcome})
+    except Exception:  # noqa: BLE001 (the future still brings it)
+        pass
 
 
 def _refused(payload: Dict[str, Any], started: float, kind: str, message: str) -> Dict[str, Any]:

@@ -154,3 +154,29 @@ def test_files_shipped_with_the_code_are_where_an_attempt_off_the_runners_disk_r
     assert lines[:3] == ["a,b", "1,2", "looked up"], text
     assert f"flow-runs/{b.token}/files" in lines[3], text
     assert not Path(lines[3]).exists()  # removed with the run's upload when the backend closed
+
+
+def test_small_outcomes_come_as_events_and_big_ones_are_fetched(backend, tmp_path, monkeypatch):
+    """An outcome of at most daskhost.EARLY_BYTES travels on the run's topic ahead of its future: no gather
+    for it. A bigger one (a long log here) is fetched with its future, as before. Both come back whole."""
+    from flowdsl.run import daskhost
+
+    gathered = []
+    gather = backend.client.gather
+    monkeypatch.setattr(backend.client, "gather", lambda futures, *a, **k: gathered.extend(futures) or gather(
+        futures, *a, **k))
+    for i in range(6):  # submitted in one turn: one client.map for all
+        backend.submit(attempt(tmp_path, f"small{i}", "sh", f"echo {i}"))
+    items, _ = collect(backend, 6)
+    outcomes = {x.key: x for x in items if isinstance(x, Outcome)}
+    assert {k: codec.decode_result(o.result, allow_pickle=False) for k, o in outcomes.items()} == {
+        f"small{i}": str(i) for i in range(6)}
+    assert all(o.worker for o in outcomes.values())
+    assert gathered == []
+    big = "x" * (daskhost.EARLY_BYTES + 100)
+    backend.submit(attempt(tmp_path, "big", "sh", f"echo {big} >&2; echo done"))
+    items, _ = collect(backend, 1)
+    (outcome,) = [x for x in items if isinstance(x, Outcome)]
+    assert outcome.ok and codec.decode_result(outcome.result, allow_pickle=False) == "done"
+    assert [f.key for f in gathered] == [backend._dask_key(attempt(tmp_path, "big", "sh", ""))]
+    assert big in (tmp_path / "big.1.log").read_text()
