@@ -3,7 +3,11 @@
 Everything else stays in the runner (readiness, `when`, retries, timeouts,
 concurrency, foreach, secrets, the journal, hooks); this backend only
 submits attempts as futures and turns finished futures back into Outcomes.
-`distributed` is imported here alone, and only when a run uses it.
+`distributed` is imported here alone, and only when a run uses it. The
+attempts of one turn of the runner's loop go in one `client.map` (one
+graph update on the scheduler, not one per attempt), and a small outcome
+comes back as an event on the run's topic ahead of its future, so that a
+turn costs no `gather` round trip (run.daskhost, `EARLY_BYTES`).
 
 A run leaves the cluster as it found it. It changes no setting of the
 scheduler; it sets itself up with two plugins of its own, named after the
