@@ -20,7 +20,14 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, TypeVar
+
+    from typing_extensions import dataclass_transform
+
+    T = TypeVar("T")
+else:
+    def dataclass_transform(**kwargs):  # a type checker's word that `record` makes dataclass-like classes
+        return lambda f: f
 
 
 _set = object.__setattr__
@@ -60,7 +67,8 @@ class Record:
         return (type(self), tuple(getattr(self, f) for f in self._fields))
 
 
-def record(cls: type) -> type:
+@dataclass_transform(frozen_default=True, field_specifiers=(Factory,))
+def record(cls: type[T]) -> type[T]:
     """Make `cls` a frozen record; its `__init__` arrives with `finish()`."""
     annotations: Dict[str, Any] = cls.__dict__.get("__annotations__", {})
     fields = tuple(annotations)
