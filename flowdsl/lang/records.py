@@ -20,7 +20,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, TypeVar
+    from typing import Any, Dict, List, Optional, TypeVar
 
     from typing_extensions import dataclass_transform
 
