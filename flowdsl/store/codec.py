@@ -19,6 +19,7 @@ decodes only what an expression looks inside.
 
 from __future__ import annotations
 
+import _thread
 import datetime as dt
 import json
 import sys
@@ -54,10 +55,15 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_STORED, obj.data)
     if kind is Built:
         return obj.value
-    if isinstance(obj, tuple):
-        return msgpack.ExtType(_TUPLE, pack(list(obj)))
-    if isinstance(obj, (set, frozenset)):
-        return msgpack.ExtType(_SET, pack(list(obj)))
+    if isinstance(obj, (tuple, set, frozenset)):
+        depth = getattr(_nesting, "depth", 0)
+        if depth >= _EXT_DEPTH:
+            raise ResultTypeError(f"the result nests tuples or sets more than {_EXT_DEPTH} deep")
+        _nesting.depth = depth + 1
+        try:
+            return msgpack.ExtType(_TUPLE if isinstance(obj, tuple) else _SET, pack(list(obj)))
+        finally:
+            _nesting.depth = depth
     if isinstance(obj, dt.datetime):
         return msgpack.ExtType(_DATETIME, obj.isoformat().encode())
     if isinstance(obj, dt.date):
@@ -95,7 +101,23 @@ def _default(obj: Any) -> Any:
         "or set `results pickle` in the pipeline")
 
 
+_EXT_DEPTH = 100  # extension values inside extension values (tuples in tuples...): deeper is refused when
+_nesting = _thread._local()  # encoding and damage when decoding (the C unpacker would overflow its stack through
+# the hook, the pure-Python one Python's); counted per thread
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
+    depth = getattr(_nesting, "depth", 0)
+    if depth >= _EXT_DEPTH:
+        raise ValueError(f"values nested more than {_EXT_DEPTH} deep in extension types")
+    _nesting.depth = depth + 1
+    try:
+        return _ext_value(code, data)
+    finally:
+        _nesting.depth = depth
+
+
+def _ext_value(code: int, data: bytes) -> Any:
     if code == _TUPLE:
         return tuple(unpack(data))
     if code == _SET:
@@ -191,10 +213,13 @@ def encode_result(value: Any, mode: str) -> bytes:
 def decode_result(data: bytes, allow_pickle: bool) -> Any:
     """The result back; pickled data is refused unless the pipeline chose pickle."""
     tag, body = data[:1], data[1:]
-    if tag == b"J":
-        return _PARSE(body.decode("utf-8"))
-    if tag == b"M":
-        return unpack(body)
+    try:
+        if tag == b"J":
+            return _PARSE(body.decode("utf-8"))
+        if tag == b"M":
+            return unpack(body)
+    except RecursionError:
+        raise ValueError("the result is nested too deeply to read") from None
     if tag == b"P":
         if not allow_pickle:
             raise ValueError("this checkpoint holds a pickled result, but the pipeline does not say `results pickle`")

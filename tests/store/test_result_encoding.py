@@ -162,3 +162,38 @@ def test_a_stored_result_crosses_to_dask_workers_in_msgpack():
     assert arguments[:1] == b"M"
     args, kwargs = codec.decode_result(arguments, allow_pickle=False)
     assert kwargs == {"rows": [{"id": 1}], "both": [[{"id": 1}], 2]}
+
+
+@pytest.mark.parametrize("damage", ["stored in stored", "tuple in tuple", "json arrays", "msgpack arrays"])
+def test_a_result_nested_without_end_is_refused_not_a_crash(damage):
+    """A journal's result is data someone may have written by hand: nesting thousands deep is a ValueError
+    (the report says the result is unreadable; a task passed it fails), never a stack overflow of the C
+    unpacker (a segfault) or a RecursionError."""
+    import msgpack
+
+    if damage == "stored in stored":
+        data = b"M" + msgpack.packb(1)
+        for _ in range(3000):
+            data = b"M" + msgpack.packb(msgpack.ExtType(11, data))
+    elif damage == "tuple in tuple":
+        inner = msgpack.packb([])
+        for _ in range(3000):
+            inner = msgpack.packb(msgpack.ExtType(8, inner))
+        data = b"M" + inner
+    elif damage == "json arrays":
+        data = b"J" + b"[" * 100_000 + b"]" * 100_000
+    else:
+        data = b"M" + b"\x91" * 100_000 + b"\xc0"
+    with pytest.raises(ValueError):
+        codec.decode_result(data, allow_pickle=False)
+    with pytest.raises(ValueError):
+        codec.materialize(codec.Stored(data), allow_pickle=False)
+
+
+def test_what_encodes_decodes_and_deeper_is_refused_when_encoding():
+    value = ()
+    for _ in range(codec._EXT_DEPTH - 1):
+        value = (value,)
+    assert codec.decode_result(codec.encode_result(value, "msgpack"), allow_pickle=False) == value
+    with pytest.raises(codec.ResultTypeError, match="more than"):
+        codec.encode_result((value,), "msgpack")
