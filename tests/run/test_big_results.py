@@ -120,13 +120,18 @@ def as_before(record):
     return record
 
 
-def test_results_stored_as_msgpack_by_the_release_before_still_resume(flow, tmp_path):
+def failed_run(flow, tmp_path):
+    """The pipeline with a last task that fails while the file `fail` is there: (its file, run id, folder)."""
     flow_file = write_project(tmp_path, FLOW + "task last { sh \"test ! -e fail\" after count }\n", TASKS)
     (tmp_path / "fail").write_text("")
     proc, _ = run_json(flow, flow_file)
     assert proc.returncode == 1, explain(proc)
     run_id = only_run(tmp_path / ".flow")
-    folder = tmp_path / ".flow" / "runs" / run_id
+    return flow_file, run_id, tmp_path / ".flow" / "runs" / run_id
+
+
+def test_results_stored_as_msgpack_by_the_release_before_still_resume(flow, tmp_path):
+    flow_file, run_id, folder = failed_run(flow, tmp_path)
     rewrite_journal(folder / "journal.msgpack", as_before)
     for name in ("snapshot.json", "report.json"):
         (folder / name).unlink(missing_ok=True)
@@ -157,12 +162,7 @@ def result_place(path, task):
 @pytest.mark.parametrize("where", ["tag", "second", "middle", "last"])
 @pytest.mark.parametrize("snapshot", [False, True])
 def test_a_changed_byte_in_a_stored_result_makes_the_resume_run_it_again(flow, tmp_path, where, snapshot):
-    flow_file = write_project(tmp_path, FLOW + "task last { sh \"test ! -e fail\" after count }\n", TASKS)
-    (tmp_path / "fail").write_text("")
-    proc, _ = run_json(flow, flow_file)
-    assert proc.returncode == 1, explain(proc)
-    run_id = only_run(tmp_path / ".flow")
-    folder = tmp_path / ".flow" / "runs" / run_id
+    flow_file, run_id, folder = failed_run(flow, tmp_path)
     journal = folder / "journal.msgpack"
     at, size = result_place(journal, "make")
     offset = at + {"tag": 0, "second": 1, "middle": size // 2, "last": size - 1}[where]
