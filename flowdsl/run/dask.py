@@ -6,8 +6,9 @@ submits attempts as futures and turns finished futures back into Outcomes.
 `distributed` is imported here alone, and only when a run uses it. The
 attempts of one turn of the runner's loop go in one `client.map` (one
 graph update on the scheduler, not one per attempt), and a small outcome
-comes back as an event on the run's topic ahead of its future, so that a
-turn costs no `gather` round trip (run.daskhost, `EARLY_BYTES`).
+comes back with the worker's next claim, as an event on the run's topic
+ahead of the attempt that took its thread, so that a turn costs no
+`gather` round trip (run.daskhost, `EARLY_BYTES`).
 
 A run leaves the cluster as it found it. It changes no setting of the
 scheduler; it sets itself up with two plugins of its own, named after the
@@ -442,11 +443,11 @@ class DaskBackend:
                     # are looked at (a few per worker thread), not every future in flight.
                     for k in list(self.began):
                         f = self.futures.get(k)
-                        if f is not None and f not in ended and f.done():
+                        if f is not None and f not in ended and (f.done() or k in self.early):
                             ended.add(f)
                             items.append(f)
                     items.append((event["began"], began))
-            elif "done" in event:  # a small outcome, sent by its worker before its future finishes
+            elif "done" in event:  # a small outcome its worker sent with its next claim (run.daskhost)
                 if event["done"] in self.attempts and isinstance(event.get("outcome"), dict):
                     self.early[event["done"]] = event["outcome"]
             elif "workers" in event:  # the guard's word that the cluster changed

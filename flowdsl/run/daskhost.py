@@ -136,6 +136,7 @@ class Run:
 
 _lock = threading.Lock()
 _running: Dict[tuple, Helper] = {}  # (run tag, attempt key) -> its helper
+_unsent: Dict[str, List[tuple]] = {}  # run tag -> [(dask key, small outcome)], for the next claim to carry
 
 
 def _runs() -> Dict[str, Any]:
@@ -172,6 +173,7 @@ def teardown_run(tag: str) -> int:
 
     with _lock:
         run = _runs().pop(tag, None)
+        _unsent.pop(tag, None)
         busy = [h for (t, _), h in _running.items() if t == tag]
     if run is None:
         return 0
@@ -261,17 +263,23 @@ def _wanted(worker, dask_key: str) -> bool:
     return ts is None or ts.state not in ("cancelled", "released", "forgotten")
 
 
-def _claim(worker, op: str, dask_key: str, t: float):
+def _claim(worker, op: str, dask_key: str, t: float, token: str):
     """Ask the run's plugin on the scheduler whether this attempt may start: True, or why not.
 
     Dask runs a task again on another worker when the worker running it dies; flow must not (the task's
     `retry` decides), so each attempt starts once: the first claim of its key wins, and the scheduler
-    tells the runner of the start (the `began` event) as it grants it.
+    tells the runner of the start (the `began` event) as it grants it. The claim carries the small
+    outcomes of the run's attempts that ended here since the last one: the scheduler tells the runner of
+    them first, so that the runner hears an attempt ended before it hears of the one that took its thread,
+    and takes the outcome without fetching the result.
     """
     from distributed.utils import sync
 
+    with _lock:
+        done = _unsent.pop(token, [])
     try:
-        answer = sync(worker.loop, getattr(worker.scheduler, op), key=dask_key, worker=worker.address, t=t)
+        answer = sync(worker.loop, getattr(worker.scheduler, op), key=dask_key, worker=worker.address, t=t,
+                      done=done)
     except Exception as e:  # the scheduler is gone, or the run's plugin with it
         return f"the Dask scheduler did not let it start ({type(e).__name__}: {e})"
     return True if answer is True else str(answer or "refused")
@@ -291,7 +299,7 @@ def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
         return _refused(payload, started, "Interrupted", "the run had ended on this worker")
     if run.stopping:
         return _refused(payload, started, "Interrupted", "stopped in Dask's queue when the run was interrupted")
-    claimed = _claim(worker, run.claim, dask_key, started)
+    claimed = _claim(worker, run.claim, dask_key, started, token)
     if claimed is not True:
         return _refused(payload, started, "WorkerDied", claimed)
     payload = dict(payload)
@@ -342,29 +350,31 @@ def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
     outcome["started"] = started  # when it left Dask's queue (the helper's own clock starts a little later)
     outcome["log"] = _take(log)  # the whole log: the runner skips what the events brought
     outcome["worker"] = worker.address
-    _send_small(worker, payload.get("topic"), dask_key, outcome)
+    _send_small(worker, payload.get("topic"), token, dask_key, outcome)
     return outcome
 
 
 EARLY_BYTES = 2048  # an outcome this small also travels as an event: the runner needs no gather for it
 
 
-def _send_small(worker, topic: Optional[str], dask_key: str, outcome: Dict[str, Any]) -> None:
-    """A small outcome, sent on the run's topic before the attempt's future finishes: the event reaches the
-    runner ahead of the future's state (both cross the worker's stream to the scheduler in order), and the
-    runner takes the outcome from it instead of fetching the result (a round trip per turn of its loop).
-    Kept small: the scheduler keeps a topic's events until the run ends."""
-    if not topic:
-        return
+def _send_small(worker, topic: Optional[str], token: str, dask_key: str, outcome: Dict[str, Any]) -> None:
+    """A small outcome, sent to the runner as an event on the run's topic, twice: now, on the worker's
+    stream to the scheduler, where it goes ahead of the future's state (so the runner takes it instead of
+    fetching the result, a round trip per turn of its loop); and with the run's next claim on this worker
+    (`_claim`), which can overtake that stream, so that the runner hears an attempt ended before it hears
+    of the one that took its thread. The runner takes the first and ignores the second. Kept small: the
+    scheduler keeps a topic's events until the run ends."""
     size = sum(len(v) for v in (outcome.get("result"), outcome.get("log")) if isinstance(v, (bytes, str)))
     error = outcome.get("error")
     if isinstance(error, dict):
         size += sum(len(v) for v in error.values() if isinstance(v, str))
-    if size > EARLY_BYTES:
+    if size > EARLY_BYTES or not topic:
         return
+    with _lock:
+        _unsent.setdefault(token, []).append((dask_key, outcome))
     try:
         worker.log_event(topic, {"done": dask_key, "outcome": outcome})
-    except Exception:  # noqa: BLE001 (the future still brings it)
+    except Exception:  # noqa: BLE001 (the claim or the future still brings it)
         pass
 
 

@@ -103,7 +103,9 @@ class Remote:
                 self.scheduler = scheduler
                 scheduler.handlers[self.op] = self.claim
 
-            def claim(self, key=None, worker=None, t=None):
+            def claim(self, key=None, worker=None, t=None, done=None):
+                for ended, outcome in done or ():  # the worker's attempts that ended since its last claim
+                    self.scheduler.log_event(self.topic, {"done": ended, "outcome": outcome})
                 if key in self.claimed:
                     return ("the Dask worker running it was lost (Dask then started it on another worker, "
                             "which refused: flow starts an attempt once, and the task's `retry` decides)")

@@ -157,8 +157,9 @@ def test_files_shipped_with_the_code_are_where_an_attempt_off_the_runners_disk_r
 
 
 def test_small_outcomes_come_as_events_and_big_ones_are_fetched(backend, tmp_path, monkeypatch):
-    """An outcome of at most daskhost.EARLY_BYTES travels on the run's topic ahead of its future: no gather
-    for it. A bigger one (a long log here) is fetched with its future, as before. Both come back whole."""
+    """An outcome of at most daskhost.EARLY_BYTES travels as an event ahead of its future (no gather for it),
+    and again with the worker's next claim, ahead of the Began of the attempt that took its thread. A
+    bigger one (a long log here) is fetched with its future, as before. All come back whole."""
     from flowdsl.run import daskhost
 
     gathered = []
@@ -172,7 +173,12 @@ def test_small_outcomes_come_as_events_and_big_ones_are_fetched(backend, tmp_pat
     assert {k: codec.decode_result(o.result, allow_pickle=False) for k, o in outcomes.items()} == {
         f"small{i}": str(i) for i in range(6)}
     assert all(o.worker for o in outcomes.values())
-    assert gathered == []
+    order = [(type(x).__name__, x.key) for x in items]
+    assert gathered == [], order
+    begun = [k for kind, k in order if kind == "Began"]  # in the order the one thread took them
+    for one, then in zip(begun, begun[1:]):  # each attempt's Outcome comes before the next one's Began
+        assert order.index(("Outcome", one)) < order.index(("Began", then)), order
+    gathered.clear()
     big = "x" * (daskhost.EARLY_BYTES + 100)
     backend.submit(attempt(tmp_path, "big", "sh", f"echo {big} >&2; echo done"))
     items, _ = collect(backend, 1)
