@@ -6,9 +6,10 @@ submits attempts as futures and turns finished futures back into Outcomes.
 `distributed` is imported here alone, and only when a run uses it. The
 attempts of one turn of the runner's loop go in one `client.map` (one
 graph update on the scheduler, not one per attempt), and a small outcome
-comes back with the worker's next claim, as an event on the run's topic
-ahead of the attempt that took its thread, so that a turn costs no
-`gather` round trip (run.daskhost, `EARLY_BYTES`).
+comes back as an event on the run's topic ahead of its future, so that a
+turn costs no `gather` round trip (and again with the worker's next
+claim, ahead of the Began of the attempt that took its thread: see
+run.daskhost, `EARLY_BYTES`).
 
 A run leaves the cluster as it found it. It changes no setting of the
 scheduler; it sets itself up with two plugins of its own, named after the
@@ -313,7 +314,8 @@ class DaskBackend:
             resources = self.resources.get(attempt.key.split("[", 1)[0])
             groups.setdefault(tuple(sorted((resources or {}).items())), []).append((attempt, dask_key, payload))
         for resources, batch in groups.items():
-            if self.client.status != "running":  # lost: the client would keep them for a scheduler without the run
+            if not self.connected or self.client.status != "running":
+                # lost: the client would keep them for a scheduler without the run
                 self.waiting.extend(a for a, _, _ in batch)
                 self._disconnect()
                 continue
@@ -327,13 +329,14 @@ class DaskBackend:
                                           [self.flow_zip] * len(batch), key=keys, pure=False, retries=0,
                                           resources=dict(resources) or None)
             except Exception as e:
+                lost = self.client.status != "running"
                 for attempt, dask_key, _ in batch:
                     self._forget(dask_key)
-                    if self.client.status != "running":
+                    if lost:
                         self.waiting.append(attempt)
                     else:
                         self._end_here(attempt, "DaskError", f"cannot submit the attempt: {type(e).__name__}: {e}")
-                if self.client.status != "running":
+                if lost:
                     self._disconnect()
                 continue
             for dask_key, future in zip(keys, futures):
