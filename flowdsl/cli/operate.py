@@ -145,7 +145,7 @@ def cmd_mark(args) -> int:
         if args.task in run.instances:
             raise UsageError(f"`{args.task}` is a foreach task: mark its instances (`{args.task}[0]`, ...)")
         record = {"e": "mark", "task": args.task, "status": args.status, "t": time.time(), "result": result,
-                  "rc": None if result is None else codec.checksum(result)}
+                  "rc": codec.checksum(result)}
         writer.append(record)
         writer.close()
     finally:

@@ -223,9 +223,10 @@ def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str
     Either may also name one instance of a foreach task (`fetch[2]`): `foreach` holds those tasks.
     """
     from ..lang.diagnostics import did_you_mean
+    from ..lang.planner import split_instance
 
     for t in given:
-        base, index = instance_of(t)
+        base, index = split_instance(t)
         if index is not None:
             if base not in foreach:
                 what = "names no task" if base not in names else "is not a foreach task"
@@ -234,13 +235,6 @@ def check_names(flag: str, given: Sequence[str], names: Sequence[str], file: str
         if t not in names:
             hint = did_you_mean(t, names)
             raise UsageError(f"{flag} `{t}` names no task of {file}" + (f"; {hint}" if hint else ""))
-
-
-def instance_of(text: str):
-    """(`fetch`, 2) for `fetch[2]`; (text, None) for anything else."""
-    from ..lang.planner import split_instance
-
-    return split_instance(text)
 
 
 def tagged(program, tags: Sequence[str], file: str) -> list:
@@ -258,11 +252,11 @@ def tagged(program, tags: Sequence[str], file: str) -> list:
 def forced_by_from(graph, plan_tasks, given: Sequence[str]) -> set:
     """What `--from` runs again: each named task and what depends on it; for an instance `T[i]`, that
     instance (by its key) and what depends on T."""
-    from ..lang.planner import downstream_closure
+    from ..lang.planner import downstream_closure, split_instance
 
     forced = set()
     for t in given:
-        base, index = instance_of(t)
+        base, index = split_instance(t)
         if index is None:
             forced |= downstream_closure(graph, [t])
         else:

@@ -558,7 +558,7 @@ class Machine:
                 return False
         result = entry["result"]
         self.record({"e": "end", "task": inst.key, "n": 0, "t": self.clock.wall(), "status": "cached",
-                     "result": result, "rc": None if result is None else codec.checksum(result), "fp": inst.fp,
+                     "result": result, "rc": codec.checksum(result), "fp": inst.fp,
                      "from": entry.get("run")})
         self.reporter.ended(inst.key, 0, "cached", 0.0, None, None)
         return True
@@ -586,8 +586,7 @@ class Machine:
                 self.reporter.note(f"{inst.key}'s result is {len(result) >> 20} MB: results travel through the "
                                    "journal; write data this large to a file and return its path")
             end = {"e": "end", "task": inst.key, "n": inst.attempt, "t": self.clock.wall(),
-                   "status": "success", "result": result, "rc": None if result is None else codec.checksum(result),
-                   "cpu": o.cpu}
+                   "status": "success", "result": result, "rc": codec.checksum(result), "cpu": o.cpu}
             if o.worker is not None:
                 end["w"] = o.worker
             self.record(end)

@@ -281,7 +281,7 @@ class ResultCache:
         if isinstance(written, bool) or not isinstance(written, (int, float)) or \
                 not isinstance(run, (str, type(None))):
             return None
-        if crc is not None and entry.get("result") is not None and crc != codec.checksum(entry["result"]):
+        if not codec.intact(entry.get("result"), crc):
             return None  # its bytes are not those written
         if ttl is not None and time.time() - written > ttl:
             return None
@@ -292,7 +292,7 @@ class ResultCache:
         try:
             self._check(create=True)
             data = msgpack.packb({"t": time.time(), "run": run_id, "task": task, "result": result,
-                                  "c": None if result is None else codec.checksum(result)}, use_bin_type=True)
+                                  "c": codec.checksum(result)}, use_bin_type=True)
             state.write_atomic(self.path(fp), data)
         except OSError:
             pass

@@ -25,7 +25,7 @@ import json
 import sys
 import zlib
 from itertools import chain
-from typing import Any
+from typing import Any, Optional
 
 import msgpack
 
@@ -229,9 +229,15 @@ def decode_result(data: bytes, allow_pickle: bool) -> Any:
     raise ValueError(f"unknown result encoding {tag!r}")
 
 
-def checksum(data: bytes) -> int:
-    """What a journal keeps beside a result, to tell its bytes are those written (crc32: C, 1 GB/s)."""
-    return zlib.crc32(data)
+def checksum(data: Optional[bytes]) -> Optional[int]:
+    """What a journal keeps beside a result, to tell its bytes are those written (crc32: C, 1 GB/s); None for
+    no result."""
+    return None if data is None else zlib.crc32(data)
+
+
+def intact(data: Optional[bytes], crc: Optional[int]) -> bool:
+    """A result's bytes are those written, as far as the checksum kept beside them says (None: none kept)."""
+    return crc is None or data is None or zlib.crc32(data) == crc
 
 
 def result_json(data: bytes, allow_pickle: bool) -> Any:

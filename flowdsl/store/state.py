@@ -384,7 +384,7 @@ class TaskState:
 
     def intact(self) -> bool:
         """Its result's bytes are those its record was written with (as far as the record says)."""
-        return self.crc is None or self.result is None or codec.checksum(self.result) == self.crc
+        return codec.intact(self.result, self.crc)
 
     def notes(self) -> Dict[str, Any]:
         """What the report and its page say beside the status, where there is something to say."""
