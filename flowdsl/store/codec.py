@@ -212,6 +212,10 @@ def encode_result(value: Any, mode: str) -> bytes:
 
 def decode_result(data: bytes, allow_pickle: bool) -> Any:
     """The result back; pickled data is refused unless the pipeline chose pickle."""
+    return _decoded(data, allow_pickle)
+
+
+def _decoded(data: bytes, allow_pickle: bool) -> Any:
     tag, body = data[:1], data[1:]
     try:
         if tag == b"J":
@@ -241,10 +245,9 @@ def intact(data: Optional[bytes], crc: Optional[int]) -> bool:
 
 
 def result_json(data: bytes, allow_pickle: bool) -> Any:
-    """A stored result as the report shows it: JSON text parsed as it is, anything else decoded and viewed."""
-    if data[:1] == b"J":
-        return _PARSE(data[1:].decode("utf-8"))
-    return to_json(decode_result(data, allow_pickle))
+    """A stored result as the report shows it: JSON text as it parses, anything else decoded and viewed."""
+    value = _decoded(data, allow_pickle)  # one decoding, as decode_result's (a view is not a second one)
+    return value if data[:1] == b"J" else to_json(value)
 
 
 class Stored:

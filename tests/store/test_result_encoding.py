@@ -197,3 +197,10 @@ def test_what_encodes_decodes_and_deeper_is_refused_when_encoding():
     assert codec.decode_result(codec.encode_result(value, "msgpack"), allow_pickle=False) == value
     with pytest.raises(codec.ResultTypeError, match="more than"):
         codec.encode_result((value,), "msgpack")
+
+
+def test_the_reports_view_of_a_result_nested_without_end_is_refused_too():
+    """The report reads results through the same decoder: a ValueError (shown as an unreadable result)."""
+    with pytest.raises(ValueError):
+        codec.result_json(b"J" + b"[" * 100_000 + b"]" * 100_000, allow_pickle=False)
+    assert codec.result_json(codec.encode_result({"a": [1, (2, 3)]}, "msgpack"), False) == {"a": [1, [2, 3]]}
