@@ -7,17 +7,16 @@ submits attempts as futures and turns finished futures back into Outcomes.
 attempts of one turn of the runner's loop go in one `client.map` (one
 graph update on the scheduler, not one per attempt), and a small outcome
 comes back as an event on the run's topic ahead of its future, so that a
-turn costs no `gather` round trip (and again with the worker's next
-claim, ahead of the Began of the attempt that took its thread: see
-run.daskhost, `EARLY_BYTES`).
+turn costs no `gather` round trip (run.daskhost, `EARLY_BYTES`).
 
 A run leaves the cluster as it found it. It changes no setting of the
 scheduler; it sets itself up with two plugins of its own, named after the
 run (its tag: a random token, and a generation after a reconnection):
 * on the scheduler, the run's guard (`Guard`; it and the rest of what runs
   on the cluster are in run.daskremote): it lets each attempt start once
-  (see daskhost: the worker claims the attempt's key before starting it, and
-  a second start, which Dask makes after a worker died, is refused), tells
+  (see daskhost: a worker claims the key of an attempt queued on it before a
+  thread takes it, and a second start, which Dask makes after a worker died,
+  is refused), tells
   the run of the workers as they come and go, and when the run's client
   leaves (the run ended, or died even by SIGKILL) removes everything the run
   set up, the files plugin below included;
@@ -43,9 +42,9 @@ What travels, and how:
   late, out of order or twice is dropped); a worker that dies leaves what
   had arrived.
 * the start of an attempt: a future waits in Dask's queue until a worker's
-  thread is free, so the backend says `queues = True`; the run's guard sends
+  thread is free, so the backend says `queues = True`; the worker sends
   `{"began": dask key, "t": wall time, "worker": address}` on the same topic
-  as it grants the attempt's claim. `wait` returns it as a `worker.Began`,
+  when a thread takes it. `wait` returns it as a `worker.Began`,
   before the attempt's Outcome, once per attempt: one whose event was lost
   gets its Began (t = the Outcome's `started`) right before its Outcome. The
   runner counts the attempt's timeout from there, and kills it through
@@ -450,7 +449,7 @@ class DaskBackend:
                             ended.add(f)
                             items.append(f)
                     items.append((event["began"], began))
-            elif "done" in event:  # a small outcome its worker sent with its next claim (run.daskhost)
+            elif "done" in event:  # a small outcome, sent by its worker ahead of the future (run.daskhost)
                 if event["done"] in self.attempts and isinstance(event.get("outcome"), dict):
                     self.early[event["done"]] = event["outcome"]
             elif "workers" in event:  # the guard's word that the cluster changed

@@ -23,14 +23,25 @@ Only plain data crosses: the attempt arrives as a dict whose arguments are
 bytes in the run's `results` codec, and the outcome leaves as a dict with
 the result's codec bytes and the attempt's log.
 
-Before it starts, an attempt claims its key from the run's plugin on the
-scheduler (`_claim`, one round trip): the first claim wins, and the
-scheduler then sends the runner `{"began": dask key, "t": wall time,
-"worker": address}` on the run's topic (until then it waited in Dask's
-queue, which its timeout and duration do not count; the outcome's `started`
-is that same time). A second start of the same key, which Dask makes after
-the first worker died, is refused without running anything, as is an
-attempt that reaches a thread after the run was interrupted.
+Before it starts, an attempt must hold the claim of its key, which the
+run's plugin on the scheduler grants once (`Claims`): a second start of the
+same key, which Dask makes after the worker it was on died, is refused
+without running anything, as is an attempt that reaches a thread after the
+run was interrupted. A worker asks as soon as an attempt is queued on it
+(the run's worker plugin sees the key become `ready`), for all the keys
+queued since its last question in one round trip, so that the answer is
+usually there before a thread is free: the claim costs the attempt no wait.
+Only the worker that holds a claim may start the attempt; a claim passes to
+another worker only while its holder is alive (Dask moved the queued
+attempt there: it steals only what has not started). So an attempt
+that was queued on a worker that died fails as `WorkerDied` although it may
+not have started: flow starts an attempt at most once, and the task's
+`retry` decides. When its thread takes it, the worker sends the runner
+`{"began": dask key, "t": wall time, "worker": address}` on the run's
+topic, on the worker's stream to the scheduler: after the end of the
+attempt that freed the thread, which went the same way (until it began it
+waited in Dask's queue, which its timeout and duration do not count; the
+outcome's `started` is that same time).
 
 The log also travels while the attempt runs: the helper writes it to a file
 here, secrets already masked (as every backend writes its logs), and the
@@ -57,6 +68,7 @@ POLL = 0.1  # seconds between looks at the future's state while an attempt runs
 # same start, is only a backup for a kill that never arrives (the runner lost, a message dropped):
 # it fires this much later than the runner would, so that it never wins a race with the runner's.
 BACKUP_SLACK = 5.0
+CLAIM_WAIT = 60.0  # seconds an attempt waits for the scheduler's answer to its claim before it gives up
 IDLE_HELPERS = 8  # helpers kept warm per run and worker process
 CHUNK = 64 << 10  # at most this much output per event (one every POLL), a line longer than it is cut
 # A folder under flow-runs/ that no run of this worker process owns is left over from a run whose end
@@ -132,11 +144,20 @@ class Run:
         self.tag, self.folder, self.paths, self.claim, self.scheduler = tag, folder, paths, claim, scheduler
         self.idle: List[Helper] = []
         self.stopping = False
+        self.claims: Dict[str, Claim] = {}  # dask key -> the claim of an attempt queued or running here
+        self.asking: List[str] = []  # keys whose claim the next question to the scheduler asks for
+
+
+class Claim:
+    """The scheduler's answer to a worker's claim of an attempt's key: True, or why it may not start."""
+
+    def __init__(self) -> None:
+        self.answer: Any = None
+        self.ready = threading.Event()
 
 
 _lock = threading.Lock()
 _running: Dict[tuple, Helper] = {}  # (run tag, attempt key) -> its helper
-_unsent: Dict[str, List[tuple]] = {}  # run tag -> [(dask key, small outcome)], for the next claim to carry
 
 
 def _runs() -> Dict[str, Any]:
@@ -173,7 +194,6 @@ def teardown_run(tag: str) -> int:
 
     with _lock:
         run = _runs().pop(tag, None)
-        _unsent.pop(tag, None)
         busy = [h for (t, _), h in _running.items() if t == tag]
     if run is None:
         return 0
@@ -263,26 +283,58 @@ def _wanted(worker, dask_key: str) -> bool:
     return ts is None or ts.state not in ("cancelled", "released", "forgotten")
 
 
-def _claim(worker, op: str, dask_key: str, t: float, token: str):
-    """Ask the run's plugin on the scheduler whether this attempt may start: True, or why not.
+def queued(worker, tag: str, dask_key: str) -> None:
+    """An attempt of the run `tag` was queued on this worker (the run's worker plugin saw its key become
+    `ready`, on the worker's event loop): ask for its claim now, so that the answer is there before a
+    thread takes it."""
+    _ask(worker, tag, dask_key)
 
-    Dask runs a task again on another worker when the worker running it dies; flow must not (the task's
-    `retry` decides), so each attempt starts once: the first claim of its key wins, and the scheduler
-    tells the runner of the start (the `began` event) as it grants it. The claim carries the small
-    outcomes of the run's attempts that ended here since the last one: the scheduler tells the runner of
-    them first, so that the runner hears an attempt ended before it hears of the one that took its thread,
-    and takes the outcome without fetching the result.
-    """
-    from distributed.utils import sync
 
+def unqueued(tag: str, dask_key: str) -> None:
+    """The attempt left this worker without running here (Dask moved or cancelled it): forget its claim."""
     with _lock:
-        done = _unsent.pop(token, [])
+        run = _runs().get(tag)
+        if run is not None:
+            run.claims.pop(dask_key, None)
+
+
+def _ask(worker, tag: str, dask_key: str) -> Optional[Claim]:
+    """The claim of `dask_key` on this worker: asked already, or asked now together with the others queued
+    since the last question (one round trip for them all, on the worker's event loop). None once the run
+    ended here."""
+    with _lock:
+        run = _runs().get(tag)
+        if run is None:
+            return None
+        claim = run.claims.get(dask_key)
+        if claim is not None:
+            return claim
+        claim = run.claims[dask_key] = Claim()
+        run.asking.append(dask_key)
+        first = len(run.asking) == 1
+    if first:
+        worker.loop.add_callback(_send_claims, worker, run)
+    return claim
+
+
+async def _send_claims(worker, run: Run) -> None:
+    with _lock:
+        keys, run.asking = run.asking, []
+    if not keys:
+        return
     try:
-        answer = sync(worker.loop, getattr(worker.scheduler, op), key=dask_key, worker=worker.address, t=t,
-                      done=done)
-    except Exception as e:  # the scheduler is gone, or the run's plugin with it
-        return f"the Dask scheduler did not let it start ({type(e).__name__}: {e})"
-    return True if answer is True else str(answer or "refused")
+        answers = await getattr(worker.scheduler, run.claim)(keys=keys, worker=worker.address, server=worker.id)
+        failed = "the run's plugin on the Dask scheduler gave no answer"
+    except Exception as e:  # noqa: BLE001 (the scheduler is gone, or the run's plugin with it)
+        answers, failed = {}, f"the Dask scheduler did not let it start ({type(e).__name__}: {e})"
+    if not isinstance(answers, dict):
+        answers = {}
+    with _lock:
+        for key in keys:
+            claim = run.claims.get(key)
+            if claim is not None:
+                claim.answer = answers.get(key, failed)
+                claim.ready.set()
 
 
 def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
@@ -299,9 +351,20 @@ def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
         return _refused(payload, started, "Interrupted", "the run had ended on this worker")
     if run.stopping:
         return _refused(payload, started, "Interrupted", "stopped in Dask's queue when the run was interrupted")
-    claimed = _claim(worker, run.claim, dask_key, started, token)
-    if claimed is not True:
-        return _refused(payload, started, "WorkerDied", claimed)
+    claim = _ask(worker, token, dask_key)  # asked when it was queued here, most often answered by now
+    if claim is None:
+        return _refused(payload, started, "Interrupted", "the run had ended on this worker")
+    if not claim.ready.wait(CLAIM_WAIT):
+        return _refused(payload, started, "WorkerDied", f"the Dask scheduler did not answer its claim in "
+                                                        f"{CLAIM_WAIT:g}s")
+    if claim.answer is not True:
+        return _refused(payload, started, "WorkerDied", str(claim.answer or "refused"))
+    topic = payload.get("topic")
+    if topic:  # on the worker's stream, after the end of the attempt that freed this thread
+        try:
+            worker.log_event(topic, {"began": dask_key, "t": started, "worker": worker.address})
+        except Exception:  # noqa: BLE001 (the outcome brings its start)
+            pass
     payload = dict(payload)
     payload["log_path"] = log = os.path.join(run.folder, f"{key}-{payload['number']}.log")
     if not os.path.isdir(payload["cwd"]):  # the runner's folder is not on this machine: the run's own, with
@@ -319,7 +382,7 @@ def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
         _release(run, helper)
         return _failed(payload, started, "Interrupted", "the run was interrupted")
     outcome = None
-    tail = _Tail(worker, payload.get("topic"), dask_key, log)
+    tail = _Tail(worker, topic, dask_key, log)
     try:
         helper.conn.send_bytes(pickle.dumps(payload, pickle.HIGHEST_PROTOCOL))
         while outcome is None:
@@ -345,36 +408,33 @@ def run_attempt(payload: Dict[str, Any]) -> Dict[str, Any]:
     finally:
         with _lock:
             _running.pop((token, key), None)
+            run.claims.pop(dask_key, None)
         _release(run, helper)
         tail.close()
     outcome["started"] = started  # when it left Dask's queue (the helper's own clock starts a little later)
     outcome["log"] = _take(log)  # the whole log: the runner skips what the events brought
     outcome["worker"] = worker.address
-    _send_small(worker, payload.get("topic"), token, dask_key, outcome)
+    _send_small(worker, payload.get("topic"), dask_key, outcome)
     return outcome
 
 
 EARLY_BYTES = 2048  # an outcome this small also travels as an event: the runner needs no gather for it
 
 
-def _send_small(worker, topic: Optional[str], token: str, dask_key: str, outcome: Dict[str, Any]) -> None:
-    """A small outcome, sent to the runner as an event on the run's topic, twice: now, on the worker's
-    stream to the scheduler, where it goes ahead of the future's state (so the runner takes it instead of
-    fetching the result, a round trip per turn of its loop); and with the run's next claim on this worker
-    (`_claim`), which can overtake that stream, so that the runner hears an attempt ended before it hears
-    of the one that took its thread. The runner takes the first and ignores the second. Kept small: the
-    scheduler keeps a topic's events until the run ends."""
+def _send_small(worker, topic: Optional[str], dask_key: str, outcome: Dict[str, Any]) -> None:
+    """A small outcome, sent to the runner as an event on the run's topic, on the worker's stream to the
+    scheduler, where it goes ahead of the future's state: the runner takes it instead of fetching the
+    result (a round trip per turn of its loop). Kept small: the scheduler keeps a topic's events until
+    the run ends."""
     size = sum(len(v) for v in (outcome.get("result"), outcome.get("log")) if isinstance(v, (bytes, str)))
     error = outcome.get("error")
     if isinstance(error, dict):
         size += sum(len(v) for v in error.values() if isinstance(v, str))
     if size > EARLY_BYTES or not topic:
         return
-    with _lock:
-        _unsent.setdefault(token, []).append((dask_key, outcome))
     try:
         worker.log_event(topic, {"done": dask_key, "outcome": outcome})
-    except Exception:  # noqa: BLE001 (the claim or the future still brings it)
+    except Exception:  # noqa: BLE001 (the future still brings it)
         pass
 
 

@@ -59,6 +59,8 @@ class Remote:
 
             def __init__(self, tag, folder, files, flow_zip, claim):
                 self.tag, self.folder, self.files, self.flow_zip, self.claim = tag, folder, files, flow_zip, claim
+                self.host = self.worker = None
+                self.suffix = "-" + tag  # the end of the run's Dask keys
 
             def setup(self, worker):
                 import os
@@ -79,7 +81,19 @@ class Remote:
 
                         with zipfile.ZipFile(os.path.join(folder, name)) as z:
                             z.extractall(os.path.join(folder, "files"))
-                load(folder, self.flow_zip).setup_run(worker, self.tag, folder, names, self.claim)
+                self.host = load(folder, self.flow_zip)
+                self.host.setup_run(worker, self.tag, folder, names, self.claim)
+                self.worker = worker
+
+            def transition(self, key, start, finish, **kwargs):
+                """Every task's every change of state on this worker: an attempt of the run queued here asks for
+                its claim at once; one that leaves without running forgets it."""
+                if self.worker is None or not isinstance(key, str) or not key.endswith(self.suffix):
+                    return
+                if finish in ("ready", "constrained"):
+                    self.host.queued(self.worker, self.tag, key)
+                elif finish in ("released", "forgotten") and start != "executing":
+                    self.host.unqueued(self.tag, key)
 
             def teardown(self, worker):
                 import os
@@ -95,7 +109,7 @@ class Remote:
             def __init__(self, tag, client, topic, name, files, claim):
                 self.tag, self.client, self.topic, self.name, self.files, self.op = (
                     tag, client, topic, name, files, claim)
-                self.claimed = set()
+                self.claimed = {}  # dask key -> (address, server id) of the worker that holds its claim
                 self.scheduler = None
                 self.forgetting = None
 
@@ -103,15 +117,25 @@ class Remote:
                 self.scheduler = scheduler
                 scheduler.handlers[self.op] = self.claim
 
-            def claim(self, key=None, worker=None, t=None, done=None):
-                for ended, outcome in done or ():  # the worker's attempts that ended since its last claim
-                    self.scheduler.log_event(self.topic, {"done": ended, "outcome": outcome})
-                if key in self.claimed:
-                    return ("the Dask worker running it was lost (Dask then started it on another worker, "
-                            "which refused: flow starts an attempt once, and the task's `retry` decides)")
-                self.claimed.add(key)
-                self.scheduler.log_event(self.topic, {"began": key, "t": t, "worker": worker})
-                return True
+            def claim(self, keys=(), worker=None, server=None):
+                """{key: True, or why not} for the attempts queued on a worker: only the worker that holds an
+                attempt's claim may start it. A claim passes on only while its holder is alive: Dask moved the
+                attempt, queued there, to another worker (it steals only what has not started). When the holder
+                died, the attempt ran there, or may have: it is not started again."""
+                answers = {}
+                for key in keys or ():
+                    holder = self.claimed.get(key)
+                    if holder is not None and holder != (worker, server):
+                        ws = self.scheduler.workers.get(holder[0]) if self.scheduler is not None else None
+                        if ws is None or getattr(ws, "server_id", None) != holder[1]:
+                            answers[key] = (
+                                "the Dask worker it was given to was lost before it ended (Dask then gave it to "
+                                "another worker, which did not start it: flow starts an attempt at most once, "
+                                "and the task's `retry` decides)")
+                            continue
+                    self.claimed[key] = (worker, server)
+                    answers[key] = True
+                return answers
 
             def tell(self, gone=None):
                 s = self.scheduler

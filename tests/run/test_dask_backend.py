@@ -158,8 +158,8 @@ def test_files_shipped_with_the_code_are_where_an_attempt_off_the_runners_disk_r
 
 def test_small_outcomes_come_as_events_and_big_ones_are_fetched(backend, tmp_path, monkeypatch):
     """An outcome of at most daskhost.EARLY_BYTES travels as an event ahead of its future (no gather for it),
-    and again with the worker's next claim, ahead of the Began of the attempt that took its thread. A
-    bigger one (a long log here) is fetched with its future, as before. All come back whole."""
+    and ahead of the Began of the attempt that took its thread (both on the worker's stream). A bigger one
+    (a long log here) is fetched with its future, as before. All come back whole."""
     from flowdsl.run import daskhost
 
     gathered = []
@@ -186,3 +186,29 @@ def test_small_outcomes_come_as_events_and_big_ones_are_fetched(backend, tmp_pat
     assert outcome.ok and codec.decode_result(outcome.result, allow_pickle=False) == "done"
     assert [f.key for f in gathered] == [backend._dask_key(attempt(tmp_path, "big", "sh", ""))]
     assert big in (tmp_path / "big.1.log").read_text()
+
+
+def test_a_claim_passes_on_only_from_a_worker_still_alive(backend):
+    """The run's guard on the real scheduler: a worker asks for the claims of the attempts queued on it; only
+    the holder may start one. A claim passes to another worker while its holder lives (Dask moved the queued
+    attempt: it steals only what has not started), never from a worker the scheduler lost, nor from an
+    earlier process at the same address (a worker restarted on a fixed port)."""
+    (address, server), = backend.client.run_on_scheduler(
+        lambda dask_scheduler: {a: ws.server_id for a, ws in dask_scheduler.workers.items()}).items()
+    alive = (address, server)
+    gone = ("tcp://127.0.0.1:9", "Worker-gone")
+    restarted = (address, "Worker-before")
+
+    def ask(keys, holder):  # a lambda travels by value: the scheduler cannot import this module
+        guard = backend.guard
+        return backend.client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.plugins[guard].claim(keys=keys, worker=holder[0], server=holder[1]))
+
+    assert ask(["a-1", "b-1"], alive) == {"a-1": True, "b-1": True}
+    assert ask(["a-1"], alive) == {"a-1": True}  # asked again by its holder
+    assert ask(["a-1"], gone) == {"a-1": True}  # moved on from a live holder
+    refused = ask(["a-1", "c-1"], alive)  # its holder now is one the scheduler does not know
+    assert refused["c-1"] is True and "did not start it" in refused["a-1"], refused
+    assert ask(["d-1"], restarted) == {"d-1": True}
+    refused = ask(["d-1"], alive)
+    assert "at most once" in refused["d-1"], refused
