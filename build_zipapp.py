@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build dist/flow.pyz: `flow` and pure-Python copies of its dependencies in one file.
 
-    python3 build_zipapp.py [--output PATH]
+    python3 build_zipapp.py [--output PATH] [--trees 3.9,3.11,3.13]
 
 The archive runs as `python3 flow.pyz ARGS...` on any CPython 3.9 or newer
 with nothing installed. Its layout:
@@ -16,15 +16,19 @@ with nothing installed. Its layout:
                                 the locked dependencies (requirements/pyz.txt), no compiled files,
                                 less what DROPPED names
     licenses/<dist>/...         the dependencies' license files
-    __pyc__/cpython-3NN/...     per interpreter found at build time: the same modules (less
-                                SOURCE_ONLY) as sourceless .pyc files without docstrings, plus
-                                copies of the grammars
+    __pyc__/cpython-3NN/...     per interpreter of --trees found at build time: the same modules
+                                (less SOURCE_ONLY) as sourceless .pyc files without docstrings,
+                                plus copies of the grammars
+    __pyc__/cache.json          what any other interpreter compiles into its bytecode cache
+                                (flowdsl/lang/bytecache.py): the same modules and data
 
 Why the __pyc__ trees: zipimport never writes bytecode, so a .py inside a zip is
 compiled again on every start (tens of milliseconds for lark alone), and it
 only looks for `mod.pyc` beside `mod.py`, where one interpreter version fits.
-So each interpreter gets its own sourceless tree; the sources at the root stay
-as the fallback for any other version. The .pyc files are unchecked-hash
+So an interpreter gets its own sourceless tree; the sources at the root stay
+as the fallback for any other version, which compiles them once into the
+user's bytecode cache (a tree on disk) after its first command. Each tree is
+about 0.5 MB of the archive: three of them (TREES) keep it under 2.5 MB. The .pyc files are unchecked-hash
 pycs: there is no source beside them to check, and no mtime to trust.
 
 Faster still: the bundled lark is edited (LARK_EDITS, below) so that
@@ -76,6 +80,11 @@ WHEEL_TARGET = ["--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
                 "--implementation", "cp", "--python-version", "3.9", "--abi", "cp39"]
 
 PYC_DIR = "__pyc__"
+CACHE_MANIFEST = "__pyc__/cache.json"  # flowdsl/lang/bytecache.py's MANIFEST
+# The interpreters that get a bytecode tree inside the archive, when the build machine has them (each
+# tree is about 0.5 MB of the archive): the oldest supported and two later ones. Any other interpreter
+# compiles a tree of its own once, into its bytecode cache (flowdsl/lang/bytecache.py).
+TREES = ("3.9", "3.11", "3.13")
 # Left out of the bytecode trees: what flow never imports at run time (lark's grammar
 # compiler, its Earley and CYK parsers and tools, dateutil's zone files loader), and
 # flow's modules that only slow verbs import, stay as source at the root, still
@@ -553,11 +562,12 @@ def compile_tree(py: Python, tree: str, modules: List[str], out: str) -> Dict[st
     return {f"{PYC_DIR}/{py.tag}/{m}c": read(os.path.join(out, *m.split("/")) + "c") for m in modules}
 
 
-def main_module(pythons: List[Python]) -> bytes:
-    """zipbuild/archive_main.py, with the bytecode trees this build made."""
+def main_module(pythons: List[Python], build: str) -> bytes:
+    """zipbuild/archive_main.py, with the bytecode trees this build made and its digest."""
     text = read(program("archive_main.py")).decode("utf-8")
     trees = "{" + ", ".join(f'"{p.tag}": "{p.magic}"' for p in pythons) + "}"
     for old, new in (("PYC_TREES = {}  # filled in by the build", f"PYC_TREES = {trees}"),
+                     ('BUILD = ""  # filled in by the build', f'BUILD = "{build}"'),
                      ('PYC_DIR = "__pyc__"', f'PYC_DIR = "{PYC_DIR}"')):
         if text.count(old) != 1:
             raise SystemExit(f"build_zipapp: zipbuild/archive_main.py has not one `{old}`")
@@ -582,7 +592,7 @@ def zip_bytes(files: Dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def build(output: str) -> Dict[str, object]:
+def build(output: str, trees: Optional[List[str]] = None) -> Dict[str, object]:
     started = time.monotonic()
     os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="pyz-", dir=os.path.join(ROOT, "build")) as stage:
@@ -613,6 +623,8 @@ def build(output: str) -> Dict[str, object]:
                 if a.startswith(("flowdsl/grammar/", "lark/grammars/common.lark", "lark/grammars/unicode.lark"))}
         pythons, skipped = [], []
         for py in find_pythons():
+            if trees is not None and f"{py.version[0]}.{py.version[1]}" not in trees:
+                continue
             try:
                 pycs = compile_tree(py, tree, modules, os.path.join(stage, "pyc", py.tag))
             except subprocess.CalledProcessError as e:
@@ -628,7 +640,15 @@ def build(output: str) -> Dict[str, object]:
             files.update({f"{PYC_DIR}/{py.tag}/{a}": b for a, b in data.items()})
             files.update(tree_data(py, tree))
             pythons.append(py)
-        files["__main__.py"] = main_module(pythons)
+        # What an interpreter without a tree compiles into its bytecode cache (flowdsl/lang/bytecache.py)
+        files[CACHE_MANIFEST] = json.dumps({
+            "modules": sorted(modules), "data": sorted(data) + [TABLES_DATA, FAST_DATA, TZDATA_ARC],
+            "tables": TABLES_DATA, "interpreter_data": TREE_DATA}, indent=1, sort_keys=True).encode()
+        digest = hashlib.sha256()
+        for arc in sorted(files):
+            digest.update(f"{arc}\0{len(files[arc])}\0".encode())
+            digest.update(files[arc])
+        files["__main__.py"] = main_module(pythons, digest.hexdigest()[:16])
 
     bad = [a for a in files if a.lower().endswith(COMPILED)]
     assert not bad, bad
@@ -648,8 +668,12 @@ def build(output: str) -> Dict[str, object]:
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description="Build the flow zipapp.")
     ap.add_argument("--output", "-o", default=DEFAULT_OUTPUT, help="where to write it (default: dist/flow.pyz)")
+    ap.add_argument("--trees", default=",".join(TREES),
+                    help=f"the Pythons (3.N, comma-separated) whose bytecode goes into the archive when this "
+                         f"machine has them; 'all' for every one found, '' for none (default: {','.join(TREES)})")
     args = ap.parse_args(argv)
-    s = build(args.output)
+    trees = None if args.trees == "all" else [t for t in args.trees.split(",") if t]
+    s = build(args.output, trees)
     print(f"{os.path.relpath(s['output'])}: {s['bytes'] / 1e6:.2f} MB, {s['files']} files, "
           f"sha256 {s['sha256'][:16]}, built in {s['seconds']:.1f}s")
     print(f"  bytecode for: {', '.join(s['tags']) or 'none (sources only)'}"

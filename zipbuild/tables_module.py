@@ -10,12 +10,12 @@ there is nothing to load (ImportError), and the parser builds its tables from
 the grammar.
 """
 
-import marshal
 import os
 
-_loader = globals().get("__loader__")
-_archive = getattr(_loader, "archive", None)
-if _archive is None:
+from flowdsl.lang.bundled import marshalled, root
+
+_root = root(globals())  # the archive, or its bytecode cache (which holds copies at the same places)
+if _root is None:
     raise ImportError("the frozen tables are read from flow.pyz only")
 _FILES = {"lark": "flowdsl/lang/_tables.marshal", "fast": "flowdsl/lang/_fast.marshal"}  # build_zipapp's names
 _LOADED = {}
@@ -24,8 +24,5 @@ _LOADED = {}
 def load(part):
     """The tables named `part` (read once), or None if they cannot be read."""
     if part not in _LOADED:
-        try:
-            _LOADED[part] = marshal.loads(_loader.get_data(os.path.join(_archive, *_FILES[part].split("/"))))
-        except (OSError, EOFError, ValueError, TypeError):
-            _LOADED[part] = None
+        _LOADED[part] = marshalled(globals(), os.path.join(_root, *_FILES[part].split("/")))
     return _LOADED[part]

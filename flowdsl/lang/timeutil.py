@@ -91,11 +91,11 @@ def _bundled_data() -> dict:
     global _BUNDLED
     if _BUNDLED is None:
         _BUNDLED = {}
-        archive = getattr(globals().get("__loader__"), "archive", None)  # a zipimporter: at the archive's root
+        from .bundled import marshalled, root
+
+        archive = root(globals())  # the archive, or its bytecode cache
         if archive is not None:
             import os
-
-            from .bundled import marshalled
 
             blob = marshalled(globals(), os.path.join(archive, "flowdsl", "lang", "_tzdata.marshal"))
             try:

@@ -1,0 +1,105 @@
+"""The bytecode cache of flow.pyz, for an interpreter that has no bytecode tree inside it.
+
+zipimport never writes bytecode, so without a tree every start would
+compile flow and its dependencies again (about 100 ms). The archive
+carries trees for a few interpreters only (the build's `--trees`); any
+other compiles them once, after its first command has finished, into
+
+    $FLOW_BYTECODE_CACHE, else $XDG_CACHE_HOME/flow, else ~/.cache/flow
+        pyc/<build id>-<cache tag>/    the tree a bytecode tree would be
+
+which the archive's `__main__` puts first on sys.path from then on. The
+folder is made under a temporary name and renamed when complete, so a
+crash or a full disk leaves no half cache (only a temporary folder, which
+the next fill removes once it is an hour old). A cache is never removed by
+flow (a run may still be importing from it): each build leaves one per
+interpreter, about 2 MB; remove the folder to clear them. It is used only when the
+user running flow owns it and no one else may write to it, nor to the
+folders it is in, up to the cache's root: a cache is code. Setting
+FLOW_BYTECODE_CACHE to an empty value (or Python's -B, or
+PYTHONDONTWRITEBYTECODE) writes none.
+
+This module runs in the process that filled nothing yet, with flow imported
+from the archive's sources; archive_main (zipbuild/) holds the other half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+
+MANIFEST = "__pyc__/cache.json"  # the build's list: {"modules": [arcname.py], "data": [arcname]}
+STALE = 3600.0  # seconds after which a temporary folder left by a fill that died is removed
+
+
+def fill(archive: str, target: str) -> bool:
+    """Compile the archive's modules for this interpreter into `target` (not there yet). False if it
+    could not (a full disk, a folder it may not write): flow then runs from the sources, as before."""
+    parent = os.path.dirname(target)
+    try:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        _clean(parent)
+        work = tempfile.mkdtemp(prefix=".fill-", dir=parent)
+    except OSError:
+        return False
+    try:
+        _write(archive, work)
+        os.rename(work, target)  # whole, or not at all (another process may have won: then its copy stays)
+        return True
+    except (OSError, ValueError, SyntaxError, KeyError, ImportError):
+        return False
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _write(archive: str, work: str) -> None:
+    import importlib._bootstrap_external as ext
+    import importlib.util
+
+    with zipfile.ZipFile(archive) as z:
+        manifest = json.loads(z.read(MANIFEST))
+        for arc in manifest["modules"]:
+            source = z.read(arc)
+            code = compile(source, arc, "exec", dont_inherit=True)
+            _put(work, arc + "c", ext._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
+        for arc in manifest["data"]:
+            _put(work, arc, z.read(arc))
+        tables = z.read(manifest["tables"])
+    from .bundled import interpreter_data
+
+    lang = [a[:-3].replace("/", ".") for a in manifest["modules"]
+            if a.startswith("flowdsl/lang/") and a.count("/") == 2 and not a.rsplit("/", 1)[1].startswith("_")]
+    for name, blob in interpreter_data(tables, lang).items():
+        _put(work, manifest["interpreter_data"][name], blob)
+
+
+def _put(work: str, arc: str, data: bytes) -> None:
+    """One file, on disk before the folder gets its name: after a power cut, a cache is whole or absent."""
+    path = os.path.join(work, *arc.split("/"))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _clean(parent: str) -> None:
+    """Remove the temporary folders of fills that died."""
+    now = time.time()
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        try:
+            age = now - os.stat(path).st_mtime
+        except OSError:
+            continue
+        if name.startswith(".fill-") and age > STALE:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(0 if fill(sys.argv[1], sys.argv[2]) else 1)
