@@ -82,8 +82,8 @@ class Cluster:
         """flow's helper processes on this cluster's workers: live children of the worker processes (which are
         children of the `dask worker` nannies this cluster started) that run daskhost's helper_main."""
         nannies = {p.pid for p in self.procs if p is not getattr(self, "scheduler", None)}
-        workers = {pid for pid in _pids() if _parent(pid) in nannies}
-        return [pid for pid in _pids() if _parent(pid) in workers and b"helper_main" in _cmdline(pid)
+        workers = {pid for pid in _pids() if parent(pid) in nannies}
+        return [pid for pid in _pids() if parent(pid) in workers and b"helper_main" in _cmdline(pid)
                 and alive(pid)]
 
     def add_worker(self, i, *extra: str) -> subprocess.Popen:
@@ -102,7 +102,8 @@ def _pids() -> list:
     return [int(e) for e in os.listdir("/proc") if e.isdigit()]
 
 
-def _parent(pid: int) -> int:
+def parent(pid: int) -> int:
+    """The parent of process `pid` (-1 once it is gone)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()

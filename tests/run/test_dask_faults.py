@@ -14,7 +14,7 @@ import textwrap
 import time
 
 import pytest
-from daskkit import Cluster, alive, running
+from daskkit import Cluster, alive, parent, running
 from runkit import explain, journal_records, run_json, spawn_run, state_runs, stopped, wait_until, write_project
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
@@ -29,6 +29,14 @@ TASKS = {
             time.sleep(seconds)
             with open("side.log", "a") as f:
                 f.write(f"end {name} {os.getpid()}\\n")
+            return name
+
+        def hold(name):  # starts, then waits until the test says the worker was killed
+            with open("side.log", "a") as f:
+                f.write(f"start {name} {os.getpid()}\\n")
+            deadline = time.time() + 60
+            while not os.path.exists("killed") and time.time() < deadline:
+                time.sleep(0.05)
             return name
 
         def span(seconds):
@@ -226,4 +234,37 @@ def test_a_scheduler_restarted_while_the_run_waits_for_a_retry_gets_the_runs_cod
     flaky = json.loads(out)["tasks"]["flaky"]
     assert flaky["result"] == "second time" and flaky["attempts"] == 2, flaky
     assert "reconnected to the Dask scheduler" in err, err
+    no_dask_noise(err)
+
+
+def test_an_attempt_queued_on_a_worker_that_dies_is_not_started_on_another(pyz, tmp_path_factory, tmp_path):
+    """Dask sends a worker more attempts than it has threads (its `worker-saturation`): one of two runs on the
+    single thread, the other waits in the worker's queue, where it claimed its key on arrival. The worker
+    dies; Dask gives both to the worker its nanny starts, which starts neither: flow cannot know whether
+    the queued one began, and starts an attempt at most once. Each fails as WorkerDied, and `retry` starts
+    its second attempt: the queued task ran once in all."""
+    with running(tmp_path_factory.mktemp("cluster"), workers=1, threads=1) as cluster:
+        f = write_project(tmp_path, f"""
+            pipeline remote {{ executor dask "{cluster.address}"  concurrency 2 }}
+            task a {{ run tasks:hold  with {{ name = "a" }}  retry 1 }}
+            task b {{ run tasks:hold  with {{ name = "b" }}  retry 1 }}
+        """, TASKS)
+        run = spawn_run(pyz, f, "--json")
+        with stopped(run):
+            assert wait_until(lambda: side(tmp_path), 30), "no attempt started"
+            time.sleep(1)  # the other attempt is in the worker's queue by now, its claim answered
+            ((_, ran, helper),) = [line.split() for line in side(tmp_path)]
+            queued = "b" if ran == "a" else "a"
+            os.kill(parent(int(helper)), signal.SIGKILL)  # the worker process; its nanny starts another
+            (tmp_path / "killed").write_text("")
+            out, err = run.communicate(timeout=90)
+    assert run.returncode == 0, f"{out}\n{err}"
+    report = json.loads(out)
+    assert {t: (x["status"], x["attempts"]) for t, x in report["tasks"].items()} == {
+        "a": ("success", 2), "b": ("success", 2)}, report
+    assert len(started(tmp_path, ran)) == 2 and len(started(tmp_path, queued)) == 1, side(tmp_path)
+    records = journal_records(state_runs(tmp_path)[0] / "journal.msgpack")
+    for task in (ran, queued):
+        (first,) = [r for r in records if r["e"] == "end" and r["task"] == task and r["n"] == 1]
+        assert first["error"]["type"] == "WorkerDied" and "did not start it" in first["error"]["message"], first
     no_dask_noise(err)
