@@ -438,9 +438,9 @@ def cache_env(cache, **more):
     return {**clean_env(), "FLOW_BYTECODE_CACHE": str(cache), **more}
 
 
-def run_cached(python, pyz, *args, env, cwd):
+def run_cached(python, pyz, *args, env, cwd, umask=0o022):
     return subprocess.run([str(python), str(pyz), *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=120)
+                          cwd=cwd, timeout=120, preexec_fn=lambda: os.umask(umask))
 
 
 # What a filled cache gives the modules that read the build's data (run with the cache's folder first on
@@ -548,7 +548,9 @@ def test_a_cache_someone_else_could_have_written_is_never_used(how, pyz, bare_py
     would run: the plant works."""
     python = bare_python(treeless(pyz))
     cache = tmp_path / "cache"
-    assert run_cached(python, pyz, "validate", EXAMPLE, env=cache_env(cache), cwd=tmp_path).returncode == 0
+    filled = run_cached(python, pyz, "validate", EXAMPLE, env=cache_env(cache), cwd=tmp_path, umask=0o002)
+    assert filled.returncode == 0  # under a umask that leaves new folders group-writable: the cache's are not
+    assert {p.stat().st_mode & 0o777 for p in (cache, cache / "pyc")} == {0o700}
     (folder,) = (cache / "pyc").iterdir()
     marker = tmp_path / "planted"
     plant(python, folder, marker)

@@ -52,7 +52,7 @@ def cache_folder():
             (os.path.join(home, ".cache", "flow") if os.path.isabs(home) else "")
     if not base:
         return None
-    base = os.path.abspath(base)
+    base = os.path.realpath(base)  # a link the user chose is followed; below it, none is
     path = os.path.join(base, "pyc", BUILD + "-" + sys.implementation.cache_tag)
     return path, os.path.isdir(path) and safe(base, path)
 

@@ -21,7 +21,11 @@ from .timeutil import parse_duration
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, Tuple
+    from typing import Any, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
+
+    _N = TypeVar("_N", bound="ir.Expr")  # a node `_nest` hands back
+    _V = TypeVar("_V")
+    Stmt = Tuple[str, _V, Span]  # a statement: (keyword, value, keyword span), for task/pipeline
 
 # Deeper lists and maps than this are refused: later stages walk expressions
 # recursively, and no real pipeline nests 100 levels.
@@ -62,7 +66,7 @@ class Builder:
     def string(self, tok: Token) -> ir.Template:
         return scan(tok.value, tok.line, tok.column, self.file, self.report)
 
-    def expr(self, child: Any) -> ir.Expr:
+    def expr(self, child: Union[Token, ir.Expr]) -> ir.Expr:
         """Children that are bare string tokens become Templates (no method returns a plain str)."""
         if isinstance(child, str):
             return self.string(child)
@@ -73,7 +77,7 @@ class Builder:
 
     # ---- values ------------------------------------------------------------
 
-    def number(self, c):
+    def number(self, c: List[Any]) -> ir.Literal:
         tok = c[0]
         text = tok.value.replace("_", "")
         span = self.span(tok)
@@ -91,7 +95,7 @@ class Builder:
                 value = 0
         return ir.Literal(value, span)
 
-    def duration(self, c):
+    def duration(self, c: List[Any]) -> ir.Duration:
         tok = c[0]
         seconds = parse_duration(tok.value)
         if seconds > 100 * 365 * 86400:
@@ -100,16 +104,16 @@ class Builder:
             seconds = 100 * 365 * 86400
         return ir.Duration(seconds, tok.value, self.span(tok))
 
-    def true(self, c):
+    def true(self, c: List[Any]) -> ir.Literal:
         return ir.Literal(True, self.span(c[0]))
 
-    def false(self, c):
+    def false(self, c: List[Any]) -> ir.Literal:
         return ir.Literal(False, self.span(c[0]))
 
-    def null(self, c):
+    def null(self, c: List[Any]) -> ir.Literal:
         return ir.Literal(None, self.span(c[0]))
 
-    def _nest(self, node, children) -> Any:
+    def _nest(self, node: _N, children: Iterable[ir.Expr]) -> _N:
         depth = 1 + max((self._depth.get(id(ch), 0) for ch in children), default=0)
         # a statement's own map (`with { ... }`) is not a level of nesting
         if depth > MAX_NESTING + isinstance(node, ir.MapExpr):
@@ -117,12 +121,12 @@ class Builder:
         self._depth[id(node)] = depth
         return node
 
-    def list(self, c):
+    def list(self, c: List[Any]) -> ir.ListExpr:
         items = tuple(self.expr(x) for x in c[1:-1] if x is not None)
         return self._nest(ir.ListExpr(items, self.span(c[0]).to(self.span(c[-1]))), items)
 
-    def map(self, c):
-        entries = []
+    def map(self, c: List[Any]) -> ir.MapExpr:
+        entries: List[ir.Entry] = []
         for i in range(1, len(c) - 1, 2):
             key = c[i]
             name = self.string(key).text if key.type == "STRING" else key.value
@@ -138,7 +142,7 @@ class Builder:
         node = ir.MapExpr(tuple(entries), self.span(c[0]).to(self.span(c[-1])))
         return self._nest(node, [e.value for e in entries])
 
-    def ref(self, c):
+    def ref(self, c: List[Any]) -> ir.Ref:
         path: List[Any] = []
         for tok in c[1:]:
             if tok.type == "NUMBER":
@@ -154,13 +158,13 @@ class Builder:
                 path.append(tok.value)
         return ir.Ref(c[0].value, tuple(path), self.span(c[0]).to(self.span(c[-1])))
 
-    def env_call(self, c):
+    def env_call(self, c: List[Any]) -> ir.EnvCall:
         name = self.string(c[1])
         default = self.expr(c[2]) if c[2] is not None else None
         end = default.span if default is not None else name.span
         return ir.EnvCall(self._constant(name, "a variable name"), default, False, self.span(c[0]).to(end))
 
-    def secret_call(self, c):
+    def secret_call(self, c: List[Any]) -> ir.EnvCall:
         name = self.string(c[1])
         return ir.EnvCall(self._constant(name, "a secret's name"), None, True, self.span(c[0]).to(name.span))
 
@@ -169,35 +173,35 @@ class Builder:
     # An operand in parentheses is the expression inside; its span with the
     # parentheses is kept aside, so that what contains it spans them too.
 
-    def outer(self, node) -> Span:
+    def outer(self, node: ir.Expr) -> Span:
         return self._parens.get(id(node), node.span)
 
-    def condition(self, c):
+    def condition(self, c: List[Any]) -> Stmt[ir.Condition]:
         expr = self.expr(c[1])
         span = self.outer(expr)
         self._parens.clear()
         return ("if", ir.Condition(expr, self.source(span), span), self.span(c[0]))
 
-    def _bool(self, op, c):
+    def _bool(self, op: str, c: List[Any]) -> ir.BoolOp:
         items = tuple(self.expr(x) for x in c[0::2])
         return self._nest(ir.BoolOp(op, items, self.outer(items[0]).to(self.outer(items[-1]))), items)
 
-    def cond_or(self, c):
+    def cond_or(self, c: List[Any]) -> ir.BoolOp:
         return self._bool("or", c)
 
-    def cond_and(self, c):
+    def cond_and(self, c: List[Any]) -> ir.BoolOp:
         return self._bool("and", c)
 
-    def cond_not(self, c):
+    def cond_not(self, c: List[Any]) -> ir.Not:
         operand = self.expr(c[1])
         return self._nest(ir.Not(operand, self.span(c[0]).to(self.outer(operand))), [operand])
 
-    def compare(self, c):
+    def compare(self, c: List[Any]) -> ir.Compare:
         left, right = self.expr(c[0]), self.expr(c[-1])
         op = "not in" if len(c) == 4 else c[1].value
         return self._nest(ir.Compare(op, left, right, self.outer(left).to(self.outer(right))), [left, right])
 
-    def paren(self, c):
+    def paren(self, c: List[Any]) -> ir.Expr:
         inner = self.expr(c[1])
         self._parens[id(inner)] = self.span(c[0]).to(self.span(c[2]))
         return inner
@@ -227,63 +231,63 @@ class Builder:
     # ---- task statements ---------------------------------------------------
     # Each returns (statement keyword, value, keyword span) for task/pipeline.
 
-    def description(self, c):
+    def description(self, c: List[Any]) -> Stmt[ir.Template]:
         return ("description", self.string(c[1]), self.span(c[0]))
 
-    def run_action(self, c):
+    def run_action(self, c: List[Any]) -> Stmt[ir.RunAction]:
         module, attr = c[1].value.split(":", 1)
         callable_ = ir.CallableRef(module, attr, self.span(c[1]))
         return ("action", ir.RunAction(callable_, self.span(c[0]).to(callable_.span)), self.span(c[0]))
 
-    def sh_action(self, c):
+    def sh_action(self, c: List[Any]) -> Stmt[ir.ShAction]:
         command = self.string(c[1])
         return ("action", ir.ShAction(command, self.span(c[0]).to(command.span)), self.span(c[0]))
 
-    def exec_action(self, c):
+    def exec_action(self, c: List[Any]) -> Stmt[ir.ExecAction]:
         argv = self.expr(c[1])
         return ("action", ir.ExecAction(argv, self.span(c[0]).to(argv.span)), self.span(c[0]))
 
-    def wait_file(self, c):
+    def wait_file(self, c: List[Any]) -> Stmt[ir.WaitAction]:
         pattern = self.string(c[2])
         return ("action", ir.WaitAction("file", pattern, self.span(c[0]).to(pattern.span)), self.span(c[0]))
 
-    def wait_sh(self, c):
+    def wait_sh(self, c: List[Any]) -> Stmt[ir.WaitAction]:
         command = self.string(c[2])
         return ("action", ir.WaitAction("sh", command, self.span(c[0]).to(command.span)), self.span(c[0]))
 
-    def wait_run(self, c):
+    def wait_run(self, c: List[Any]) -> Stmt[ir.WaitAction]:
         module, attr = c[2].value.split(":", 1)
         callable_ = ir.CallableRef(module, attr, self.span(c[2]))
         return ("action", ir.WaitAction("run", callable_, self.span(c[0]).to(callable_.span)), self.span(c[0]))
 
-    def call_action(self, c):
+    def call_action(self, c: List[Any]) -> Stmt[ir.CallAction]:
         path = self.string(c[1])
         self._constant(path, "a called pipeline's path")
         return ("action", ir.CallAction(path, self.span(c[0]).to(path.span)), self.span(c[0]))
 
-    def post_action(self, c):
+    def post_action(self, c: List[Any]) -> Stmt[ir.PostAction]:
         url = self.string(c[1])
         return ("action", ir.PostAction(url, self.span(c[0]).to(url.span)), self.span(c[0]))
 
-    def every(self, c):
+    def every(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("every", self.expr(c[1]), self.span(c[0]))
 
-    def shell(self, c):
+    def shell(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("shell", self.expr(c[1]), self.span(c[0]))
 
-    def ship(self, c):
+    def ship(self, c: List[Any]) -> Stmt[Tuple[ir.Template, ...]]:
         return ("ship", tuple(self.string(t) for t in c[1:]), self.span(c[0]))
 
-    def env_file(self, c):
+    def env_file(self, c: List[Any]) -> Stmt[ir.Template]:
         return ("env_file", self.string(c[1]), self.span(c[0]))
 
-    def with_args(self, c):
+    def with_args(self, c: List[Any]) -> Stmt[ir.MapExpr]:
         return ("with", c[1], self.span(c[0]))
 
-    def after(self, c):
+    def after(self, c: List[Any]) -> Stmt[Tuple[ir.Name, ...]]:
         return ("after", tuple(ir.Name(t.value, self.span(t)) for t in c[1:]), self.span(c[0]))
 
-    def retry(self, c):
+    def retry(self, c: List[Any]) -> Stmt[ir.Retry]:
         options: Dict[str, Any] = {}
         for kind, value, span in c[2:]:
             if kind in options:
@@ -296,31 +300,31 @@ class Builder:
                         options.get("jitter"), options.get("on", ()), self.span(c[0]).to(end))
         return ("retry", node, self.span(c[0]))
 
-    def retry_delay(self, c):
+    def retry_delay(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("delay", self.expr(c[1]), self.span(c[0]))
 
-    def retry_backoff(self, c):
+    def retry_backoff(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("backoff", self.expr(c[1]), self.span(c[0]))
 
-    def retry_max_delay(self, c):
+    def retry_max_delay(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("max_delay", self.expr(c[1]), self.span(c[0]))
 
-    def retry_jitter(self, c):
+    def retry_jitter(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("jitter", self.expr(c[1]), self.span(c[0]))
 
-    def retry_on(self, c):
+    def retry_on(self, c: List[Any]) -> Stmt[Tuple[ir.Name, ...]]:
         return ("on", tuple(c[1:]), self.span(c[0]))
 
-    def dotted_name(self, c):
+    def dotted_name(self, c: List[Any]) -> ir.Name:
         return ir.Name(".".join(t.value for t in c), self.span(c[0]).to(self.span(c[-1])))
 
-    def timeout(self, c):
+    def timeout(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("timeout", self.expr(c[1]), self.span(c[0]))
 
-    def when(self, c):
+    def when(self, c: List[Any]) -> Stmt[ir.Word]:
         return ("when", self.word(c[1]), self.span(c[0]))
 
-    def foreach(self, c):
+    def foreach(self, c: List[Any]) -> Stmt[ir.Foreach]:
         items = self.expr(c[-1])
         value = ir.Name(c[2].value, self.span(c[2])) if c[2] is not None else None
         node = ir.Foreach(ir.Name(c[1].value, self.span(c[1])), items, self.span(c[0]).to(items.span), value)
@@ -329,20 +333,20 @@ class Builder:
                         "give them two names: foreach key, value in ...")
         return ("foreach", node, self.span(c[0]))
 
-    def output(self, c):
+    def output(self, c: List[Any]) -> Stmt[ir.Word]:
         return ("output", self.word(c[1]), self.span(c[0]))
 
-    def cache(self, c):
+    def cache(self, c: List[Any]) -> Stmt[ir.Cache]:
         ttl = self.expr(c[1]) if c[1] is not None else None
         return ("cache", ir.Cache(ttl, self.span(c[0]).to(ttl.span if ttl else self.span(c[0]))), self.span(c[0]))
 
-    def tags(self, c):
-        names = []
+    def tags(self, c: List[Any]) -> Stmt[Tuple[ir.Name, ...]]:
+        names: List[ir.Name] = []
         for t in c[1:]:
             names.append(ir.Name(self.string(t).text if t.type == "STRING" else t.value, self.span(t)))
         return ("tags", tuple(names), self.span(c[0]))
 
-    def resources(self, c):
+    def resources(self, c: List[Any]) -> Stmt[ir.MapExpr]:
         return ("resources", c[1], self.span(c[0]))
 
     def _settings(self, stmts: Dict[str, Any]) -> ir.Settings:
@@ -350,7 +354,8 @@ class Builder:
                            stmts.get("output"), stmts.get("cache"), stmts.get("tags", ()), stmts.get("resources"),
                            stmts.get("shell"))
 
-    def _collect(self, stmts, where: str, repeatable=("schedule", "hook", "pythonpath", "after", "tags", "ship")):
+    def _collect(self, stmts: Iterable[Stmt[Any]], where: str, repeatable: Tuple[str, ...] = (
+            "schedule", "hook", "pythonpath", "after", "tags", "ship")) -> Dict[str, Any]:
         """Statements by keyword; a statement given twice is reported once."""
         out: Dict[str, Any] = {}
         first: Dict[str, Span] = {}
@@ -369,7 +374,7 @@ class Builder:
             first[kind] = span
         return out
 
-    def task(self, c):
+    def task(self, c: List[Any]) -> ir.Task:
         name = c[1]
         where = f"task `{name.value}`"
         stmts = self._collect(c[2:], where)
@@ -386,51 +391,51 @@ class Builder:
 
     # ---- pipeline statements -----------------------------------------------
 
-    def schedule_cron(self, c):
+    def schedule_cron(self, c: List[Any]) -> Stmt[ir.Schedule]:
         expr = self.string(c[2])
         tz = self.string(c[4]) if len(c) > 4 else None
         return ("schedule", ir.Schedule("cron", expr, tz, self.span(c[0]).to((tz or expr).span)), self.span(c[0]))
 
-    def schedule_every(self, c):
+    def schedule_every(self, c: List[Any]) -> Stmt[ir.Schedule]:
         interval = self.expr(c[2])
         anchor = self.string(c[4]) if len(c) > 4 else None
         end = (anchor or interval).span
         return ("schedule", ir.Schedule("every", interval, anchor, self.span(c[0]).to(end)), self.span(c[0]))
 
-    def schedule_at(self, c):
+    def schedule_at(self, c: List[Any]) -> Stmt[ir.Schedule]:
         when = self.string(c[2])
         return ("schedule", ir.Schedule("at", when, None, self.span(c[0]).to(when.span)), self.span(c[0]))
 
-    def window(self, c):
+    def window(self, c: List[Any]) -> Stmt[ir.Window]:
         start = self.string(c[1])
         end = self.string(c[3]) if len(c) > 3 else None
         return ("window", ir.Window(start, end, self.span(c[0]).to((end or start).span)), self.span(c[0]))
 
-    def catchup(self, c):
+    def catchup(self, c: List[Any]) -> Stmt[ir.Word]:
         return ("catchup", self.word(c[1]), self.span(c[0]))
 
-    def overlap(self, c):
+    def overlap(self, c: List[Any]) -> Stmt[ir.Word]:
         return ("overlap", self.word(c[1]), self.span(c[0]))
 
-    def results(self, c):
+    def results(self, c: List[Any]) -> Stmt[ir.Word]:
         return ("results", self.word(c[1]), self.span(c[0]))
 
-    def concurrency(self, c):
+    def concurrency(self, c: List[Any]) -> Stmt[ir.Expr]:
         return ("concurrency", self.expr(c[1]), self.span(c[0]))
 
-    def executor(self, c):
+    def executor(self, c: List[Any]) -> Stmt[ir.Executor]:
         address = self.string(c[2]) if len(c) > 2 else None
         end = address.span if address else self.span(c[1])
         return ("executor", ir.Executor(c[1].value, address, self.span(c[0]).to(end)), self.span(c[0]))
 
-    def pythonpath(self, c):
+    def pythonpath(self, c: List[Any]) -> Stmt[Tuple[ir.Template, ...]]:
         return ("pythonpath", tuple(self.string(t) for t in c[1:]), self.span(c[0]))
 
-    def params(self, c):
+    def params(self, c: List[Any]) -> Stmt[ir.MapExpr]:
         return ("params", c[1], self.span(c[0]))
 
-    def defaults(self, c):
-        allowed = []
+    def defaults(self, c: List[Any]) -> Stmt[ir.Settings]:
+        allowed: List[Stmt[Any]] = []
         for stmt in c[1:]:
             kind, _, span = stmt
             if kind in DEFAULTABLE:
@@ -443,11 +448,11 @@ class Builder:
         stmts["tags"] = tuple(n for group in stmts.get("tags", ()) for n in group)
         return ("defaults", self._settings(stmts), self.span(c[0]))
 
-    def hook(self, c):
+    def hook(self, c: List[Any]) -> Stmt[ir.Hook]:
         _, action, _ = c[2]
         return ("hook", ir.Hook(c[1].value, action, self.span(c[0]).to(action.span)), self.span(c[0]))
 
-    def pipeline(self, c):
+    def pipeline(self, c: List[Any]) -> ir.PipelineDecl:
         name = c[1]
         stmts = self._collect(c[2:], "the pipeline")
         return ir.PipelineDecl(
@@ -463,12 +468,12 @@ class Builder:
             ship=tuple(p for group in stmts.get("ship", ()) for p in group),
         )
 
-    def include(self, c):
+    def include(self, c: List[Any]) -> ir.Include:
         path = self.string(c[1])
         text = self._constant(path, "an include path")
         return ir.Include(text if path.is_constant else None, self.span(c[0]).to(path.span))
 
-    def start(self, c):
+    def start(self, c: List[Any]) -> List[Any]:
         return c
 
 
@@ -482,8 +487,9 @@ if TYPE_CHECKING:
 
 def split_blocks(file: str, blocks: List[Any]) -> Blocks:
     pipelines = [b for b in blocks if isinstance(b, ir.PipelineDecl)]
-    diagnostics = []
+    diagnostics: List[Diagnostic] = []
     for extra in pipelines[1:]:
+        assert extra.span is not None and pipelines[0].span is not None  # pipeline() gives every block its span
         diagnostics.append(Diagnostic("E211", f"a second pipeline block (`{extra.name}`)", extra.span,
                                       f"a file holds one pipeline; the first is `{pipelines[0].name}` "
                                       f"at line {pipelines[0].span.line}"))

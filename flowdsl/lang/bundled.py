@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def marshalled(module_globals: Dict[str, Any], path: str) -> Any:
-    loader = module_globals.get("__loader__")
+    loader: Any = module_globals.get("__loader__")
     if not hasattr(loader, "get_data"):
         return None
     import marshal
@@ -54,7 +54,8 @@ def interpreter_data(tables: bytes, modules: List[str]) -> Dict[str, bytes]:
     from . import frozen_re, records
 
     data = marshal.loads(tables)
-    out = {"regexes": frozen_re.record(Lark._load_from_dict(data["data"], data["memo"]))}
+    out = {"regexes": frozen_re.record(
+        Lark._load_from_dict(data["data"], data["memo"]))}  # type: ignore[no-untyped-call]  # private, unannotated
     for name in sorted(modules):
         importlib.import_module(name)
     code = {text: compile(text, "<string>", "exec", dont_inherit=True) for text in records.SOURCES}

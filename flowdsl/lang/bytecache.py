@@ -42,7 +42,9 @@ def fill(archive: str, target: str) -> bool:
     could not (a full disk, a folder it may not write): flow then runs from the sources, as before."""
     parent = os.path.dirname(target)
     try:
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+        for folder in (os.path.dirname(parent), parent):  # the cache's root and pyc/: private, whatever the umask
+            if not os.path.isdir(folder):
+                os.makedirs(folder, mode=0o700)
         _clean(parent)
         work = tempfile.mkdtemp(prefix=".fill-", dir=parent)
     except OSError:
@@ -66,7 +68,8 @@ def _write(archive: str, work: str) -> None:
         for arc in manifest["modules"]:
             source = z.read(arc)
             code = compile(source, arc, "exec", dont_inherit=True)
-            _put(work, arc + "c", ext._code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
+            _put(work, arc + "c", ext._code_to_hash_pyc(  # type: ignore[attr-defined]  # private: not in typeshed
+                code, importlib.util.source_hash(source), checked=False))
         for arc in manifest["data"]:
             _put(work, arc, z.read(arc))
         tables = z.read(manifest["tables"])

@@ -6,8 +6,11 @@ TYPE_CHECKING = False  # typing's, without importing typing at run time (a few m
 if TYPE_CHECKING:
     from typing import List, Optional, Sequence
 
+    from .loader import Loaded, Loader
 
-def check(path: str, targets: Sequence[str] = (), loader=None, modules: Optional[List[str]] = None):
+
+def check(path: str, targets: Sequence[str] = (), loader: Optional[Loader] = None,
+          modules: Optional[List[str]] = None) -> Loaded:
     """Load `path` (following includes) and validate it.
 
     Returns a `loader.Loaded` whose `diagnostics` hold every problem found,

@@ -12,7 +12,7 @@ import re
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import FrozenSet, List, Optional, Tuple
+    from typing import FrozenSet, List, Optional, Set, Tuple
 
 MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -54,7 +54,7 @@ def problem(expr: str) -> Optional[str]:
     return None
 
 
-def _number(token: str, low: int, high: int, names) -> Tuple[Optional[int], Optional[str]]:
+def _number(token: str, low: int, high: int, names: Optional[List[str]]) -> Tuple[Optional[int], Optional[str]]:
     if token.isdigit():
         n = int(token)
     elif names and token in names:
@@ -67,7 +67,7 @@ def _number(token: str, low: int, high: int, names) -> Tuple[Optional[int], Opti
     return n, None
 
 
-def _part_problem(part: str, low: int, high: int, names) -> Optional[str]:
+def _part_problem(part: str, low: int, high: int, names: Optional[List[str]]) -> Optional[str]:
     m = _PART.match(part)
     if not m:
         return f"`{part}` is not `*`, a value, a range `a-b` or a step `*/n`"
@@ -78,11 +78,11 @@ def _part_problem(part: str, low: int, high: int, names) -> Optional[str]:
         return None
     first, _, last = base.partition("-")
     a, why = _number(first, low, high, names)
-    if why:
+    if a is None:  # then `why` says why
         return why
     if last:
         b, why = _number(last, low, high, names)
-        if why:
+        if b is None:
             return why
         if b < a:
             return f"the range {first}-{last} runs backwards"
@@ -102,8 +102,10 @@ def fields(expr: str) -> Tuple[Tuple[int, ...], Tuple[int, ...], FrozenSet[int],
         raise ValueError(why)
     parts = expand(expr).lower().split()
     values = []
+    first: Optional[int]
+    last: Optional[int]
     for value, (_, low, high, names) in zip(parts, FIELDS):
-        allowed = set()
+        allowed: Set[int] = set()
         for part in value.split(","):
             base, _, step_text = part.partition("/")
             step = int(step_text) if step_text else 1
@@ -113,6 +115,7 @@ def fields(expr: str) -> Tuple[Tuple[int, ...], Tuple[int, ...], FrozenSet[int],
                 a, _, b = base.partition("-")
                 first = _number(a, low, high, names)[0]
                 last = _number(b, low, high, names)[0] if b else (high if step_text else first)
+                assert first is not None and last is not None  # problem() found none of the parts wrong
             allowed.update(range(first, last + 1, step))
         values.append(allowed)
     minutes, hours, days, months, weekdays = values

@@ -11,14 +11,14 @@ from .records import finish, record
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional, Sequence
+    from typing import Any, Dict, Iterable, List, NoReturn, Optional, Sequence, Tuple, Type
 
 ERROR = "error"
 WARNING = "warning"
 
 # code: (severity, what it means). The message of each diagnostic says the
 # specifics; this table is the index users grep and `--format sarif` exports.
-CATALOGUE: Dict[str, tuple] = {
+CATALOGUE: Dict[str, Tuple[str, str]] = {
     # reading and syntax
     "E001": (ERROR, "syntax error"),
     "E002": (ERROR, "unexpected character"),
@@ -97,10 +97,10 @@ class Diagnostic:
     def __str__(self) -> str:
         return f"{self.span}: {self.code} {self.message}"
 
-    def sort_key(self) -> tuple:
+    def sort_key(self) -> Tuple[str, int, int, str, str]:
         return (self.span.file, self.span.line, self.span.col, self.code, self.message)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> Dict[str, Any]:
         s = self.span
         return {
             "severity": self.severity, "code": self.code, "message": self.message,
@@ -109,7 +109,7 @@ class Diagnostic:
         }
 
 
-finish(globals())
+finish()
 
 
 class FlowSyntaxError(Exception):
@@ -119,11 +119,11 @@ class FlowSyntaxError(Exception):
         super().__init__(str(diagnostic))
         self.diagnostic = diagnostic
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Type[FlowSyntaxError], Tuple[Diagnostic]]:
         return (FlowSyntaxError, (self.diagnostic,))
 
 
-def fail(code: str, message: str, span: Span, hint: Optional[str] = None):
+def fail(code: str, message: str, span: Span, hint: Optional[str] = None) -> NoReturn:
     """Raise the parser's syntax error; the only place that does."""
     raise FlowSyntaxError(Diagnostic(code, message, span, hint))
 
@@ -138,7 +138,7 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:
 # ---- rendering ---------------------------------------------------------------
 
 
-def count(diagnostics: Sequence[Diagnostic]) -> tuple:
+def count(diagnostics: Sequence[Diagnostic]) -> Tuple[int, int]:
     errors = sum(1 for d in diagnostics if d.severity == ERROR)
     return errors, len(diagnostics) - errors
 
@@ -149,6 +149,7 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], colo
     included file, where it is included from (`included`: an included file -> the include that read it)."""
     bold, red, yellow, cyan, reset = ("\x1b[1m", "\x1b[31m", "\x1b[33m", "\x1b[36m", "\x1b[0m") if color else ("",) * 5
     lines_of: Dict[str, List[str]] = {}
+    includes = included or {}
     out = []
     for d in diagnostics:
         s = d.span
@@ -174,10 +175,11 @@ def render_text(diagnostics: Sequence[Diagnostic], sources: Dict[str, str], colo
             out.append(" " * (len(gutter) - 2) + "| " + " " * (s.col - 1 - offset) + f"{tint}{'^' * width}{reset}")
         if d.hint:
             out.append(f"      = {cyan}hint:{reset} {d.hint}")
-        chain, at = [], (included or {}).get(s.file)
+        chain: List[str] = []
+        at = includes.get(s.file)
         while at is not None and len(chain) < 20:
             chain.append(f"{at.file}:{at.line}:{at.col}")
-            at = included.get(at.file) if at.file != s.file else None
+            at = includes.get(at.file) if at.file != s.file else None
         if chain:
             out.append(f"      = {cyan}note:{reset} included from " + ", included from ".join(chain))
     return "\n".join(out)

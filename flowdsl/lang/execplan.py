@@ -19,6 +19,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import ir, planner
 
+TYPE_CHECKING = False  # typing's names beyond the ones above, without importing them at run time
+if TYPE_CHECKING:
+    from typing import Callable, FrozenSet
+
 # The records below are read-only by convention, not frozen: a frozen
 # dataclass's __init__ sets each field through object.__setattr__, which made
 # lowering a 10,000-task plan cost 10 us a task, a quarter of the runner's own.
@@ -42,7 +46,7 @@ class RetryPolicy:
     jitter: float = 0.0
     on: Tuple[str, ...] = ()  # exception names; empty: any failure
 
-    def delay_before(self, made: int, names: List[str], uniform) -> Optional[float]:
+    def delay_before(self, made: int, names: List[str], uniform: Callable[[float, float], float]) -> Optional[float]:
         """Seconds before the next attempt after `made` failed ones, or None when out of retries.
 
         `names` are the failure's class names (its bases too); `uniform(a, b)`
@@ -96,7 +100,7 @@ class TaskSpec:
     foreach_value: Optional[str] = None  # `foreach key, value in MAP`: the value's name
     every: float = DEFAULT_EVERY  # a sensor's time between checks
     every_text: str = "1m"  # as written, for messages
-    only: Optional[frozenset] = None  # `--target T[i]`: the instances of this foreach task that run
+    only: Optional[FrozenSet[int]] = None  # `--target T[i]`: the instances of this foreach task that run
 
 
 @dataclass
@@ -141,7 +145,7 @@ def _number(expr: Any, default: float) -> float:
 
 def lower_shell(expr: Any) -> Tuple[str, ...]:
     if isinstance(expr, ir.ListExpr) and expr.items and all(isinstance(i, ir.Template) for i in expr.items):
-        return tuple(i.text for i in expr.items)
+        return tuple(i.text for i in expr.items if isinstance(i, ir.Template))  # (all are: the filter is for mypy)
     return DEFAULT_SHELL
 
 
@@ -208,7 +212,9 @@ def lower(plan: planner.Plan, executor: Optional[str] = None, workers: Optional[
             foreach.var.name if foreach else None, foreach.items if foreach else None,
             timeout[0], timeout[1], retry, s.output.value if s.output else DEFAULT_OUTPUT,
             cache is not None, _seconds(cache.ttl) if cache is not None else None,
-            {e.key: e.value.value for e in s.resources.entries} if s.resources is not None else None,
+            # the validator lets only number literals into `resources`
+            {e.key: e.value.value for e in s.resources.entries}  # type: ignore[union-attr]
+            if s.resources is not None else None,
             tp, task.condition.expr if task.condition else None, task.condition.text if task.condition else "",
             foreach.value.name if foreach and foreach.value else None,
             task.every.seconds if isinstance(task.every, ir.Duration) else DEFAULT_EVERY,

@@ -21,7 +21,7 @@ formatted file means what the original meant; `meaning()` is the check.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from .diagnostics import FlowSyntaxError
 
@@ -170,11 +170,12 @@ class _Writer:
         return "\n".join("" if line is None else INDENT * line.indent + line.text for line in self.lines) + "\n"
 
 
-def _end(node, text: str) -> int:
+def _end(node: Any, text: str) -> int:
     """The source offset just past a tree, counting the punctuation the tree leaves out (`}`, `)`, `]`)."""
     from lark import Token
 
     if isinstance(node, Token):
+        assert node.end_pos is not None  # lark types it Optional; a token from the lexer has its end
         return node.end_pos
     children = [c for c in node.children if c is not None]
     last = _end(children[-1], text)
@@ -192,12 +193,12 @@ class _Printer:
         self.w = writer
         self.text = text
 
-    def token(self, tok, sep: str = " ", text: Optional[str] = None) -> None:
+    def token(self, tok: Any, sep: str = " ", text: Optional[str] = None) -> None:
         self.w.put(tok.value if text is None else text, tok.start_pos, tok.end_pos, sep)
 
     # ---- blocks ----------------------------------------------------------------
 
-    def file(self, tree) -> None:
+    def file(self, tree: Any) -> None:
         previous = None
         for block in tree.children:
             kind = block.data
@@ -238,7 +239,7 @@ class _Printer:
 
     # ---- statements ------------------------------------------------------------
 
-    def statement(self, node) -> None:
+    def statement(self, node: Any) -> None:
         """A statement's words on one line (a map or list inside may still break it)."""
         from lark import Token
 
@@ -271,7 +272,7 @@ class _Printer:
             else:
                 self.part(child)
 
-    def part(self, node, sep: str = " ") -> None:
+    def part(self, node: Any, sep: str = " ") -> None:
         from lark import Token
 
         if isinstance(node, Token):
@@ -295,7 +296,7 @@ class _Printer:
 
     # ---- values ------------------------------------------------------------------
 
-    def expr(self, node, sep: str = " ") -> None:
+    def expr(self, node: Any, sep: str = " ") -> None:
         from lark import Token
 
         if isinstance(node, Token):  # a string
@@ -323,7 +324,8 @@ class _Printer:
         else:  # number, duration, true, false, null: one token, as written
             self.token(c[0], sep)
 
-    def brackets(self, opening, items, closing, sep: str, write) -> None:
+    def brackets(self, opening: Any, items: Sequence[Any], closing: Any, sep: str,
+                 write: Callable[..., Optional[_Line]]) -> None:
         """A list or a map: on one line as written there, else one item a line."""
         broken = opening.line != closing.line and (items or self._has_comment(opening.start_pos, closing.start_pos))
         self.token(opening, sep)
@@ -335,37 +337,36 @@ class _Printer:
         self.w.newline()
         self.w.blank = "none"
         self.w.indent += 1
-        keys = []  # (index of the entry's first line, its key's width)
+        keys = []  # (index of the entry's first line, its key's width, that line)
         for i, item in enumerate(items):
             self.w.newline()
             first = len(self.w.lines)
             line = write(item, i, len(items), broken=True)
             if line is not None:  # a map entry: its key's line
                 self.w.newline()
-                keys.append((self.w.lines.index(line, first), len(item[0].value)))
+                keys.append((self.w.lines.index(line, first), len(item[0].value), line))
         self.w.newline()
         self.w.comments_before(closing.start_pos)
         self.w.indent -= 1
         self.w.put(closing.value, closing.start_pos, closing.end_pos, blank="none")
         self._align(keys)
 
-    def _align(self, keys) -> None:
+    def _align(self, keys: List[Tuple[int, int, _Line]]) -> None:
         """Line up the `=` of a map's entries that follow one another: a blank line or a comment ends a group."""
         lines = self.w.lines
-        groups: List[list] = []
-        for k, (index, width) in enumerate(keys):
-            if k and not any(line is None or (line.comment and line.indent == lines[index].indent)
+        groups: List[List[Tuple[_Line, int]]] = []
+        for k, (index, width, key) in enumerate(keys):
+            if k and not any(line is None or (line.comment and line.indent == key.indent)
                              for line in lines[keys[k - 1][0] + 1:index]):
-                groups[-1].append((index, width))
+                groups[-1].append((key, width))
             else:
-                groups.append([(index, width)])
+                groups.append([(key, width)])
         for group in groups:
             widest = max(width for _, width in group)
-            for index, width in group:
-                line = lines[index]
+            for line, width in group:
                 line.text = line.text[:width] + " " * (widest - width) + line.text[width:]
 
-    def _item(self, item, i: int, n: int, broken: bool) -> None:
+    def _item(self, item: Any, i: int, n: int, broken: bool) -> None:
         if broken:
             self.expr(item)
             self.w.put(",", self.w.prev_end, self.w.prev_end, sep="")
@@ -374,7 +375,7 @@ class _Printer:
         if i < n - 1:
             self.w.put(",", self.w.prev_end, self.w.prev_end, sep="")
 
-    def _entry(self, entry, i: int, n: int, broken: bool) -> Optional[_Line]:
+    def _entry(self, entry: Tuple[Any, Any], i: int, n: int, broken: bool) -> Optional[_Line]:
         key, value = entry
         # on one line, two spaces part the entries (commas are optional): { a = 1  b = 2 }
         self.token(key, " " if broken or i == 0 else "  ")

@@ -22,7 +22,10 @@ import sys
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Dict, Optional, Tuple
+    from re import Match, Pattern
+    from typing import Any, Dict, List, Optional, Tuple
+
+    _Table = Dict[Tuple[str, int], Tuple[Any, ...]]  # (pattern, flags) -> the arguments of _sre.compile
 
 TABLE_FILE = "_regexes.marshal"
 
@@ -32,12 +35,12 @@ class FrozenRe:
 
     error = re.error
 
-    def __init__(self, table: Dict[Tuple[str, int], tuple]) -> None:
+    def __init__(self, table: _Table) -> None:
         self.table = table  # (pattern, flags as lark gives them) -> the arguments of _sre.compile
-        self.compiled: Dict[Tuple[str, int], Any] = {}
+        self.compiled: Dict[Tuple[str, int], Pattern[str]] = {}
         self.frozen = 0  # how many came from the table (for tests)
 
-    def compile(self, pattern, flags=0):
+    def compile(self, pattern: str, flags: int = 0) -> Pattern[str]:
         key = (pattern, flags)
         found = self.compiled.get(key)
         if found is None:
@@ -55,14 +58,14 @@ class FrozenRe:
             self.compiled[key] = found
         return found
 
-    def match(self, pattern, string, flags=0):
+    def match(self, pattern: str, string: str, flags: int = 0) -> Optional[Match[str]]:
         return self.compile(pattern, flags).match(string)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(re, name)
 
 
-def _lexers(parser) -> list:
+def _lexers(parser: Any) -> List[Any]:
     """The distinct basic lexers of a lark parser's contextual lexer (none if it has another shape)."""
     lexer = getattr(getattr(parser, "parser", None), "lexer", None)
     states = getattr(lexer, "lexers", None)
@@ -75,13 +78,13 @@ def _lexers(parser) -> list:
     return [x for x in found.values() if hasattr(x, "re")]
 
 
-def _signature() -> list:
+def _signature() -> List[Any]:
     import _sre
 
     return [list(sys.version_info[:2]), _sre.MAGIC, _sre.CODESIZE]
 
 
-_LOADED: list = []  # [FrozenRe or None] once looked for
+_LOADED: List[Optional[FrozenRe]] = []  # [FrozenRe or None] once looked for
 
 
 def load() -> Optional[FrozenRe]:
@@ -104,7 +107,7 @@ def load() -> Optional[FrozenRe]:
     return _LOADED[0]
 
 
-def install(parser) -> Optional[FrozenRe]:
+def install(parser: Any) -> Optional[FrozenRe]:
     """Give a lark parser's lexers the table of this interpreter's tree, if there is one that fits."""
     frozen = load()
     if frozen is not None:
@@ -113,23 +116,23 @@ def install(parser) -> Optional[FrozenRe]:
     return frozen
 
 
-def record(parser) -> bytes:
+def record(parser: Any) -> bytes:
     """The table for this interpreter: what every lexer of `parser` compiles (for build_zipapp.py)."""
     import marshal
 
     try:
-        from re import _compiler as compiler
+        from re import _compiler as compiler  # type: ignore[attr-defined]  # 3.11+, not in typeshed
     except ImportError:  # Python 3.9, 3.10
         import sre_compile as compiler
 
-    recorded: Dict[Tuple[str, int], tuple] = {}
+    recorded: _Table = {}
     real = compiler._sre
 
     class Spy:  # the C engine, noting what the compiler hands it
         def __init__(self) -> None:
-            self.calls: list = []
+            self.calls: List[Tuple[Any, ...]] = []
 
-        def compile(self, *args):
+        def compile(self, *args: Any) -> Any:
             self.calls.append(args)
             return real.compile(*args)
 
@@ -137,11 +140,11 @@ def record(parser) -> bytes:
             return getattr(real, name)
 
     class Recorder(FrozenRe):
-        def compile(self, pattern, flags=0):
+        def compile(self, pattern: str, flags: int = 0) -> Pattern[str]:
             spy = Spy()
             compiler._sre = spy
-            try:
-                compiled = compiler.compile(pattern, flags)  # not re.compile: its cache would hide the call
+            try:  # compiler.compile, not re.compile: its cache would hide the call
+                compiled: Pattern[str] = compiler.compile(pattern, flags)
             finally:
                 compiler._sre = real
             pattern_, flags_, code, groups, groupindex, indexgroup = spy.calls[-1]

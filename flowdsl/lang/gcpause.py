@@ -17,6 +17,6 @@ class paused:  # noqa: N801 (read as a phrase: `with paused():`)
         gc.disable()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.was_on:
             gc.enable()

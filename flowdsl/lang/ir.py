@@ -363,7 +363,7 @@ class PipelineDecl:
     timeout: Optional[Expr] = None
     pythonpath: Tuple[Template, ...] = ()
     params: Optional[MapExpr] = None
-    defaults: Settings = Factory(Settings)
+    defaults: Settings = Factory(factory=Settings)  # type: ignore[assignment]  # a Factory stands for the Settings it makes
     results: Optional[Word] = None
     hooks: Tuple[Hook, ...] = ()
     span: Optional[Span] = None
@@ -402,7 +402,7 @@ RUN_VALUES = ("id", "pipeline", "logical_date", "date", "trigger")
 RESERVED = frozenset({"params", "run", "env", "secret", "true", "false", "null"})
 
 
-_SHAPES: Dict[type, Optional[tuple]] = {}  # a record class -> its fields but spans; a Span -> None
+_SHAPES: Dict[type, Optional[Tuple[str, ...]]] = {}  # a record class -> its fields but spans; a Span -> None
 
 
 def shape_text(node: Any, skip: FrozenSet[Tuple[str, str]] = frozenset()) -> str:
@@ -455,4 +455,4 @@ def to_data(node: Any) -> Any:
     return node
 
 
-finish(globals())
+finish()

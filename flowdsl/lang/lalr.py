@@ -20,7 +20,12 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional
+    from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
+
+    from lark import Token as LarkToken
+
+    _Callback = Callable[[List[Any]], Any]  # a rule's builder method, wrapped: its children -> its value
+    _Rule = Tuple[str, int, _Callback]  # origin symbol, how many children, the callback
 
 
 class Fallback(Exception):
@@ -35,6 +40,14 @@ class Token(str):
     """A token as the builder reads it (lark's Token has the same fields)."""
 
     __slots__ = ("type", "value", "start_pos", "line", "column", "end_line", "end_column", "end_pos")
+    type: str
+    value: str
+    start_pos: int
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    end_pos: int
 
     def __new__(cls, type_: str, value: str, start_pos: int, line: int, column: int, end_line: int,
                 end_column: int, end_pos: int) -> Token:
@@ -53,7 +66,7 @@ class Tree:
 
     __slots__ = ("data", "children")
 
-    def __init__(self, data: str, children: list) -> None:
+    def __init__(self, data: str, children: List[Any]) -> None:
         self.data, self.children = data, children
 
 
@@ -68,7 +81,7 @@ class _Lexer:
         self.unless = spec["unless"]  # terminal -> {literal value: keyword terminal}
         self.newline_types = frozenset(spec["newline_types"])
         self.ignore_types = frozenset(spec["ignore_types"])
-        self.compiled: Optional[list] = None
+        self.compiled: List[Any] = []  # the patterns compiled, once the parser first reaches a state of this lexer
 
 
 class FastParser:
@@ -79,21 +92,24 @@ class FastParser:
         # each state: symbol -> action (>= 0: shift to that state; ~rule: reduce by that rule)
         self.states: List[Dict[str, int]] = [dict(zip([symbols[i] for i in keys], actions))
                                              for keys, actions in tables["states"]]
-        self.start, self.end = tables["start"], tables["end"]
-        self.lexer_of = tables["lexer_of"]  # parser state -> index into lexers
+        self.start: int = tables["start"]
+        self.end: int = tables["end"]
+        self.lexer_of: List[int] = tables["lexer_of"]  # parser state -> index into lexers
         self.lexers = [_Lexer(spec) for spec in tables["lexers"]]
         self.re = re_module
-        self.rules = [(origin, size, _callback(builder, name, chain)) for origin, size, name, chain in tables["rules"]]
+        self.rules: List[_Rule] = [(origin, size, _callback(builder, name, chain))
+                                   for origin, size, name, chain in tables["rules"]]
 
     def _scanner(self, state: int) -> _Lexer:
         lexer = self.lexers[self.lexer_of[state]]
-        if lexer.compiled is None:
+        if not lexer.compiled:  # (a lexer without patterns: [] again, no different)
             lexer.compiled = [self.re.compile(p, lexer.flags) for p in lexer.patterns]
         return lexer
 
     def parse(self, text: str) -> Any:
         states, rules = self.states, self.rules
-        state_stack, value_stack = [self.start], []
+        state_stack: List[int] = [self.start]
+        value_stack: List[Any] = []
         pos, line, line_start, n = 0, 1, 0, len(text)
         last: Optional[Token] = None
         while pos < n:
@@ -132,7 +148,8 @@ class FastParser:
             end = Token("$END", "", 0, 1, 1, 1, 1, 0)
         return self._feed(end, state_stack, value_stack, states, rules, is_end=True)
 
-    def _feed(self, token: Token, state_stack: list, value_stack: list, states, rules, is_end: bool = False) -> Any:
+    def _feed(self, token: Token, state_stack: List[int], value_stack: List[Any], states: List[Dict[str, int]],
+              rules: List[_Rule], is_end: bool = False) -> Any:
         try:
             return self._step(token, state_stack, value_stack, states, rules, is_end)
         except _NoAction:
@@ -147,7 +164,8 @@ class FastParser:
         except _NoAction:
             raise Fallback("unexpected NAME") from None
 
-    def _step(self, token: Token, state_stack: list, value_stack: list, states, rules, is_end: bool) -> Any:
+    def _step(self, token: Token, state_stack: List[int], value_stack: List[Any], states: List[Dict[str, int]],
+              rules: List[_Rule], is_end: bool) -> Any:
         """lark's ParserState.feed_token: reduce as long as the table says, then shift."""
         end = self.end
         while True:
@@ -178,17 +196,17 @@ class FastParser:
 _NOT_WORDS = frozenset({"NAME", "STRING", "LONG_STRING", "NUMBER", "DURATION", "CALLABLE", "$END"})
 
 
-def may_be_name(token) -> bool:
+def may_be_name(token: Union[Token, LarkToken]) -> bool:
     """A token (this module's or lark's) that becomes a NAME where the parser takes one and not it:
     a keyword spelled like a name (parser._keyword_as_name, and FastParser the same way)."""
     return token.type not in _NOT_WORDS and isinstance(token.value, str) and token.value.isidentifier()
 
 
-def _callback(builder: Any, name: str, chain: list) -> Callable[[list], Any]:
+def _callback(builder: Any, name: str, chain: List[Any]) -> _Callback:
     """The builder's method for a rule, wrapped as lark's tree builder wraps it (the same steps, in order)."""
     f = getattr(builder, name, None)
     if f is None:
-        def f(children, name=name):
+        def f(children: List[Any], name: str = name) -> Tree:
             return Tree(name, children)
     for step in chain:
         if step[0] == "expand1":
@@ -198,16 +216,16 @@ def _callback(builder: Any, name: str, chain: list) -> Callable[[list], Any]:
     return f
 
 
-def _expand_single(f):
-    def expand_single(children):
+def _expand_single(f: _Callback) -> _Callback:
+    def expand_single(children: List[Any]) -> Any:
         return children[0] if len(children) == 1 else f(children)
     return expand_single
 
 
-def _child_filter(f, to_include, append_none: int):
+def _child_filter(f: _Callback, to_include: List[Tuple[int, bool, int]], append_none: int) -> _Callback:
     """lark's ChildFilterLALR: keep some children, splice inlined rules' children, add None placeholders."""
-    def child_filter(children):
-        filtered = []
+    def child_filter(children: List[Any]) -> Any:
+        filtered: List[Any] = []
         for i, to_expand, add_none in to_include:
             if add_none:
                 filtered += [None] * add_none
@@ -227,7 +245,7 @@ def _child_filter(f, to_include, append_none: int):
 # ---- made at build time, from lark -----------------------------------------------------------
 
 
-def export(parser, builder: Any) -> Dict[str, Any]:
+def export(parser: Any, builder: Any) -> Dict[str, Any]:
     """The plain tables of a lark parser (parser="lalr", lexer="contextual"), for FastParser.
 
     Raises ValueError for anything FastParser does not do as lark would (a
@@ -241,8 +259,9 @@ def export(parser, builder: Any) -> Dict[str, Any]:
 
     frontend = parser.parser
     table = frontend.parser.parser.parse_table
-    rule_specs, index = [], {}
-    inlined = set()
+    rule_specs: List[Tuple[str, int, str, List[Any]]] = []
+    index: Dict[Any, int] = {}  # lark's rule -> its number
+    inlined: Set[str] = set()
     for rule, chain in parser._parse_tree_builder.rule_builders:
         name = rule.alias or rule.options.template_source or rule.origin.name
         steps: List[Any] = []
@@ -264,7 +283,7 @@ def export(parser, builder: Any) -> Dict[str, Any]:
             raise ValueError(f"rule {origin}: no builder method `{name}`, and no rule inlines it")
     symbols = sorted({symbol for actions in table.states.values() for symbol in actions})
     number = {symbol: i for i, symbol in enumerate(symbols)}
-    states = []
+    states: List[List[List[int]]] = []
     for state in range(len(table.states)):
         actions = table.states[state]
         states.append([[number[symbol] for symbol in actions],
@@ -272,8 +291,9 @@ def export(parser, builder: Any) -> Dict[str, Any]:
     lexer = frontend.lexer
     if parser.options.lexer_callbacks or not hasattr(lexer, "lexers"):
         raise ValueError("the fast parser needs lark's contextual lexer, without lexer callbacks")
-    lexers, which = [], {}
-    lexer_of = []
+    lexers: List[Dict[str, Any]] = []
+    which: Dict[int, int] = {}
+    lexer_of: List[int] = []
     for state in range(len(table.states)):
         basic = lexer.lexers[state]
         if id(basic) not in which:
@@ -284,9 +304,9 @@ def export(parser, builder: Any) -> Dict[str, Any]:
             "end": table.end_states["start"], "rules": rule_specs, "lexers": lexers, "lexer_of": lexer_of}
 
 
-def _export_lexer(basic) -> Dict[str, Any]:
+def _export_lexer(basic: Any) -> Dict[str, Any]:
     scanner = basic.scanner
-    unless = {}
+    unless: Dict[str, Dict[str, str]] = {}
     for terminal, callback in basic.callback.items():
         types = getattr(callback, "types", None)  # the zipapp's lark: a dict already (build_zipapp.LARK_EDITS)
         if types is None:

@@ -25,7 +25,7 @@ from .parser import parse
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Tuple
+    from typing import Dict, List, Optional, Set, Tuple, Union
 
 
 class Parsed:
@@ -121,7 +121,7 @@ def refusal(path: str) -> Optional[Diagnostic]:
     return _not_flow(path, f"`{path}` is not a .flow file")
 
 
-def read_text(path: str) -> Tuple[Optional[str], Optional[Diagnostic]]:
+def read_text(path: str) -> Union[Tuple[str, None], Tuple[None, Diagnostic]]:
     """The text of a .flow file, or None and the one diagnostic that says why not."""
     problem = refusal(path)
     if problem is not None:
@@ -158,10 +158,11 @@ class Loader:
     def parse_file(self, path: str) -> Parsed:
         key = os.path.realpath(path)
         if key not in self.parsed:
-            text, problem = read_text(path)
-            if problem is not None:
-                self.parsed[key] = Parsed(path, "", None, [problem])
+            read = read_text(path)
+            if read[1] is not None:
+                self.parsed[key] = Parsed(path, "", None, [read[1]])
             else:
+                text = read[0]
                 try:
                     with paused():
                         module, diagnostics = parse(text, path)
@@ -170,9 +171,9 @@ class Loader:
                 self.parsed[key] = Parsed(path, text, module, diagnostics)
         return self.parsed[key]
 
-    def included_by_others(self, paths: List[str]) -> set:
+    def included_by_others(self, paths: List[str]) -> Set[str]:
         """Real paths of the files that some file in `paths` includes."""
-        out = set()
+        out: Set[str] = set()
         for path in paths:
             p = self.parse_file(path)
             if p.module is not None:
@@ -190,7 +191,7 @@ class Loader:
         tasks: List[ir.Task] = []
         files: List[str] = []
         included: Dict[str, Span] = {}
-        self._gather(root, [], set(), tasks, files, diagnostics, sources, included)
+        self._gather(root, root.module, [], set(), tasks, files, diagnostics, sources, included)
         pipeline = root.module.pipeline or ir.PipelineDecl(
             name=_stem(path), name_span=None, span=Span(path, 1, 1, 1, 1))
         unique: Dict[str, ir.Task] = {}
@@ -209,14 +210,16 @@ class Loader:
         program = ir.Program(path, pipeline, tuple(unique.values()), tuple(files))
         return Loaded(program, diagnostics, sources, included)
 
-    def _gather(self, parsed: Parsed, stack: List[str], done: set, tasks, files, diagnostics, sources,
+    def _gather(self, parsed: Parsed, module: ir.Module, stack: List[str], done: Set[str], tasks: List[ir.Task],
+                files: List[str], diagnostics: List[Diagnostic], sources: Dict[str, str],
                 included: Dict[str, Span]) -> None:
+        """Gather a file that parsed (`module` is its `parsed.module`) and what it includes, in order."""
         key = os.path.realpath(parsed.file)
         done.add(key)
         files.append(parsed.file)
-        tasks.extend(parsed.module.tasks)
+        tasks.extend(module.tasks)
         stack = stack + [key]
-        for inc in parsed.module.includes:
+        for inc in module.includes:
             if inc.path is None:
                 continue
             if "\0" in inc.path:
@@ -243,10 +246,10 @@ class Loader:
                 continue
             # not a .flow file, or unreadable: said where it is included, of the path this include names
             problem = refusal(target)
-            child = self.parse_file(target) if problem is None else None
-            if child is not None and child.module is None and child.diagnostics \
-                    and child.diagnostics[0].code in ("E011", "E012"):
-                problem = child.diagnostics[0]
+            if problem is None:
+                child = self.parse_file(target)  # (read below only when there is no problem: always set then)
+                if child.module is None and child.diagnostics and child.diagnostics[0].code in ("E011", "E012"):
+                    problem = child.diagnostics[0]
             if problem is not None:
                 diagnostics.append(Diagnostic(problem.code, problem.message, inc.span, problem.hint))
                 sources.setdefault(target, "")  # reached (a folder's check does not take it alone), not read
@@ -258,9 +261,10 @@ class Loader:
                 continue
             if child.module.pipeline is not None:
                 diagnostics.append(Diagnostic("E304", f"`{inc.path}` has a pipeline block, so it cannot be included",
-                                              child.module.pipeline.span,
+                                              # Optional in the IR, but the builder always sets a parsed block's
+                                              child.module.pipeline.span,  # type: ignore[arg-type]
                                               "an included file holds tasks and `include` lines only"))
-            self._gather(child, stack, done, tasks, files, diagnostics, sources, included)
+            self._gather(child, child.module, stack, done, tasks, files, diagnostics, sources, included)
 
 
 def _stem(path: str) -> str:

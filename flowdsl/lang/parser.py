@@ -20,14 +20,22 @@ from .ir import Module, Span
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Dict, FrozenSet, List, Optional, Tuple
+    from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+    from lark import Lark, ParseTree, Token
+    from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    from .builder import Builder
+    from .lalr import FastParser
 
 GRAMMAR_FILE = "flow.lark"
-_PARSER = None
-_BUILDER = None
-_FAST: list = []  # [the fast parser, or None] once looked for
-_LAYOUT_PARSER = None
-_COMMENT_SINK = None
+_PARSER: Optional[Lark] = None
+_BUILDER: Optional[Builder] = None
+_FAST: List[Optional[FastParser]] = []  # [the fast parser, or None] once looked for
+_LAYOUT_PARSER: Optional[Lark] = None
+_COMMENT_SINK: Optional[Callable[[Token], object]] = None
 _PARSING = _thread.allocate_lock()  # the shared builder (and lark's parsers) serve one parse at a time
 _LARK_OPTIONS = dict(parser="lalr", lexer="contextual", maybe_placeholders=True, start="start")
 
@@ -36,16 +44,17 @@ def grammar_text() -> str:
     """The grammar, from the package (wheel, zipapp) or the checkout's grammar/."""
     here = os.path.dirname(os.path.dirname(__file__))  # the package: flowdsl/grammar/ is its data
     inside = os.path.join(here, "grammar", GRAMMAR_FILE)
-    loader = globals().get("__loader__")
+    loader: Any = globals().get("__loader__")  # None, or a loader without get_data: AttributeError below
     try:
-        return loader.get_data(inside).decode("utf-8")  # works inside a zip too
+        data: bytes = loader.get_data(inside)  # works inside a zip too
+        return data.decode("utf-8")
     except (OSError, AttributeError):
         pass
     with open(os.path.join(here, os.pardir, "grammar", GRAMMAR_FILE), encoding="utf-8") as f:
         return f.read()
 
 
-def dump_tables() -> dict:
+def dump_tables() -> Dict[str, Any]:
     """The analysed grammar as plain data, for build_zipapp.py to freeze.
 
     The same for every run when PYTHONHASHSEED is fixed. lark keeps its LR(0)
@@ -57,43 +66,46 @@ def dump_tables() -> dict:
     from lark.parsers.grammar_analysis import LR0ItemSet
 
     own_hash = LR0ItemSet.__dict__.get("__hash__")
-    LR0ItemSet.__hash__ = lambda self: hash(self.kernel)
+    # a monkeypatch of lark's class, and its undoing: mypy refuses both (and types the lambda's self as object)
+    LR0ItemSet.__hash__ = lambda self: hash(self.kernel)  # type: ignore[method-assign, attr-defined]
     try:
         lark = Lark(grammar_text(), **_LARK_OPTIONS)
     finally:
         if own_hash is None:
             del LR0ItemSet.__hash__
         else:
-            LR0ItemSet.__hash__ = own_hash
+            LR0ItemSet.__hash__ = own_hash  # type: ignore[method-assign]
     data, memo = lark.memo_serialize([_terminal_def(), _rule()])
     from .builder import Builder
     from .lalr import export
 
-    loaded = Lark._load_from_dict(data, memo)  # as the zipapp loads them: the states numbered alike
+    # as the zipapp loads them: the states numbered alike (lark leaves _load_from_dict unannotated)
+    loaded = Lark._load_from_dict(data, memo)  # type: ignore[no-untyped-call]
     return {"lark": __version__, "data": data, "memo": memo, "fast": export(loaded, Builder)}
 
 
-def _terminal_def():
+def _terminal_def() -> type[TerminalDef]:
     from lark.lexer import TerminalDef
     return TerminalDef
 
 
-def _rule():
+def _rule() -> type[Rule]:
     from lark.grammar import Rule
     return Rule
 
 
-def _load(**options):
+def _load(**options: Any) -> Tuple[Lark, bool]:
     """(a Lark parser, whether it came from the zipapp's frozen tables); else built from the grammar (cached)."""
     from lark import Lark, __version__
 
     try:
-        from . import _tables  # only in the zipapp
+        from . import _tables  # type: ignore[attr-defined]  # generated: only in the zipapp
     except ImportError:
         _tables = None
     tables = _tables.load("lark") if _tables is not None else None
     if tables is not None and tables["lark"] == __version__:
-        parser = Lark._load_from_dict(tables["data"], tables["memo"], **options)
+        # (lark leaves _load_from_dict unannotated)
+        parser = Lark._load_from_dict(tables["data"], tables["memo"], **options)  # type: ignore[no-untyped-call]
         from .frozen_re import install
 
         install(parser)  # the lexer's regular expressions, compiled at build time
@@ -101,7 +113,7 @@ def _load(**options):
     return Lark(grammar_text(), cache=True, **options, **_LARK_OPTIONS), False
 
 
-def _builder():
+def _builder() -> Builder:
     global _BUILDER
     if _BUILDER is None:
         from .builder import Builder
@@ -110,12 +122,12 @@ def _builder():
     return _BUILDER
 
 
-def _fast_parser():
+def _fast_parser() -> Optional[FastParser]:
     """The fast path's parser, where the zipapp has its tables (else None)."""
     if not _FAST:
         _FAST.append(None)
         try:
-            from . import _tables  # only in the zipapp
+            from . import _tables  # type: ignore[attr-defined]  # generated: only in the zipapp
         except ImportError:
             return None
         tables = _tables.load("fast")
@@ -129,14 +141,14 @@ def _fast_parser():
     return _FAST[0]
 
 
-def _parser():
+def _parser() -> Tuple[Lark, Builder]:
     global _PARSER
+    builder = _builder()
     if _PARSER is None:
         import gc
 
         from .gcpause import paused
 
-        _builder()
         # The frozen tables make tens of thousands of objects that live as long
         # as the process, and no garbage: collections would only walk them again
         # and again, at exit too (about 12 ms of a cold start). So they are made
@@ -144,18 +156,18 @@ def _parser():
         # zipapp, whose process is the `flow` command: a program that imports
         # flowdsl from a checkout keeps its own objects collectable.
         with paused():
-            _PARSER, frozen = _load(transformer=_BUILDER)
+            _PARSER, frozen = _load(transformer=builder)
             if frozen:
                 gc.freeze()
-    return _PARSER, _BUILDER
+    return _PARSER, builder
 
 
-def _comment(token) -> None:
+def _comment(token: Token) -> None:
     if _COMMENT_SINK is not None:
         _COMMENT_SINK(token)
 
 
-def layout_parser():
+def layout_parser() -> Lark:
     """A second parser over the same tables, for `flow fmt`: it builds a parse tree
     (the builder's IR drops layout) and hands every comment token to the sink of
     `parse_tree`.
@@ -180,7 +192,7 @@ def parse(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
         return _parse(text, file)
 
 
-def parse_tree(text: str, on_comment=None):
+def parse_tree(text: str, on_comment: Optional[Callable[[Token], object]] = None) -> ParseTree:
     """The parse tree of text that `parse` accepted (keywords used as names resolved the same way);
     `on_comment` gets each comment token, in order."""
     global _COMMENT_SINK
@@ -220,7 +232,8 @@ def _parse_with_lark(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     parser, builder = _parser()
     builder.begin(file, text)
     try:
-        blocks = parser.parse(text, on_error=_keyword_as_name)
+        # the builder is the parser's transformer: parse returns what `Builder.start` does, not the Tree lark says
+        blocks: List[Any] = parser.parse(text, on_error=_keyword_as_name)  # type: ignore[assignment]
     except UnexpectedCharacters as e:
         _unexpected_character(e, text, file, parser)
     except UnexpectedToken as e:
@@ -231,7 +244,7 @@ def _parse_with_lark(text: str, file: str) -> Tuple[Module, List[Diagnostic]]:
     return Module(file, pipeline, tasks, includes), builder.diagnostics + more
 
 
-def _keyword_as_name(e) -> bool:
+def _keyword_as_name(e: UnexpectedInput) -> bool:
     """A keyword where only a name fits is that name: `{ a = 1  cache = 2 }`.
 
     The contextual lexer picks a keyword whenever one could follow, and after a
@@ -244,7 +257,7 @@ def _keyword_as_name(e) -> bool:
 
     from .lalr import may_be_name
 
-    if not isinstance(e, UnexpectedToken) or not may_be_name(e.token) or "NAME" not in e.interactive_parser.accepts():
+    if not isinstance(e, UnexpectedToken) or not may_be_name(e.token) or "NAME" not in e.accepts:
         return False
     e.interactive_parser.feed_token(Token.new_borrow_pos("NAME", e.token.value, e.token))
     return True
@@ -293,7 +306,7 @@ EXAMPLES: Dict[str, List[str]] = {
 }
 
 
-def _describe(names: FrozenSet[str], parser) -> str:
+def _describe(names: Iterable[str], parser: Lark) -> str:
     names = set(names)
     groups = []
     if len(names & _TASK_STATEMENTS) >= 6:
@@ -322,7 +335,7 @@ def _describe(names: FrozenSet[str], parser) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
-def _example_message(e, parser, builder) -> Optional[str]:
+def _example_message(e: UnexpectedInput, parser: Lark, builder: Builder) -> Optional[str]:
     """The label of the first example that fails in the same parser state.
 
     States are compared by the LALR state on top of the stack and what it
@@ -351,9 +364,9 @@ def _example_message(e, parser, builder) -> Optional[str]:
     return None
 
 
-def _unexpected_token(e, text: str, file: str, parser) -> None:
+def _unexpected_token(e: UnexpectedToken, text: str, file: str, parser: Lark) -> None:
     tok = e.token
-    builder = _BUILDER
+    builder = _builder()  # (made by _parser before any parse)
     if tok.type == "$END":
         line, col = _end_position(text)
         span = Span(file, line, col, line, col + 1)
@@ -383,7 +396,7 @@ _ALIASES = {"depends_on": "after", "depends": "after", "needs": "after", "requir
             "parallelism": "concurrency", "on_failure": "on failure", "on_success": "on success"}
 
 
-def _statement_guess(word: str, expected) -> Optional[str]:
+def _statement_guess(word: str, expected: Iterable[str]) -> Optional[str]:
     """The statement an unknown word most likely means, if statements were expected there."""
     from .diagnostics import did_you_mean
 
@@ -400,8 +413,8 @@ def _statement_guess(word: str, expected) -> Optional[str]:
 _WORD_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_"
 
 
-def _unexpected_character(e, text: str, file: str, parser) -> None:
-    pos = e.pos_in_stream
+def _unexpected_character(e: UnexpectedCharacters, text: str, file: str, parser: Lark) -> None:
+    pos: int = e.pos_in_stream  # type: ignore[assignment]  # lark's class says None; its lexer sets the index
     line, col = e.line, e.column
     ch = text[pos] if pos < len(text) else ""
     if ch == '"':

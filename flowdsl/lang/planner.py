@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from typing import Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 
-def iter_refs(expr) -> Iterator[ir.Ref]:
+def iter_refs(expr: Optional[ir.Expr]) -> Iterator[ir.Ref]:
     """Every reference inside an expression, interpolated fields included."""
     stack = [expr]
     while stack:
@@ -44,7 +44,7 @@ def iter_refs(expr) -> Iterator[ir.Ref]:
             stack.append(node.operand)
 
 
-def iter_templates(expr) -> Iterator[ir.Template]:
+def iter_templates(expr: Optional[ir.Expr]) -> Iterator[ir.Template]:
     """Every string inside an expression."""
     stack = [expr]
     while stack:
@@ -57,13 +57,13 @@ def iter_templates(expr) -> Iterator[ir.Template]:
             stack.extend(e.value for e in node.entries)
 
 
-def action_exprs(action) -> List:
+def action_exprs(action: Optional[ir.Action]) -> List[Optional[ir.Expr]]:
     if isinstance(action, ir.ShAction):
         return [action.command]
     if isinstance(action, ir.ExecAction):
         return [action.argv]
-    if isinstance(action, ir.WaitAction) and action.kind != "run":
-        return [action.target]
+    if isinstance(action, ir.WaitAction) and action.kind != "run" and isinstance(action.target, ir.Template):
+        return [action.target]  # a file pattern or a command (`run`'s is a CallableRef)
     return []
 
 
@@ -274,7 +274,7 @@ class Plan:
         return list(self.tasks)
 
 
-finish(globals())
+finish()
 
 
 def effective(task: ir.Task, defaults: ir.Settings) -> ir.Settings:

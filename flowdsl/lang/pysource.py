@@ -34,7 +34,7 @@ class Signature:
     has_run: bool = True  # for classes: defines run()
 
 
-finish(globals())
+finish()
 
 
 class ModuleSource:
@@ -82,7 +82,7 @@ class SourceIndex:
             self._modules[dotted] = self._find(dotted)
         return self._modules[dotted]
 
-    def _find(self, dotted: str):
+    def _find(self, dotted: str) -> Optional[Union[ModuleSource, str]]:
         parts = dotted.split(".")
         for d in self.pipeline_dirs:
             base = os.path.join(d, *parts)

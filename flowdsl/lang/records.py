@@ -13,14 +13,14 @@ module is compiled in a single `exec` by `finish()`.
         file: str
         line: int
 
-    finish(globals())
+    finish()
 """
 
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Dict, List, Optional, TypeVar
+    from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
     from typing_extensions import dataclass_transform
 
@@ -31,19 +31,22 @@ else:
 
 
 _set = object.__setattr__
-_pending: List[type] = []
+_pending: List[Type[Record]] = []
 
 
 class Factory:
-    """A default made anew for each record: `defaults: Settings = Factory(Settings)`."""
+    """A default made anew for each record: `defaults: Settings = Factory(factory=Settings)`.
 
-    def __init__(self, make) -> None:
-        self.make = make
+    `factory` by name: the argument that dataclass_transform has type checkers read as a field's default."""
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.make = factory
 
 
 class Record:
     __slots__ = ()
-    _fields: tuple = ()
+    _fields: Tuple[str, ...] = ()
+    _defaults: Dict[str, Any]  # set by @record on each record class
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"cannot assign to field `{name}`: {type(self).__name__} is frozen")
@@ -63,7 +66,7 @@ class Record:
         inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({inner})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Type[Record], Tuple[Any, ...]]:
         return (type(self), tuple(getattr(self, f) for f in self._fields))
 
 
@@ -83,7 +86,7 @@ def record(cls: type[T]) -> type[T]:
     return new
 
 
-def fields(node: Any) -> tuple:
+def fields(node: Record) -> Tuple[str, ...]:
     return node._fields
 
 
@@ -124,7 +127,7 @@ def _precompiled(text: str) -> Any:
     return _precompiled_code.get(text)
 
 
-def finish(namespace: Dict[str, Any]) -> None:
+def finish() -> None:
     """Compile the `__init__` of every record made since the last call, in one go."""
     source: List[str] = []
     env: Dict[str, Any] = {"_set": _set, "Factory": Factory}
@@ -149,4 +152,3 @@ def finish(namespace: Dict[str, Any]) -> None:
         init.__qualname__ = f"{cls.__qualname__}.__init__"
         type.__setattr__(cls, "__init__", init)
     _pending.clear()
-    _ = namespace

@@ -94,13 +94,13 @@ def compose(parts: Sequence[Union[str, Value]]) -> Tuple[str, Dict[str, str]]:
     key: List[Optional[str]] = []
     values: List[Value] = []
     for p in parts:
-        if type(p) is str:
+        if isinstance(p, str):
             key.append(p)
         else:
             key.append(None)
             values.append(p)
     if not values:
-        return "".join(parts), {}  # nothing to place: the text as written
+        return "".join(parts), {}  # type: ignore[arg-type]  # no Value in them: the text as written
     # A template is read once: where its fields stand does not depend on their
     # values (reading it char by char cost 30 us a task; filling in its plan 4).
     plan = _PLANS.get(tuple(key), _UNREAD)
@@ -112,24 +112,25 @@ def compose(parts: Sequence[Union[str, Value]]) -> Tuple[str, Dict[str, str]]:
     if plan is None:  # a field in a here-document: its lines are checked with the values
         scanner = _Scanner(parts)
         scanner.run()
-        return "".join(scanner.out), scanner.env
-    if type(plan) is str:  # whatever the values, that template is refused
+        return "".join(scanner.out), scanner.env  # type: ignore[arg-type]  # not planning: no _Slot in it
+    if isinstance(plan, str):  # whatever the values, that template is refused
         raise PlacementError(_FIELD_MARK.sub(lambda m: values[int(m.group(1))].shown, plan))
     env: Dict[str, str] = {}
     out = []
     for x in plan:
-        out.append(x if type(x) is str else field_text(values[x.index], x.kind, env))
+        out.append(x if isinstance(x, str) else field_text(values[x.field], x.kind, env))
     return "".join(out), env
 
 
-_UNREAD = object()
+_UNREAD: Any = object()  # no plan yet (a sentinel, which no type tells from the plans)
 _FIELD_MARK = re.compile("{\0([0-9]+)\0}")
-_PLANS: Dict[tuple, Union[List[Union[str, _Slot]], str, None]] = {}
+_PLANS: Dict[Tuple[Optional[str], ...], Union[List[Union[str, _Slot]], str, None]] = {}
 _PLANS_KEPT = 1024  # templates: a program has one per `sh` command
 
 
 def _plan(parts: Sequence[Union[str, Value]]) -> Union[List[Union[str, _Slot]], str, None]:
     """The template read once: its text with a slot per field; the refusal's message; or None (read each time)."""
+    marks: List[Union[str, Value]]
     marks, fields = [], 0  # each field named by a mark in a refusal's message, replaced when it is raised
     for p in parts:
         if isinstance(p, Value):
@@ -164,7 +165,7 @@ class _Scanner:
             else:
                 self.seq.extend(p)
         self.i = 0
-        self.out: List[str] = []
+        self.out: List[Union[str, _Slot]] = []  # _Slots only when planning
         self.stack = [_Frame(TOP)]
         self.env: Dict[str, str] = {}
         self.pending: List[_HereDoc] = []  # here-documents whose bodies start after this line
@@ -411,9 +412,11 @@ class _Scanner:
         if strip:
             self.put("-")
             self.i += 1
-        while self.peek(0) is not None and self.peek(0) in (" ", "\t"):
-            self.put(self.peek(0))
+        c = self.peek(0)
+        while isinstance(c, str) and c in (" ", "\t"):
+            self.put(c)
             self.i += 1
+            c = self.peek(0)
         delimiter, quoted, quote = "", False, None
         while True:
             c = self.peek(0)
@@ -498,7 +501,7 @@ class _Scanner:
 class _Slot(NamedTuple):
     """Where a template's field goes in its cached plan, and the state it stands in there."""
 
-    index: int
+    field: int  # its number: the index of its value
     kind: str
 
 

@@ -10,7 +10,7 @@ import re
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:  # imported by the functions that need it: durations (every file has some) do not
     from datetime import datetime, tzinfo
-    from typing import Optional
+    from typing import Dict, Optional
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION_PART = re.compile(r"(\d[\d_]*)(ms|s|m|h|d|w)")
@@ -70,8 +70,8 @@ def zone(name: str) -> tzinfo:
     return found
 
 
-_BUNDLED: Optional[dict] = None  # {key: TZif bytes}, read from flow.pyz on first need
-_BUNDLED_ZONES: dict = {}  # one object per key, as ZoneInfo(key) gives
+_BUNDLED: Optional[Dict[str, bytes]] = None  # {key: TZif bytes}, read from flow.pyz on first need
+_BUNDLED_ZONES: Dict[str, tzinfo] = {}  # one object per key, as ZoneInfo(key) gives
 
 
 def _bundled_zone(name: str) -> Optional[tzinfo]:
@@ -86,7 +86,7 @@ def _bundled_zone(name: str) -> Optional[tzinfo]:
     return _BUNDLED_ZONES[name]
 
 
-def _bundled_data() -> dict:
+def _bundled_data() -> Dict[str, bytes]:
     """The zones of the tzdata copy that build_zipapp.py puts in flow.pyz (none outside it)."""
     global _BUNDLED
     if _BUNDLED is None:

@@ -13,11 +13,12 @@ import re
 from . import ir, planner
 from .diagnostics import Diagnostic, did_you_mean
 from .ir import RESERVED, RUN_VALUES, Span
-from .pysource import OPAQUE, SourceIndex, lookup, signature
+from .pysource import SourceIndex, lookup, signature
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+    from datetime import datetime
+    from typing import Dict, FrozenSet, Iterable, List, Optional, Sequence, Set, Tuple
 
 # the kinds of literals, for comparisons that can never hold: an int, a float and a duration compare as numbers
 _KIND_WORDS = {"boolean": "a boolean", "integer": "a number", "float": "a number", "duration": "a number",
@@ -41,7 +42,8 @@ class Validator:
         dirs = [os.path.normpath(os.path.join(base, p.text)) for p in self.pipeline.pythonpath if p.is_constant]
         self.sources = SourceIndex([base] + dirs)
         self.called: List[str] = []  # the .flow files `call` tasks name, read for their params
-        self.children: Dict[str, tuple] = {}  # a called file -> (its program, its errors), checked once
+        # a called file -> (its program, its errors), checked once
+        self.children: Dict[str, Tuple[Optional[ir.Program], List[Diagnostic]]] = {}
         self.calling: Tuple[str, ...] = ()  # the files whose `call`s led here: a cycle is an error
 
     def report(self, code: str, message: str, span: Span, hint: Optional[str] = None) -> None:
@@ -213,8 +215,9 @@ class Validator:
                 self.report("E201", f"`after` names unknown task `{name.name}`", name.span,
                             did_you_mean(name.name, self.tasks))
         action = task.action
+        # a `wait run`'s target is a CallableRef (`wait file`'s and `wait sh`'s are Templates)
         callable_ = action.callable if isinstance(action, ir.RunAction) else \
-            action.target if isinstance(action, ir.WaitAction) and action.kind == "run" else None
+            action.target if isinstance(action, ir.WaitAction) and isinstance(action.target, ir.CallableRef) else None
         if callable_ is not None:
             self.check_callable(callable_, task.args)
             if task.settings.output is not None:
@@ -246,7 +249,7 @@ class Validator:
             self.report("E101", "`foreach` needs a list", f.items.span,
                         "a list literal, a param holding a list, or an upstream task's result")
 
-    def known(self, expr):
+    def known(self, expr: ir.Expr) -> ir.Expr:
         """The literal an expression stands for where validate can see it (a param's default), else itself."""
         if isinstance(expr, ir.Ref) and expr.name == "params" and len(expr.path) == 1:
             entry = self.params.get(expr.path[0]) if isinstance(expr.path[0], str) else None
@@ -254,7 +257,7 @@ class Validator:
                 return entry.value
         return expr
 
-    def check_shell(self, e) -> None:
+    def check_shell(self, e: ir.Expr) -> None:
         """`shell ["prog", "arg", ...]`: a non-empty list of constant strings."""
         if not isinstance(e, ir.ListExpr):
             self.report("E101", "`shell` takes a list such as [\"bash\", \"-eu\", \"-o\", \"pipefail\", \"-c\"]",
@@ -266,9 +269,9 @@ class Validator:
             if not (isinstance(item, ir.Template) and item.is_constant):
                 self.report("E101", "each `shell` argument is a constant string", item.span)
 
-    def check_condition(self, expr) -> None:
+    def check_condition(self, expr: ir.Expr) -> None:
         """Comparisons between literals that can never hold, and `in` where the right side cannot hold anything."""
-        stack = [expr]
+        stack: List[ir.Expr] = [expr]
         while stack:
             node = stack.pop()
             if isinstance(node, ir.BoolOp):
@@ -287,7 +290,7 @@ class Validator:
                                 f"values of different kinds are never equal: this is always {always}" if always
                                 else "values of different kinds cannot be ordered: the run would fail here")
 
-    def check_formats(self, expr) -> None:
+    def check_formats(self, expr: Optional[ir.Expr]) -> None:
         """A date format (`{x:%Y}`) on a value validate knows is not a date: run.date, run.id, a text param."""
         for node in planner.iter_templates(expr):
             for part in node.parts:
@@ -365,7 +368,7 @@ class Validator:
                             args.span if args else action.span, f"give it: with {{ {key} = ... }}")
 
 
-    def check_argv(self, argv) -> None:
+    def check_argv(self, argv: ir.Expr) -> None:
         if isinstance(argv, ir.ListExpr):
             if not argv.items:
                 self.report("E102", "`exec` needs at least the program to run", argv.span)
@@ -454,7 +457,8 @@ class Validator:
     def check_callable(self, c: ir.CallableRef, args: Optional[ir.MapExpr], hook: bool = False) -> None:
         source = self.sources.module(c.module)
         top = c.module.split(".")[0]
-        if top in _stdlib_names() and source is not None and source != OPAQUE and not source.error and \
+        # a str from module() or lookup() is OPAQUE
+        if top in _stdlib_names() and source is not None and not isinstance(source, str) and not source.error and \
                 any(os.path.dirname(source.path) == d or source.path.startswith(os.path.join(d, top) + os.sep)
                     for d in self.sources.pipeline_dirs):
             self.report("W106", f"module `{top}` has the name of a Python standard module", c.span,
@@ -465,7 +469,7 @@ class Validator:
                         "looked in " + ", ".join(self.sources.pipeline_dirs) + " and on the Python path; "
                         "add its folder with `pythonpath \"dir\"`")
             return
-        if source == OPAQUE:
+        if isinstance(source, str):  # OPAQUE
             return
         if source.error:
             self.report("E405", f"module `{c.module}` cannot be read: {source.error}", c.span)
@@ -476,7 +480,7 @@ class Validator:
             self.report("E402", f"`{c.attr}` is not defined in {os.path.relpath(source.path)}", c.span,
                         did_you_mean(top, [n for n in source.names if not n.startswith("_")]))
             return
-        if node == OPAQUE:
+        if isinstance(node, str):  # OPAQUE
             return
         sig = signature(node, bound="." in c.attr)
         if sig is None:
@@ -532,7 +536,7 @@ class Validator:
 
     # ---- values ----------------------------------------------------------------
 
-    def constant(self, t: ir.Template, what: str) -> Optional[str]:
+    def constant(self, t: ir.Expr, what: str) -> Optional[str]:
         if not isinstance(t, ir.Template):
             self.report("E101", f"{what} must be a string", t.span)
             return None
@@ -550,7 +554,7 @@ class Validator:
             if bad is not None:
                 self.report(bad.code, str(bad), t.span, "e.g. \"tcp://scheduler.internal:8786\"")
 
-    def iso(self, t: ir.Template):
+    def iso(self, t: ir.Expr) -> Optional[datetime]:
         from .timeutil import parse_iso
 
         text = self.constant(t, "a date")
@@ -572,20 +576,20 @@ class Validator:
             except ValueError as e:
                 self.report("E104", str(e), t.span, "an IANA name such as Europe/Berlin or America/New_York")
 
-    def duration(self, e, what: str, positive: bool) -> None:
+    def duration(self, e: ir.Expr, what: str, positive: bool) -> None:
         if not isinstance(e, ir.Duration):
             self.report("E101", f"{what} must be a duration", e.span,
                         "write it like 500ms, 30s, 5m, 2h, 1d or 1h30m")
         elif positive and e.seconds <= 0:
             self.report("E102", f"{what} must be longer than zero", e.span)
 
-    def whole_number(self, e, what: str, minimum: int) -> None:
+    def whole_number(self, e: ir.Expr, what: str, minimum: int) -> None:
         if not (isinstance(e, ir.Literal) and isinstance(e.value, int) and not isinstance(e.value, bool)):
             self.report("E101", f"{what} must be a whole number", e.span)
         elif e.value < minimum:
             self.report("E102", f"{what} must be at least {minimum}, not {e.value}", e.span)
 
-    def number(self, e, what: str, low: float, high: Optional[float], hint: str) -> None:
+    def number(self, e: ir.Expr, what: str, low: float, high: Optional[float], hint: str) -> None:
         if not (isinstance(e, ir.Literal) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool)):
             self.report("E101", f"{what} must be a number", e.span, hint)
         elif e.value < low or (high is not None and e.value > high):
@@ -598,7 +602,7 @@ def _date_format(fmt: str) -> bool:
     return any(fmt[i] == "%" and fmt[i + 1].isalpha() for i in range(len(fmt) - 1))
 
 
-def _literal_kind(expr) -> Optional[str]:
+def _literal_kind(expr: ir.Expr) -> Optional[str]:
     """What kind of value a literal expression holds, in words (None: not a literal, known only at run
     time). The kinds are typed params' (a duration is its seconds: a number, as an int and a float are)."""
     if not isinstance(expr, (ir.Literal, ir.Template, ir.ListExpr, ir.MapExpr, ir.Duration)):
@@ -608,10 +612,10 @@ def _literal_kind(expr) -> Optional[str]:
     return _KIND_WORDS[kind_of(expr)]
 
 
-_STDLIB: list = []  # the standard library's module names, once looked up
+_STDLIB: List[FrozenSet[str]] = []  # the standard library's module names, once looked up
 
 
-def _stdlib_names() -> frozenset:
+def _stdlib_names() -> FrozenSet[str]:
     if _STDLIB:
         return _STDLIB[0]
     import sys
@@ -641,9 +645,9 @@ def validate(program: ir.Program, targets: Iterable[str] = (), modules: Optional
     return diagnostics
 
 
-def _after_dollar(exprs) -> set:
+def _after_dollar(exprs: Iterable[Optional[ir.Expr]]) -> Set[int]:
     """ids of the references written as `${NAME}` in the strings of these expressions."""
-    found: set = set()
+    found: Set[int] = set()
     stack = list(exprs)
     while stack:
         node = stack.pop()

@@ -16,7 +16,7 @@ import os
 import shlex
 import stat
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
+from typing import Any, Collection, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple, Type, Union
 
 from . import ir, shellquote
 
@@ -28,11 +28,11 @@ class EvalError(Exception):
         super().__init__(message)
         self.span = span
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Type[EvalError], Tuple[str, Optional[ir.Span]]]:
         return (EvalError, (str(self), self.span))
 
 
-def mask(text: str, secrets) -> str:
+def mask(text: str, secrets: Optional[Collection[str]]) -> str:
     """`text` with every secret value in it replaced by `***` (longest first)."""
     if not secrets:
         return text
@@ -226,14 +226,16 @@ def compare(node: ir.Compare, left: Any, right: Any) -> bool:
         raise EvalError(f"`{op}` cannot order {_kind(left)} and {_kind(right)}", node.span)
     try:
         if op == "<":
-            return left < right
-        if op == "<=":
-            return left <= right
-        if op == ">":
-            return left > right
-        return left >= right
+            ordered: bool = left < right
+        elif op == "<=":
+            ordered = left <= right
+        elif op == ">":
+            ordered = left > right
+        else:
+            ordered = left >= right
     except TypeError as e:
         raise EvalError(f"`{op}`: {e}", node.span) from None
+    return ordered
 
 
 class MissingSecret(EvalError):
@@ -360,7 +362,7 @@ def resolve(ref: ir.Ref, scope: Scope) -> Any:
         value, where = scope.params, "params"
         if scope.used is not None and scope.secrets.params:  # a param's secret is used where the param is
             for key in ref.path[:1] or scope.secrets.params:
-                scope.used.update(scope.secrets.params.get(key, ()))
+                scope.used.update(scope.secrets.params.get(key, ()))  # type: ignore[arg-type]  # params[0] finds none
     elif ref.name == "run":
         value, where = scope.run, "run"
     elif ref.name in scope.results:
@@ -372,7 +374,7 @@ def resolve(ref: ir.Ref, scope: Scope) -> Any:
     return value
 
 
-def _step(value: Any, part, where: str, ref: ir.Ref):
+def _step(value: Any, part: Union[str, int], where: str, ref: ir.Ref) -> Tuple[Any, str]:
     shown = f"{where}[{part}]" if isinstance(part, int) else f"{where}.{part}"
     if isinstance(part, int):
         if isinstance(value, (list, tuple, str, bytes)):
@@ -449,9 +451,9 @@ def shell_command(t: ir.Template, scope: Scope) -> Tuple[str, Dict[str, str]]:
     returned with its value for the command's environment alone. Raises
     EvalError for a field that no quoting can keep literal where it stands.
     """
-    parts: list = []
+    parts: List[Union[str, shellquote.Value]] = []
     for part in t.parts:
-        if type(part) is str:
+        if isinstance(part, str):
             parts.append(part)
             continue
         text = field_text(part, scope)

@@ -9,7 +9,7 @@ attempt, into that task's list of attempts here.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import journal, state
 
@@ -62,7 +62,7 @@ def read_attempts(folder: str) -> Tuple[state.RunState, Dict[str, List[AttemptRe
     return run, attempts, last
 
 
-def _open_attempt(found, number: int) -> Optional[AttemptRecord]:
+def _open_attempt(found: Sequence[AttemptRecord], number: int) -> Optional[AttemptRecord]:
     for a in reversed(found):
         if a.number == number and a.finished is None:
             return a

@@ -25,7 +25,7 @@ import json
 import sys
 import zlib
 from itertools import chain
-from typing import Any, Optional
+from typing import Any, Optional, Tuple, Type
 
 import msgpack
 
@@ -153,7 +153,8 @@ def _ext_value(code: int, data: bytes) -> Any:
 def pack(value: Any) -> bytes:
     """msgpack bytes; raises ResultTypeError for a value it cannot carry."""
     try:
-        return msgpack.packb(value, default=_default, use_bin_type=True, strict_types=True, datetime=False)
+        return msgpack.packb(  # type: ignore[no-any-return]  # msgpack is untyped
+            value, default=_default, use_bin_type=True, strict_types=True, datetime=False)
     except (TypeError, ValueError, OverflowError) as e:
         if isinstance(e, ResultTypeError):
             raise
@@ -263,7 +264,7 @@ class Stored:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Type[Stored], Tuple[bytes]]:
         return Stored, (self.data,)
 
     def __repr__(self) -> str:
@@ -278,7 +279,7 @@ class Built:
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Type[Built], Tuple[Any]]:
         return Built, (self.value,)
 
 

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import journal, state
 from .state import journal_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10's
 
 
 class NoSuchRun(Exception):
@@ -39,7 +43,7 @@ def run_ids(state_root: str) -> List[str]:
     return sorted((n for n in names if state.is_run_id(n)), key=_time_key, reverse=True)
 
 
-def _time_key(run_id: str) -> tuple:
+def _time_key(run_id: str) -> Tuple[str, str]:
     name, _, rest = run_id.rpartition("-")  # <pipeline>-<time>-<hex>
     pipeline, _, stamp = name.rpartition("-")
     return (stamp, run_id)
@@ -115,7 +119,7 @@ _TEXTS = ("trigger", "logical_date")
 _NONE = type(None)
 
 
-def is_summary(line: Any, run_id: str) -> bool:
+def is_summary(line: Any, run_id: str) -> TypeGuard[Dict[str, Any]]:
     """Whether a summary.json is a run's line, of this run, with each field of the type flow writes.
 
     One that is not (a hand edit, `[]`, a list where a date goes) is not believed:
@@ -177,7 +181,7 @@ def _by_logical_date(group: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Newest logical date first (as instants: zones differ), then by id; a run without one last."""
     import datetime as dt
 
-    def key(line: Dict[str, Any]) -> tuple:
+    def key(line: Dict[str, Any]) -> Tuple[bool, float, str]:
         text = line.get("logical_date")
         try:
             when = dt.datetime.fromisoformat(text) if isinstance(text, str) else None
@@ -205,7 +209,8 @@ def latest(state_root: str, pipeline: Optional[str] = None) -> Optional[str]:
             first.append(run_id)
     if len(first) <= 1:
         return first[0] if first else unstarted
-    return _by_logical_date([summary(state_root, run_id) for run_id in first])[0]["run_id"]
+    newest: str = _by_logical_date([summary(state_root, run_id) for run_id in first])[0]["run_id"]
+    return newest
 
 
 def never_started(state_root: str, run_id: str) -> bool:
@@ -317,7 +322,7 @@ def _delete(folder: str) -> str:
     """Delete a run's folder: "" when it is gone, else why not (what stayed is said, never hidden)."""
     errors: List[str] = []
 
-    def failed(function, path, excinfo) -> None:
+    def failed(function: Callable[..., object], path: str, excinfo: object) -> None:
         error = excinfo[1] if isinstance(excinfo, tuple) else excinfo
         errors.append(f"{path}: {getattr(error, 'strerror', None) or error}")
 

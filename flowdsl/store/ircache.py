@@ -38,7 +38,12 @@ from ..lang.gcpause import paused
 
 TYPE_CHECKING = False  # typing's, without importing typing at run time (a few ms of every start)
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+    from typing import Any, Callable, Dict, List, NoReturn, Optional, Sequence, Tuple
+
+    from ..lang.loader import Loaded
+
+    Decoder = Callable[[Any, List[str]], Any]  # (an entry's data, its table of files) -> the IR it holds
+    Keep = Callable[..., None]  # what `checked` returns to cache the program: keep(background=True)
 
 # 3: JSON and an allow-list. Formats 1 and 2 were pickles, which could be made to run code:
 # named `.pickle`, they are never read, and deleted when an entry is written.
@@ -135,14 +140,14 @@ class _Corrupt(ValueError):
     """Not an entry this module wrote: ignored, and the program is checked afresh."""
 
 
-def _no_constant(name: str):
+def _no_constant(name: str) -> NoReturn:
     raise _Corrupt(name)  # NaN and Infinity: json's, not JSON's, and never in an entry
 
 
 _parse: Optional[Callable[[str], Any]] = None  # json's decoder refusing those: made once, not one a call
 
 
-def load(cache_dir: str, path: str, targets: Sequence[str]):
+def load(cache_dir: str, path: str, targets: Sequence[str]) -> Optional[Loaded]:
     """The cached `loader.Loaded` (program and warnings) if it is still true, else None."""
     global _parse
     if _parse is None:
@@ -194,10 +199,10 @@ def _classes() -> Dict[str, type]:
     return {name: getattr(diagnostics if name == "Diagnostic" else ir, name) for name in SCHEMA}
 
 
-_DECODERS: Dict[str, Callable] = {}
+_DECODERS: Dict[str, Decoder] = {}
 
 
-def _decoders() -> Dict[str, Callable]:
+def _decoders() -> Dict[str, Decoder]:
     """The decoders of SCHEMA and UNIONS by name, made once: `decode(data, files) -> the IR`.
 
     One function per class checks a record's list (its class name, its length,
@@ -209,9 +214,9 @@ def _decoders() -> Dict[str, Callable]:
         return _DECODERS
     from ..lang.ir import Span
 
-    decoders: Dict[str, Callable] = {}  # made whole, then kept
+    decoders: Dict[str, Decoder] = {}  # made whole, then kept
 
-    def span(a, files):
+    def span(a: Any, files: List[str]) -> Span:
         if type(a) is list and len(a) == 6 and a[0] == "Span":
             _, f, line, col, end_line, end_col = a
             if (type(f) is int and 0 <= f < len(files) and type(line) is int and type(col) is int
@@ -219,8 +224,9 @@ def _decoders() -> Dict[str, Callable]:
                 return Span(files[f], line, col, end_line, end_col)
         raise _Corrupt
 
-    def record(name: str, cls: type, size: int, plain: tuple, parts: list) -> Callable:
-        def decode(a, files):
+    def record(name: str, cls: type, size: int, plain: Tuple[Tuple[int, Tuple[type, ...]], ...],
+               parts: List[Tuple[int, bool, Decoder]]) -> Decoder:
+        def decode(a: Any, files: List[str]) -> Any:
             if type(a) is not list or len(a) != size or a[0] != name:
                 raise _Corrupt
             for i, types in plain:
@@ -233,11 +239,11 @@ def _decoders() -> Dict[str, Callable]:
 
         return decode
 
-    def union(members: tuple) -> Callable:
+    def union(members: Tuple[str, ...]) -> Decoder:
         plain = tuple(PLAIN[m][0] for m in members if m in PLAIN)
         named = tuple(m for m in members if m not in PLAIN)
 
-        def decode(a, files):
+        def decode(a: Any, files: List[str]) -> Any:
             if type(a) in plain:
                 return a
             if type(a) is list and a and type(a[0]) is str and a[0] in named:
@@ -246,22 +252,23 @@ def _decoders() -> Dict[str, Callable]:
 
         return decode
 
-    def sequence(item: Callable) -> Callable:
-        def decode(a, files):
+    def sequence(item: Decoder) -> Decoder:
+        def decode(a: Any, files: List[str]) -> Tuple[Any, ...]:
             if type(a) is not list:
                 raise _Corrupt
             return tuple([item(x, files) for x in a])
 
         return decode
 
-    unresolved = []  # (a record's parts, to fill once every decoder exists; [(field index, nullable, kind)])
+    # (a record's parts, to fill once every decoder exists; [(field index, nullable, kind)])
+    unresolved: List[Tuple[List[Tuple[int, bool, Decoder]], List[Tuple[int, bool, str]]]] = []
     for name, cls in _classes().items():
         if name == "Span":
             decoders[name] = span
             continue
         fields = [(i, kind.rstrip("?"), kind[-1] == "?") for i, kind in enumerate(SCHEMA[name], 1)]
         plain = tuple((i, PLAIN[base] + (type(None),) * nullable) for i, base, nullable in fields if base in PLAIN)
-        parts: list = []  # (field index, may be null, decoder)
+        parts: List[Tuple[int, bool, Decoder]] = []  # (field index, may be null, decoder)
         decoders[name] = record(name, cls, len(fields) + 1, plain, parts)
         unresolved.append((parts, [(i, nullable, base) for i, base, nullable in fields if base not in PLAIN]))
     for name, members in UNIONS.items():
@@ -305,7 +312,7 @@ def _encode(node: Any, files: Dict[str, int], classes: Dict[str, type]) -> Any:
     return [name] + [_encode(getattr(node, f), files, classes) for f in kind._fields]
 
 
-def encode_entry(targets: Sequence[str], deps: List[list], program: Any, warnings: Sequence[Any]) -> bytes:
+def encode_entry(targets: Sequence[str], deps: List[List[Any]], program: Any, warnings: Sequence[Any]) -> bytes:
     """An entry's bytes: the header line (targets and stamps), then the body line (the IR)."""
     import json
 
@@ -316,13 +323,14 @@ def encode_entry(targets: Sequence[str], deps: List[list], program: Any, warning
     return f"{text([MAGIC, FORMAT, list(targets), deps])}\n{text([list(files), *body])}\n".encode()
 
 
-def store(cache_dir: str, path: str, targets: Sequence[str], loaded, modules: List[str],
+def store(cache_dir: str, path: str, targets: Sequence[str], loaded: Loaded, modules: List[str],
           background: bool = False) -> None:
     """Keep a checked program without errors. Best effort: a cache that cannot be written is no cache.
 
     With `background`, a forked grandchild encodes and writes it at the
     lowest priority, so a big run neither waits for it nor shares a core with it.
     """
+    assert loaded.program is not None  # a program without errors: there is one
     deps = [[f, "flow", _stamp(f, "flow")] for f in loaded.program.files]
     deps += [[m, "py", _stamp(m, "py")] for m in sorted(set(modules))]
 
@@ -335,12 +343,12 @@ def store(cache_dir: str, path: str, targets: Sequence[str], loaded, modules: Li
         write()
 
 
-def keep_all(keeps: Sequence) -> None:
+def keep_all(keeps: Sequence[Keep]) -> None:
     """Call each function that `checked` returned, in one background process."""
     in_background(lambda: [keep(background=False) for keep in keeps])
 
 
-def in_background(work) -> None:
+def in_background(work: Callable[[], object]) -> None:
     """Do `work` in a forked grandchild at the lowest priority, so nobody waits for it or shares a core with it."""
     if not hasattr(os, "fork"):
         work()
@@ -363,7 +371,8 @@ def in_background(work) -> None:
         os._exit(0)
 
 
-def _write(cache_dir: str, path: str, targets: Sequence[str], deps: List[list], program, warnings) -> None:
+def _write(cache_dir: str, path: str, targets: Sequence[str], deps: List[List[Any]], program: Any,
+           warnings: Sequence[Any]) -> None:
     import tempfile
 
     from .state import ensure_private_dir
@@ -391,7 +400,7 @@ def _write(cache_dir: str, path: str, targets: Sequence[str], deps: List[list], 
             pass
 
 
-def checked(path: str, cache_dir: Optional[str], targets: Sequence[str] = ()):
+def checked(path: str, cache_dir: Optional[str], targets: Sequence[str] = ()) -> Tuple[Loaded, Optional[Keep]]:
     """`check(path)` through the cache: (the Loaded, a function that caches it, or None).
 
     The caller calls the function once it is sure to go on (a usage error

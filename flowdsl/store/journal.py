@@ -48,7 +48,7 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from typing import Any, Dict, Iterator, List, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple, Type
 
 import msgpack
 
@@ -73,6 +73,8 @@ class WriteError(OSError):
     record that cannot be written as any other failed write of the state folder.
     """
 
+    strerror: str  # the message, always (OSError's may be None)
+
     def __init__(self, path: str, error: OSError) -> None:
         super().__init__(error.errno, f"cannot write the journal {path}: {error.strerror or error}")
         self.error = error
@@ -81,7 +83,7 @@ class WriteError(OSError):
     def __str__(self) -> str:
         return self.strerror
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[str, int, str], WriteError], Tuple[str, Optional[int], Optional[str]]]:
         return _write_error, (self.path, self.error.errno, self.error.strerror)
 
 
@@ -240,7 +242,7 @@ class holding:
         self.path = path
         self.fd = -1
 
-    def __enter__(self):
+    def __enter__(self) -> Optional[int]:
         try:
             self.fd = _open(self.path, os.O_RDONLY)
         except FileNotFoundError:
@@ -258,7 +260,7 @@ class holding:
             raise
         return self.fd
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -367,7 +369,7 @@ _OPT_NUM = (int, float, type(None))
 _OPT_INT = (int, type(None))
 _OPT_LIST = (list, type(None))
 _OPT_ERROR = (dict, type(None))
-_FIELDS: Dict[str, Dict[str, Tuple[tuple, bool]]] = {
+_FIELDS: Dict[str, Dict[str, Tuple[Tuple[Type[Any], ...], bool]]] = {
     "run": {"pipeline": ((str,), True), "file": (_OPT_STR, False), "t": (_OPT_NUM, False),
             "pid": ((int, type(None)), False), "trigger": (_OPT_STR, False), "logical_date": (_OPT_STR, False),
             "params": ((dict, type(None)), False), "tasks": (_OPT_LIST, False), "targets": (_OPT_LIST, False),

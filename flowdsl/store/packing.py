@@ -16,6 +16,10 @@ import struct
 
 import msgpack
 
+TYPE_CHECKING = False  # typing's, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Sequence
+
 _B, _H, _I, _Q = struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I"), struct.Struct(">Q")
 _b, _h, _i, _q = struct.Struct(">b"), struct.Struct(">h"), struct.Struct(">i"), struct.Struct(">q")
 _D = struct.Struct(">d")
@@ -24,7 +28,7 @@ _FIXSTR = _FIX[0xA0:0xC0]
 _FIXINT = _FIX[:0x80]
 
 
-def _head(n: int, fix: int, fix_max: int, c8, c16: bytes, c32: bytes):
+def _head(n: int, fix: int, fix_max: int, c8: Optional[bytes], c16: bytes, c32: bytes) -> Optional[bytes]:
     """The header of a string, binary, array or map of length n (None past 32 bits: msgpack says why)."""
     if n <= fix_max:
         return _FIX[fix | n]
@@ -37,39 +41,40 @@ def _head(n: int, fix: int, fix_max: int, c8, c16: bytes, c32: bytes):
     return None
 
 
-def packer():
+def packer() -> Callable[[Any], bytes]:
     """A `pack(obj) -> bytes` for journal records: msgpack's C packer if it is there, else this module's."""
     if msgpack.Packer is not getattr(getattr(msgpack, "fallback", None), "Packer", None):
-        return msgpack.Packer(use_bin_type=True).pack
+        pack: Callable[[Any], bytes] = msgpack.Packer(use_bin_type=True).pack
+        return pack
     return Packer().pack
 
 
 class Packer:
     def __init__(self) -> None:
         self.other = msgpack.Packer(use_bin_type=True)  # for types this module does not write itself
-        self.by_type = {type(None): self._none, bool: self._bool, int: self._int, float: self._float,
-                        str: self._str, bytes: self._bytes, list: self._list, tuple: self._list,
-                        dict: self._dict}
+        self.by_type: Dict[type, Callable[[Any, List[bytes]], None]] = {
+            type(None): self._none, bool: self._bool, int: self._int, float: self._float,
+            str: self._str, bytes: self._bytes, list: self._list, tuple: self._list, dict: self._dict}
 
-    def pack(self, obj) -> bytes:
-        out: list = []
+    def pack(self, obj: Any) -> bytes:
+        out: List[bytes] = []
         self._pack(obj, out)
         return b"".join(out)
 
-    def _pack(self, obj, out: list) -> None:
+    def _pack(self, obj: Any, out: List[bytes]) -> None:
         write = self.by_type.get(type(obj))
         if write is None:
             out.append(self.other.pack(obj))  # subclasses, bytearray, ExtType...: msgpack decides
         else:
             write(obj, out)
 
-    def _none(self, obj, out: list) -> None:
+    def _none(self, obj: None, out: List[bytes]) -> None:
         out.append(b"\xc0")
 
-    def _bool(self, obj, out: list) -> None:
+    def _bool(self, obj: bool, out: List[bytes]) -> None:
         out.append(b"\xc3" if obj else b"\xc2")
 
-    def _int(self, n: int, out: list) -> None:
+    def _int(self, n: int, out: List[bytes]) -> None:
         if 0 <= n < 0x80:
             out.append(_FIXINT[n])
         elif -0x20 <= n < 0:
@@ -93,19 +98,19 @@ class Packer:
         else:
             out.append(self.other.pack(n))  # msgpack's own error for an integer it cannot hold
 
-    def _float(self, x: float, out: list) -> None:
+    def _float(self, x: float, out: List[bytes]) -> None:
         out.append(b"\xcb" + _D.pack(x))
 
-    def _str(self, s: str, out: list) -> None:
+    def _str(self, s: str, out: List[bytes]) -> None:
         data = s.encode("utf-8")
         head = _head(len(data), 0xA0, 0x1F, b"\xd9", b"\xda", b"\xdb")
         out.extend((head, data) if head else (self.other.pack(s),))
 
-    def _bytes(self, data: bytes, out: list) -> None:
+    def _bytes(self, data: bytes, out: List[bytes]) -> None:
         head = _head(len(data), 0, -1, b"\xc4", b"\xc5", b"\xc6")
         out.extend((head, data) if head else (self.other.pack(data),))
 
-    def _list(self, items, out: list) -> None:
+    def _list(self, items: Sequence[Any], out: List[bytes]) -> None:
         head = _head(len(items), 0x90, 0x0F, None, b"\xdc", b"\xdd")
         if head is None:
             out.append(self.other.pack(items))
@@ -115,7 +120,7 @@ class Packer:
         for item in items:
             pack(item, out)
 
-    def _dict(self, d: dict, out: list) -> None:
+    def _dict(self, d: Dict[Any, Any], out: List[bytes]) -> None:
         head = _head(len(d), 0x80, 0x0F, None, b"\xde", b"\xdf")
         if head is None:
             out.append(self.other.pack(d))

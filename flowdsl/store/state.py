@@ -32,10 +32,16 @@ import os
 import re
 import secrets as _random
 import stat
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set, Tuple, Type
 
 from ..lang.diagnostics import UsageError
 from . import codec, failures
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeGuard  # Python 3.10's
+
+    from ..lang.values import Secrets
 
 STATE_ENV = "FLOW_STATE_DIR"
 SNAPSHOT_VERSION = 3  # 2: task states carry their seq; 3: and their result's checksum, a big result by place
@@ -87,13 +93,15 @@ class Unsafe(OSError):
     failed write ("cannot start the run ...: <this message>"); `str()` is the message alone.
     """
 
+    strerror: str  # the message, always (OSError's may be None)
+
     def __init__(self, message: str, code: int = errno.EPERM) -> None:
         super().__init__(code, message)
 
     def __str__(self) -> str:
         return self.strerror
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Type[Unsafe], Tuple[str, Optional[int]]]:
         return type(self), (self.strerror, self.errno)
 
     @classmethod
@@ -122,7 +130,7 @@ _RUN_ID = re.compile(r"[\w-]+-[0-9]{8}T[0-9]{6}(?:[0-9]{3})?-[0-9a-f]{4}")
 MAX_NAME = 255  # bytes in one file name, on every file system flow is meant for
 
 
-def is_run_id(text: Any) -> bool:
+def is_run_id(text: Any) -> TypeGuard[str]:
     """Whether `text` has the shape of the ids `new_run_id` makes: one file name, no `/`, `..` or NUL.
 
     Every run id that becomes a path passes this: those listed in `runs/` (which is how an id typed
@@ -270,7 +278,7 @@ def write_atomic(path: str, data: bytes, sync: bool = False) -> None:
         raise
 
 
-_ISSUED: set = set()
+_ISSUED: Set[str] = set()
 
 
 def new_run_id(pipeline: str, now: dt.datetime) -> str:
@@ -541,11 +549,11 @@ class RunState:
         # found in one pass, in the order of the records that set them (`seq`, which is journal order).
         places: Dict[int, List[int]] = {}
         at = 0
-        for t in sorted((t for t in self.tasks.values() if t.result is not None
-                         and len(t.result) > SNAPSHOT_RESULT_BYTES), key=lambda t: t.seq):
-            found = journal.find(t.result, at)
+        for _, result in sorted(((t.seq, t.result) for t in self.tasks.values() if t.result is not None
+                                 and len(t.result) > SNAPSHOT_RESULT_BYTES), key=lambda p: p[0]):
+            found = journal.find(result, at)
             if found >= 0:
-                places[id(t.result)] = [found, len(t.result)]
+                places[id(result)] = [found, len(result)]
                 at = found
 
         def b64(data: Optional[bytes]) -> Any:
@@ -677,7 +685,7 @@ class RunState:
         data = self.tasks[key].result
         return None if data is None else codec.decode_result(data, allow_pickle)
 
-    def report(self, secrets=None, results: Optional[int] = None) -> Dict[str, Any]:
+    def report(self, secrets: Optional[Secrets] = None, results: Optional[int] = None) -> Dict[str, Any]:
         """The run report of cli.md. `results`: the largest stored result (in bytes) it shows; a larger one
         is null with its `result_bytes` beside it (None: every result; 0: none, for views that show none).
 
@@ -791,6 +799,9 @@ def _check_snapshot(data: Any) -> None:
 
     if not isinstance(data, dict):
         raise bad("the snapshot")
+    tasks: Any  # JSON, checked below
+    instances: Any
+    types: Tuple[type, ...]
     info, tasks, instances = data.get("info"), data.get("tasks"), data.get("instances")
     if not isinstance(info, dict) or not is_run_id(info.get("run_id")):
         raise bad("`info`")
