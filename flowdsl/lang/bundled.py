@@ -10,7 +10,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Dict, List
+    from typing import Any, Dict
 
 
 def marshalled(module_globals: Dict[str, Any], path: str) -> Any:
@@ -38,26 +38,3 @@ def root(module_globals: Dict[str, Any]) -> Any:
 
         return os.path.dirname(os.path.dirname(os.path.dirname(file)))
     return None
-
-
-def interpreter_data(tables: bytes, modules: List[str]) -> Dict[str, bytes]:
-    """What this interpreter compiles for itself, as marshal data, by the names the build gives the files:
-    the lexers' regular expressions (flowdsl.lang.frozen_re, from the grammar's `tables` as lark serializes
-    them) and the `__init__`s of the records that `modules` (names of flowdsl.lang's modules) define
-    (flowdsl.lang.records). For a bytecode tree of the archive, or its bytecode cache. Imports lark."""
-    import importlib
-    import marshal
-    from importlib._bootstrap_external import MAGIC_NUMBER
-
-    from lark import Lark
-
-    from . import frozen_re, records
-
-    data = marshal.loads(tables)
-    out = {"regexes": frozen_re.record(
-        Lark._load_from_dict(data["data"], data["memo"]))}  # type: ignore[no-untyped-call]  # private, unannotated
-    for name in sorted(modules):
-        importlib.import_module(name)
-    code = {text: compile(text, "<string>", "exec", dont_inherit=True) for text in records.SOURCES}
-    out["records"] = marshal.dumps({"magic": MAGIC_NUMBER, "code": marshal.dumps(code)}, 2)
-    return out

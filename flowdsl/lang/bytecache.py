@@ -33,6 +33,10 @@ import tempfile
 import time
 import zipfile
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List
+
 MANIFEST = "__pyc__/cache.json"  # the build's list: {"modules": [arcname.py], "data": [arcname]}
 STALE = 3600.0  # seconds after which a temporary folder left by a fill that died is removed
 
@@ -73,12 +77,33 @@ def _write(archive: str, work: str) -> None:
         for arc in manifest["data"]:
             _put(work, arc, z.read(arc))
         tables = z.read(manifest["tables"])
-    from .bundled import interpreter_data
-
     lang = [a[:-3].replace("/", ".") for a in manifest["modules"]
             if a.startswith("flowdsl/lang/") and a.count("/") == 2 and not a.rsplit("/", 1)[1].startswith("_")]
     for name, blob in interpreter_data(tables, lang).items():
         _put(work, manifest["interpreter_data"][name], blob)
+
+
+def interpreter_data(tables: bytes, modules: List[str]) -> Dict[str, bytes]:
+    """What this interpreter compiles for itself, as marshal data, by the names the build gives the files:
+    the lexers' regular expressions (flowdsl.lang.frozen_re, from the grammar's `tables` as lark serializes
+    them) and the `__init__`s of the records that `modules` (names of flowdsl.lang's modules) define
+    (flowdsl.lang.records). For a bytecode tree of the archive, or its bytecode cache. Imports lark."""
+    import importlib
+    import marshal
+    from importlib._bootstrap_external import MAGIC_NUMBER
+
+    from lark import Lark
+
+    from . import frozen_re, records
+
+    data = marshal.loads(tables)
+    out = {"regexes": frozen_re.record(
+        Lark._load_from_dict(data["data"], data["memo"]))}  # type: ignore[no-untyped-call]  # private, unannotated
+    for name in sorted(modules):
+        importlib.import_module(name)
+    code = {text: compile(text, "<string>", "exec", dont_inherit=True) for text in records.SOURCES}
+    out["records"] = marshal.dumps({"magic": MAGIC_NUMBER, "code": marshal.dumps(code)}, 2)
+    return out
 
 
 def _put(work: str, arc: str, data: bytes) -> None:
