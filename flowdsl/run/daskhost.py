@@ -24,7 +24,7 @@ bytes in the run's `results` codec, and the outcome leaves as a dict with
 the result's codec bytes and the attempt's log.
 
 Before it starts, an attempt must hold the claim of its key, which the
-run's plugin on the scheduler grants once (`Claims`): a second start of the
+run's plugin on the scheduler grants once (its `claim`, run.daskremote): a second start of the
 same key, which Dask makes after the worker it was on died, is refused
 without running anything, as is an attempt that reaches a thread after the
 run was interrupted. A worker asks as soon as an attempt is queued on it
