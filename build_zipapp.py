@@ -557,7 +557,7 @@ def compile_tree(py: Python, tree: str, modules: List[str], out: str) -> Dict[st
     """{arcname: pyc bytes} for every module, compiled by `py` in one fresh process."""
     jobs = [[os.path.join(tree, *m.split("/")), os.path.join(out, *m.split("/")) + "c", m] for m in sorted(modules)]
     ranges = ["-X", "no_debug_ranges"] if py.version[:2] >= (3, 11) else []
-    run([py.path, "-S", "-B", *ranges, program("compile_tree.py")], input=json.dumps(jobs).encode(),
+    run([py.path, "-S", "-B", *ranges, program("compile_tree.py"), tree], input=json.dumps(jobs).encode(),
         capture_output=True, timeout=600)
     return {f"{PYC_DIR}/{py.tag}/{m}c": read(os.path.join(out, *m.split("/")) + "c") for m in modules}
 

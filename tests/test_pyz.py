@@ -448,7 +448,7 @@ def run_cached(python, pyz, *args, env, cwd, umask=0o022):
 CACHE_PROBE = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[1])
-    from flowdsl.lang import _tables, frozen_re, records, timeutil
+    from flowdsl.lang import _tables, frozen_re, records, timeutil, values
     from flowdsl.lang.ir import Task
     import flowdsl.cli, lark
     print(json.dumps({
@@ -457,6 +457,8 @@ CACHE_PROBE = textwrap.dedent("""
         "regexes": frozen_re.load() is not None,
         "records": bool(records._precompiled_code),
         "zones": len(timeutil._bundled_data()),
+        "lean": values.mask.__annotations__ == {} and values.mask.__doc__ is None,  # as a tree holds them
+        "fields": list(Task.__annotations__)[:2],  # a record's, which its fields are made from
     }))
 """)
 
@@ -485,6 +487,7 @@ def test_an_interpreter_without_a_tree_fills_its_cache_once(pyz, bare_python, tm
     report = json.loads(probe.stdout)
     assert all(f.startswith(str(folder) + os.sep) and f.endswith(".pyc") for f in report["files"]), report
     assert report["tables"] and report["regexes"] and report["records"] and report["zones"] > 500, report
+    assert report["lean"] and report["fields"] == ["name", "name_span"], report
 
     again = run_cached(python, pyz, "validate", EXAMPLE, env=cache_env(cache), cwd=tmp_path)
     assert (again.returncode, again.stderr) == (0, ""), again.stdout + again.stderr

@@ -25,6 +25,7 @@ from the archive's sources; archive_main (zipbuild/) holds the other half.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -63,17 +64,44 @@ def fill(archive: str, target: str) -> bool:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def _write(archive: str, work: str) -> None:
+def compiled(source: bytes, shown: str) -> bytes:
+    """The .pyc of a module's `source` (an unchecked-hash pyc: no source beside it to check) as a bytecode
+    tree holds it, for the build's trees and for the cache alike: without docstrings, which flow never
+    reads, and without the annotations of functions' arguments and results, which nothing reads at run
+    time and which a module without `from __future__ import annotations` evaluates as it defines each
+    function (those of classes stay: records are made from them)."""
     import importlib._bootstrap_external as ext
     import importlib.util
 
+    tree = ast.parse(source, shown)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            node.returns = None
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]:
+                if arg is not None:
+                    arg.annotation = None
+        body = getattr(node, "body", None)
+        if isinstance(node, _DOCUMENTED) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            if len(body) > 1:
+                del body[0]
+            else:
+                body[0] = ast.copy_location(ast.Pass(), body[0])
+    code = compile(tree, shown, "exec", dont_inherit=True, optimize=0)
+    pyc: bytes = ext._code_to_hash_pyc(  # type: ignore[attr-defined]  # private: not in typeshed
+        code, importlib.util.source_hash(source), checked=False)
+    return pyc
+
+
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _write(archive: str, work: str) -> None:
     with zipfile.ZipFile(archive) as z:
         manifest = json.loads(z.read(MANIFEST))
         for arc in manifest["modules"]:
-            source = z.read(arc)
-            code = compile(source, arc, "exec", dont_inherit=True)
-            _put(work, arc + "c", ext._code_to_hash_pyc(  # type: ignore[attr-defined]  # private: not in typeshed
-                code, importlib.util.source_hash(source), checked=False))
+            _put(work, arc + "c", compiled(z.read(arc), arc))
         for arc in manifest["data"]:
             _put(work, arc, z.read(arc))
         tables = z.read(manifest["tables"])
