@@ -63,6 +63,8 @@ import time
 import zipfile
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from flowdsl.lang.bytecache import MANIFEST as CACHE_MANIFEST  # what an interpreter without a tree reads
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 LOCK = os.path.join(ROOT, "requirements", "pyz.txt")
 WHEEL_CACHE = os.path.join(ROOT, "build", "wheels")
@@ -80,7 +82,6 @@ WHEEL_TARGET = ["--only-binary", ":all:", "--platform", "manylinux2014_x86_64",
                 "--implementation", "cp", "--python-version", "3.9", "--abi", "cp39"]
 
 PYC_DIR = "__pyc__"
-CACHE_MANIFEST = "__pyc__/cache.json"  # flowdsl/lang/bytecache.py's MANIFEST
 # The interpreters that get a bytecode tree inside the archive, when the build machine has them (each
 # tree is about 0.5 MB of the archive): the oldest supported and two later ones. Any other interpreter
 # compiles a tree of its own once, into its bytecode cache (flowdsl/lang/bytecache.py).

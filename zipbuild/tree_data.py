@@ -14,8 +14,6 @@ tree = sys.argv[1]
 sys.path.insert(0, tree)
 from flowdsl.lang.bytecache import interpreter_data  # noqa: E402  (from the tree)
 
-lang = os.path.join(tree, "flowdsl", "lang")
-with open(os.path.join(lang, "_tables.marshal"), "rb") as f:
+with open(os.path.join(tree, "flowdsl", "lang", "_tables.marshal"), "rb") as f:
     tables = f.read()
-modules = ["flowdsl.lang." + n[:-3] for n in os.listdir(lang) if n.endswith(".py") and not n.startswith("_")]
-sys.stdout.buffer.write(marshal.dumps(interpreter_data(tables, modules), 2))
+sys.stdout.buffer.write(marshal.dumps(interpreter_data(tables), 2))

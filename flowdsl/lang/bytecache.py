@@ -29,14 +29,13 @@ import ast
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import zipfile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List
+    from typing import Dict
 
 MANIFEST = "__pyc__/cache.json"  # the build's list: {"modules": [arcname.py], "data": [arcname]}
 STALE = 3600.0  # seconds after which a temporary folder left by a fill that died is removed
@@ -58,10 +57,13 @@ def fill(archive: str, target: str) -> bool:
         _write(archive, work)
         os.rename(work, target)  # whole, or not at all (another process may have won: then its copy stays)
         return True
-    except (OSError, ValueError, SyntaxError, KeyError, ImportError):
+    except Exception:  # noqa: BLE001 (the command is done: whatever stops the cache leaves none, and no traceback)
         return False
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def compiled(source: bytes, shown: str) -> bytes:
@@ -94,9 +96,6 @@ def compiled(source: bytes, shown: str) -> bytes:
     return pyc
 
 
-_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-
-
 def _write(archive: str, work: str) -> None:
     with zipfile.ZipFile(archive) as z:
         manifest = json.loads(z.read(MANIFEST))
@@ -105,19 +104,18 @@ def _write(archive: str, work: str) -> None:
         for arc in manifest["data"]:
             _put(work, arc, z.read(arc))
         tables = z.read(manifest["tables"])
-    lang = [a[:-3].replace("/", ".") for a in manifest["modules"]
-            if a.startswith("flowdsl/lang/") and a.count("/") == 2 and not a.rsplit("/", 1)[1].startswith("_")]
-    for name, blob in interpreter_data(tables, lang).items():
+    for name, blob in interpreter_data(tables).items():
         _put(work, manifest["interpreter_data"][name], blob)
 
 
-def interpreter_data(tables: bytes, modules: List[str]) -> Dict[str, bytes]:
+def interpreter_data(tables: bytes) -> Dict[str, bytes]:
     """What this interpreter compiles for itself, as marshal data, by the names the build gives the files:
     the lexers' regular expressions (flowdsl.lang.frozen_re, from the grammar's `tables` as lark serializes
-    them) and the `__init__`s of the records that `modules` (names of flowdsl.lang's modules) define
-    (flowdsl.lang.records). For a bytecode tree of the archive, or its bytecode cache. Imports lark."""
+    them) and the `__init__`s of the records flowdsl.lang's modules define (flowdsl.lang.records: each is
+    imported). For a bytecode tree of the archive, or its bytecode cache. Imports lark."""
     import importlib
     import marshal
+    import pkgutil
     from importlib._bootstrap_external import MAGIC_NUMBER
 
     from lark import Lark
@@ -127,8 +125,9 @@ def interpreter_data(tables: bytes, modules: List[str]) -> Dict[str, bytes]:
     data = marshal.loads(tables)
     out = {"regexes": frozen_re.record(
         Lark._load_from_dict(data["data"], data["memo"]))}  # type: ignore[no-untyped-call]  # private, unannotated
-    for name in sorted(modules):
-        importlib.import_module(name)
+    for module in sorted(pkgutil.iter_modules(importlib.import_module(__package__).__path__), key=lambda m: m.name):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__package__}.{module.name}")
     code = {text: compile(text, "<string>", "exec", dont_inherit=True) for text in records.SOURCES}
     out["records"] = marshal.dumps({"magic": MAGIC_NUMBER, "code": marshal.dumps(code)}, 2)
     return out
@@ -155,7 +154,3 @@ def _clean(parent: str) -> None:
             continue
         if name.startswith(".fill-") and age > STALE:
             shutil.rmtree(path, ignore_errors=True)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(0 if fill(sys.argv[1], sys.argv[2]) else 1)
